@@ -1,0 +1,1 @@
+"""The ``cryoal`` command line (installed as :mod:`cryoal.cli`)."""

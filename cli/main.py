@@ -1,0 +1,85 @@
+"""The ``cryoal`` click group.
+
+Commands live one per module in this package and are imported lazily, so
+``cryoal --help`` stays fast and a command's heavy imports (torch, matplotlib) are paid
+only when it runs. Any :class:`cryoal.errors.CryoalError` becomes one line on stderr and
+exit code 2; ``cryoal --debug ...`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from cryoal._version import __version__
+from cryoal.errors import CryoalError
+
+#: command name -> "module:attribute" inside this package
+COMMANDS: dict[str, str] = {
+    "info": "info:info",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        command: click.Command = getattr(module, attr)
+        return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if args and name not in COMMANDS and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            ctx.fail(f"No such command '{name}'.{hint}")
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CryoalError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cryoal")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
+    """cryoal: pick the subtomograms worth labelling, by gradient-norm active learning.
+
+    \b
+    Example usage:
+      cryoal select --demo                      # the whole loop on built-in demo data
+      cryoal info subtomos/                     # what is in a folder of MRC files
+      cryoal select --volumes subtomos/ --budget 24 --project myproject/
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main() -> None:  # pragma: no cover - thin wrapper for python -m
+    cli(prog_name="cryoal")

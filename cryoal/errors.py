@@ -1,0 +1,66 @@
+"""Typed errors raised by cryoal.
+
+Every error a user can cause derives from :class:`CryoalError`. The command line turns
+any of them into one line on stderr and exit code 2 (``--debug`` shows the traceback).
+Messages say what was wrong, where (file, row, id) and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "CryoalError",
+    "EmptyPoolError",
+    "InvalidLabelsError",
+    "InvalidVolumeError",
+    "ManifestError",
+    "MissingDependencyError",
+    "PoolExhaustedError",
+    "ProjectError",
+    "ProjectLockedError",
+]
+
+
+class CryoalError(Exception):
+    """Base class of every error cryoal raises on purpose."""
+
+
+class InvalidVolumeError(CryoalError, ValueError):
+    """A volume file is unreadable, malformed, or inconsistent with its pool."""
+
+
+class InvalidLabelsError(CryoalError, ValueError):
+    """A labels, picks or predictions table is malformed or does not match the pool."""
+
+
+class ManifestError(CryoalError, ValueError):
+    """A dataset manifest does not follow the schema in :mod:`cryoal.manifests`."""
+
+
+class CheckpointError(CryoalError, ValueError):
+    """A model checkpoint is corrupt or incompatible with the data it is applied to."""
+
+
+class ConfigError(CryoalError, ValueError):
+    """An option or a combination of options is invalid."""
+
+
+class EmptyPoolError(CryoalError, ValueError):
+    """A pool holds no volumes (or no unlabelled volumes where some are required)."""
+
+
+class PoolExhaustedError(CryoalError, ValueError):
+    """More samples were requested than the unlabelled pool holds."""
+
+
+class ProjectError(CryoalError):
+    """An active-learning project directory is missing, damaged or not writable."""
+
+
+class ProjectLockedError(ProjectError):
+    """Another process is writing to the same project."""
+
+
+class MissingDependencyError(CryoalError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""

@@ -1,0 +1,1 @@
+"""Bundled dataset manifests (YAML), read through :mod:`cryoal.manifests`."""
