@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "CryoalError",
+    "CryoalWarning",
     "EmptyPoolError",
     "InvalidLabelsError",
     "InvalidVolumeError",
@@ -64,3 +65,11 @@ class ProjectLockedError(ProjectError):
 
 class MissingDependencyError(CryoalError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class CryoalWarning(UserWarning):
+    """Something was odd but cryoal carried on with a documented default.
+
+    Example: an MRC header with a zero voxel size (1.0 Å is used instead). Silence it with
+    ``warnings.filterwarnings("ignore", category=CryoalWarning)``.
+    """
