@@ -386,7 +386,7 @@ class Project:
     def _acquire_lock(self, timeout: float, poll: float) -> None:
         lock_file = self.path / "project.lock"
         try:
-            fh = open(lock_file, "a+", encoding="utf-8")  # noqa: SIM115 - held while locked
+            fh = open(lock_file, "a+", encoding="utf-8")
         except PermissionError as exc:
             raise ProjectError(
                 f"cannot write {lock_file}: permission denied; fix the permissions of {self.path}"
@@ -830,9 +830,7 @@ class Project:
                 "INSERT INTO picks(round, rank, id, score) VALUES (?, ?, ?, ?)",
                 [(n, rank, vid, s) for rank, (vid, s) in enumerate(picks, start=1)],
             )
-            conn.execute(
-                "UPDATE rounds SET status = 'scored', scored = ? WHERE n = ?", (_now(), n)
-            )
+            conn.execute("UPDATE rounds SET status = 'scored', scored = ? WHERE n = ?", (_now(), n))
 
     def mark_picked(self, n: int) -> None:
         """Record that round ``n`` wrote its picks, gallery and config."""
