@@ -1,0 +1,48 @@
+"""Cryo-ET physics and augmentation on torch tensors.
+
+Pure kernels (SNR noise, missing wedge, CTF, rotations, normalisation) batched over
+``(B, C, D, H, W)`` on any device; see :mod:`cryoal.transforms.functional` and
+docs/simulation.md for the physics and conventions.
+"""
+
+from __future__ import annotations
+
+from cryoal.transforms.functional import (
+    add_noise,
+    apply_ctf,
+    apply_missing_wedge,
+    ctf_1d,
+    ctf_3d,
+    ctf_zero_frequencies,
+    electron_wavelength,
+    euler_to_matrix,
+    matrix_to_euler,
+    measure_snr,
+    missing_wedge_mask,
+    normalize,
+    quaternion_to_matrix,
+    random_quaternion,
+    random_rotation,
+    rotate_volume,
+    tilt_angle_grid,
+)
+
+__all__ = [
+    "add_noise",
+    "apply_ctf",
+    "apply_missing_wedge",
+    "ctf_1d",
+    "ctf_3d",
+    "ctf_zero_frequencies",
+    "electron_wavelength",
+    "euler_to_matrix",
+    "matrix_to_euler",
+    "measure_snr",
+    "missing_wedge_mask",
+    "normalize",
+    "quaternion_to_matrix",
+    "random_quaternion",
+    "random_rotation",
+    "rotate_volume",
+    "tilt_angle_grid",
+]
