@@ -105,7 +105,8 @@ def write_gallery(
     )
     body = fig
     if title:
-        head, body = fig.subfigures(2, 1, height_ratios=[0.4, rows * block_h])
+        parts = np.asarray(fig.subfigures(2, 1, height_ratios=[0.4, rows * block_h]))
+        head, body = parts[0], parts[1]
         head.suptitle(title, fontsize=10, y=0.5, va="center")
     subfigs = np.asarray(body.subfigures(rows, columns, squeeze=False)).reshape(rows, columns)
     for i in range(rows * columns):

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,9 +242,7 @@ class Project:
             self._check_writable(self.path)
         try:
             if readonly:
-                self._conn = sqlite3.connect(
-                    f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0, isolation_level=None
-                )
+                self._conn = self._connect_readonly(db)
             else:
                 self._conn = sqlite3.connect(db, timeout=30.0, isolation_level=None)
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -270,6 +269,21 @@ class Project:
                     f"{SCHEMA_VERSION}; open it once with a writing command (e.g. cryoal select)"
                 )
             self._migrate(version)
+
+    @staticmethod
+    def _connect_readonly(db: Path) -> sqlite3.Connection:
+        uri = db.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.OperationalError:
+            # a WAL database in a directory we cannot write (no -shm file to create):
+            # nobody without write access can change it under us, so read it as immutable
+            conn.close()
+            conn = sqlite3.connect(
+                f"{uri}?mode=ro&immutable=1", uri=True, timeout=30.0, isolation_level=None
+            )
+        return conn
 
     # ------------------------------------------------------------------ basics
     @property
@@ -319,19 +333,24 @@ class Project:
             self._check_writable(self.path)
             for sub in ("models", "picks", "gallery", "config"):
                 (self.path / sub).mkdir(exist_ok=True)
-        except PermissionError as exc:
+        except OSError as exc:
             raise ProjectError(
-                f"cannot create project directory {self.path}: permission denied; "
+                f"cannot create project directory {self.path} ({exc.strerror}); "
                 "choose another --project or fix the permissions"
             ) from exc
 
     @staticmethod
     def _check_writable(path: Path) -> None:
-        if not os.access(path, os.W_OK | os.X_OK):
+        # a real probe: honours ACLs, read-only mounts and dropped capabilities
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path)
+        except OSError as exc:
             raise ProjectError(
-                f"project directory {path} is not writable; "
+                f"project directory {path} is not writable ({exc.strerror}); "
                 "choose another --project or fix the permissions (chmod u+w)"
-            )
+            ) from exc
+        os.close(fd)
+        os.unlink(probe)
 
     def _migrate(self, version: int) -> None:
         with self._transaction():

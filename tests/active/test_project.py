@@ -1,0 +1,267 @@
+"""Project: schema, pool registration, labels with history, rounds, lock."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from cryoal.active.project import SCHEMA_VERSION, PoolEntry, Project
+from cryoal.errors import (
+    EmptyPoolError,
+    InvalidLabelsError,
+    ProjectError,
+    ProjectLockedError,
+)
+
+BOX = (16, 16, 16)
+
+
+def _entries(n: int = 6) -> list[PoolEntry]:
+    return [PoolEntry(f"t/p{i:02d}.mrc", f"t/p{i:02d}.mrc", BOX, f"c{i}") for i in range(n)]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    proj = Project(tmp_path / "proj")
+    proj.register_pool(_entries(), root=tmp_path / "vols", voxel_size=10.0)
+    return proj
+
+
+def test_new_project_layout_schema_and_wal(tmp_path: Path) -> None:
+    proj = Project(tmp_path / "p")
+    assert proj.schema_version == SCHEMA_VERSION
+    for sub in ("models", "picks", "gallery", "config"):
+        assert (tmp_path / "p" / sub).is_dir()
+    mode = proj._conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    proj.close()
+    # reopening is idempotent
+    again = Project(tmp_path / "p", create=False)
+    assert again.schema_version == SCHEMA_VERSION
+    assert again.get_meta("created") is not None
+
+
+def test_missing_project_without_create(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match=r"no cryoal project at .*missing project.sqlite"):
+        Project(tmp_path / "nothing", create=False)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    Project(tmp_path / "p").close()
+    conn = sqlite3.connect(tmp_path / "p" / "project.sqlite")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(ProjectError, match="newer than this cryoal"):
+        Project(tmp_path / "p")
+
+
+def test_unversioned_database_is_migrated(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    sqlite3.connect(tmp_path / "p" / "project.sqlite").close()  # empty, user_version 0
+    proj = Project(tmp_path / "p")
+    assert proj.schema_version == SCHEMA_VERSION
+    assert proj.rounds() == []
+
+
+def test_garbage_database(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "project.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ProjectError, match="is not a readable cryoal project database"):
+        Project(tmp_path / "p")
+
+
+def _unprivileged(code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python ``code`` without the capabilities that let root ignore permissions."""
+    argv = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        if shutil.which("capsh") is None:
+            pytest.skip("running as root without capsh: cannot drop CAP_DAC_OVERRIDE")
+        argv = ["capsh", "--drop=cap_dac_override,cap_fowner", "--", "-c", shlex.join(argv)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_read_only_directory(tmp_path: Path) -> None:
+    Project(tmp_path / "p").close()
+    os.chmod(tmp_path / "p", 0o555)
+    try:
+        code = textwrap.dedent(
+            f"""
+            from cryoal.active.project import Project
+            from cryoal.errors import ProjectError
+            try:
+                Project({str(tmp_path / "p")!r})
+            except ProjectError as exc:
+                print("ERR", exc)
+            print("ROUNDS", Project({str(tmp_path / "p")!r}, readonly=True).rounds())
+            """
+        )
+        out = _unprivileged(code)
+        assert out.returncode == 0, out.stderr
+        assert (
+            f"ERR project directory {tmp_path / 'p'} is not writable (Permission denied)"
+            in out.stdout
+        )
+        assert "ROUNDS []" in out.stdout
+    finally:
+        os.chmod(tmp_path / "p", 0o755)
+
+
+def test_register_pool_idempotent_and_checks(project: Project, tmp_path: Path) -> None:
+    assert project.register_pool(_entries(), root=tmp_path / "vols", voxel_size=10.0) == 0
+    assert project.register_pool(_entries(8), root=tmp_path / "vols", voxel_size=10.0) == 2
+    assert project.pool_ids()[-1] == "t/p07.mrc"
+    with pytest.raises(
+        ProjectError, match=r"2 volume\(s\) registered .* missing .*first: t/p06.mrc"
+    ):
+        project.register_pool(_entries(6), root=tmp_path / "vols", voxel_size=10.0)
+    changed = _entries(8)
+    changed[3] = PoolEntry("t/p03.mrc", "t/p03.mrc", BOX, "other")
+    with pytest.raises(ProjectError, match=r"changed on disk .*first: t/p03.mrc"):
+        project.register_pool(changed, root=tmp_path / "vols", voxel_size=10.0)
+    with pytest.raises(ProjectError, match="was created for the volumes in"):
+        project.register_pool(_entries(8), root=tmp_path / "other", voxel_size=10.0)
+    with pytest.raises(EmptyPoolError, match="holds no volumes"):
+        project.register_pool([], root=tmp_path / "vols", voxel_size=10.0)
+
+
+def test_labels_added_unchanged_and_conflicts(project: Project) -> None:
+    rep = project.add_labels({"t/p00.mrc": "ribosome", "t/p01.mrc": "proteasome"})
+    assert rep.added == ["t/p00.mrc", "t/p01.mrc"]
+    assert rep.new_classes == ["proteasome", "ribosome"]
+    assert project.class_names == ["proteasome", "ribosome"]
+    rep = project.add_labels({"t/p00.mrc": "ribosome"})
+    assert rep.unchanged == ["t/p00.mrc"] and rep.added == []
+    with pytest.raises(InvalidLabelsError) as err:
+        project.add_labels({"t/p00.mrc": "proteasome", "t/p02.mrc": "ribosome"}, where="b.csv")
+    assert str(err.value) == (
+        "b.csv: 1 label(s) conflict with labels already in the project, e.g. id t/p00.mrc: "
+        "stored 'ribosome', new 'proteasome'; nothing was imported. Pass --overwrite to "
+        "replace them (the old labels are kept in history)"
+    )
+    assert "t/p02.mrc" not in project.label_map()  # all or nothing
+    rep = project.add_labels({"t/p00.mrc": "proteasome"}, overwrite=True, source="expert")
+    assert rep.overwritten == ["t/p00.mrc"]
+    assert project.label_map()["t/p00.mrc"] == "proteasome"
+    hist = project.label_history("t/p00.mrc")
+    assert [(h["label"], h["source"]) for h in hist] == [("ribosome", "import")]
+
+
+def test_label_map_as_of_sequence(project: Project) -> None:
+    project.add_labels({"t/p00.mrc": "a", "t/p01.mrc": "b"})
+    rnd = project.start_round(strategy="random", budget=1, seed=0, mode="train", config={})
+    project.add_labels({"t/p00.mrc": "b"}, overwrite=True)
+    project.add_labels({"t/p02.mrc": "a"})
+    assert project.label_map(as_of_seq=rnd.label_seq) == {"t/p00.mrc": "a", "t/p01.mrc": "b"}
+    assert project.label_map() == {"t/p00.mrc": "b", "t/p01.mrc": "b", "t/p02.mrc": "a"}
+
+
+def test_unknown_ids_and_empty_labels(project: Project) -> None:
+    with pytest.raises(InvalidLabelsError) as err:
+        project.add_labels({"x.mrc": "a", "t/p00.mrc": "a"}, where="l.csv")
+    assert str(err.value) == (
+        "l.csv: 1 id(s) are not in the project's pool, e.g. 'x.mrc' (pool ids look like "
+        "'t/p00.mrc'); ids are paths relative to the volumes folder"
+    ) or "1 id(s) are not in the project's pool, e.g. 'x.mrc'" in str(err.value)
+    with pytest.raises(InvalidLabelsError, match=r"row 1 \(id t/p00.mrc\) has an empty label"):
+        project.add_labels([("t/p00.mrc", " ")])
+    with pytest.raises(InvalidLabelsError, match="appears twice with different labels"):
+        project.add_labels([("t/p00.mrc", "a"), ("t/p00.mrc", "b")])
+
+
+def test_class_typo_suggests_nearest(project: Project) -> None:
+    project.add_labels({"t/p00.mrc": "ribosome", "t/p01.mrc": "proteasome"})
+    with pytest.raises(InvalidLabelsError) as err:
+        project.add_labels({"t/p02.mrc": "ribosom"}, where="new.csv")
+    assert str(err.value) == (
+        "new.csv: label 'ribosom' (id t/p02.mrc) is not a known class; did you mean "
+        "'ribosome'? Known classes: proteasome, ribosome. Fix the file, or pass "
+        "--allow-new-classes if it really is a new class"
+    )
+    with pytest.raises(InvalidLabelsError, match="did you mean 'proteasome'"):
+        project.add_labels({"t/p02.mrc": "Proteasome"})
+    # a clearly different name is a new class; a typo is accepted when forced
+    assert project.add_labels({"t/p02.mrc": "tric"}).new_classes == ["tric"]
+    project.add_labels({"t/p03.mrc": "ribosom"}, allow_new_classes=True)
+    assert project.class_names == ["proteasome", "ribosom", "ribosome", "tric"]
+
+
+def test_round_steps_scores_picks_and_accuracy(project: Project) -> None:
+    project.add_labels({"t/p00.mrc": "a", "t/p01.mrc": "b"})
+    rnd = project.start_round(strategy="entropy", budget=2, seed=3, mode="train", config={"x": 1})
+    assert (rnd.n, rnd.status, rnd.n_labels) == (1, "started", 2)
+    with pytest.raises(ProjectError, match=r"round 1 of .* is unfinished \(started\)"):
+        project.start_round(strategy="entropy", budget=2, seed=3, mode="train", config={})
+    with pytest.raises(ProjectError, match="cannot become 'scored'"):
+        project.record_scores(1, [], [])
+    project.mark_trained(1, "models/round-001.pt", {"train_accuracy": 1.0})
+    scores = [
+        ("t/p02.mrc", 0.9, "a", {"a": 0.6, "b": 0.4}),
+        ("t/p03.mrc", 0.5, "b", {"a": 0.3, "b": 0.7}),
+        ("t/p04.mrc", 0.1, "a", {"a": 0.9, "b": 0.1}),
+    ]
+    project.record_scores(1, scores, [("t/p02.mrc", 0.9), ("t/p03.mrc", 0.5)])
+    picks = project.picks(1)
+    assert [(p.rank, p.id, p.predicted) for p in picks] == [
+        (1, "t/p02.mrc", "a"),
+        (2, "t/p03.mrc", "b"),
+    ]
+    assert picks[1].probabilities == {"a": 0.3, "b": 0.7}
+    project.mark_picked(1)
+    assert project.get_round(1).reached("scored")
+    project.add_labels({"t/p02.mrc": "a", "t/p03.mrc": "a"}, source="expert")
+    assert project.pick_accuracy(1) == (1, 2)
+    assert project.label_counts() == {"a": 3, "b": 1}
+    assert project.start_round(strategy="entropy", budget=2, seed=3, mode="train", config={}).n == 2
+    project.discard_round(2)
+    assert project.latest_round().n == 1  # type: ignore[union-attr]
+    with pytest.raises(ProjectError, match="only an unfinished round can be discarded"):
+        project.discard_round(1)
+
+
+def test_second_writer_waits_then_fails(project: Project, tmp_path: Path) -> None:
+    flag = tmp_path / "locked"
+    holder = textwrap.dedent(
+        f"""
+        import time, pathlib
+        from cryoal.active.project import Project
+        p = Project({str(project.path)!r})
+        with p.lock():
+            pathlib.Path({str(flag)!r}).write_text("x")
+            time.sleep(30)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder])
+    try:
+        deadline = time.monotonic() + 30
+        while not flag.exists():
+            assert time.monotonic() < deadline, "lock holder did not start"
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        with pytest.raises(ProjectLockedError) as err, project.lock(timeout=0.5):
+            pass
+        assert time.monotonic() - t0 >= 0.5
+        assert f"pid {proc.pid}" in str(err.value)
+        assert "is being written by another process" in str(err.value)
+    finally:
+        proc.kill()
+        proc.wait()
+    # the kernel released the killed holder's lock
+    with project.lock(timeout=5):
+        project.add_labels({"t/p00.mrc": "a"})
+    assert project.label_map() == {"t/p00.mrc": "a"}
+
+
+def test_lock_is_reentrant(project: Project) -> None:
+    with project.lock(timeout=1), project.lock(timeout=1):
+        pass
+    with project.lock(timeout=1):
+        pass
