@@ -17,8 +17,6 @@ Conventions (see docs/simulation.md, "Physics"):
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 import torch.nn.functional as F
 
@@ -185,15 +183,22 @@ def matrix_to_euler(matrix: torch.Tensor) -> torch.Tensor:
     return out.to(dtype)
 
 
-@lru_cache(maxsize=32)
-def _centred_grid_cpu(shape: tuple[int, int, int]) -> torch.Tensor:
-    """Voxel coordinates minus the centre, ``(D, H, W, 3)`` in (x, y, z) order."""
+def _sampling_affine(rotations: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """``(B, 3, 4)`` affine map from output to input coordinates for :func:`F.affine_grid`.
+
+    In voxel indices ``i`` (x, y, z order) the source of output voxel ``i`` is
+    ``Rᵀ (i - c) + c``. ``affine_grid`` works in normalised coordinates
+    ``u = (2 i + 1) / N - 1`` (``align_corners=False``), i.e. ``i = S u + (N - 1) / 2`` with
+    ``S = diag(N / 2)``, so ``u_src = S⁻¹ Rᵀ S u + S⁻¹ (Rᵀ δ - δ)`` with ``δ = (N - 1)/2 - c``.
+    """
     d, h, w = shape
-    z = torch.arange(d, dtype=torch.float32) - d // 2
-    y = torch.arange(h, dtype=torch.float32) - h // 2
-    x = torch.arange(w, dtype=torch.float32) - w // 2
-    zz, yy, xx = torch.meshgrid(z, y, x, indexing="ij")
-    return torch.stack([xx, yy, zz], dim=-1)
+    rt = rotations.to(torch.float64).transpose(-1, -2)
+    n = torch.tensor([w, h, d], dtype=torch.float64, device=rt.device)
+    c = torch.tensor([w // 2, h // 2, d // 2], dtype=torch.float64, device=rt.device)
+    delta = (n - 1) / 2 - c
+    lin = rt * (n / 2).view(1, 3) / (n / 2).view(3, 1)
+    shift = (rt @ delta - delta) / (n / 2)
+    return torch.cat([lin, shift.unsqueeze(-1)], dim=-1)
 
 
 def rotate_volume(
@@ -258,20 +263,15 @@ def rotate_volume(
         )
     work_dtype = v.dtype if v.dtype in (torch.float32, torch.float64) else torch.float32
     v = v.to(work_dtype)
-    rot = rot.to(device=v.device, dtype=work_dtype)
-    grid0 = _centred_grid_cpu((d, h, w)).to(device=v.device, dtype=work_dtype)
-    # Row vectors p (x, y, z): source = Rᵀ p  <=>  p_row @ R.
-    src = torch.einsum("dhwj,bjk->bdhwk", grid0, rot)
-    centre = torch.tensor([w // 2, h // 2, d // 2], dtype=work_dtype, device=v.device)
-    size = torch.tensor([w, h, d], dtype=work_dtype, device=v.device)
-    # align_corners=False: index i sits at normalised (2 i + 1) / N - 1.
-    norm = (2 * (src + centre) + 1) / size - 1
-    if rot.shape[0] == 1 and b > 1:
-        norm = norm.expand(b, -1, -1, -1, -1)
+    grid = F.affine_grid(
+        _sampling_affine(rot, (d, h, w)).to(device=v.device, dtype=work_dtype).expand(b, 3, 4),
+        list(v.shape),
+        align_corners=False,
+    )
     if padding == "mean":
         mean = v.mean(dim=(-3, -2, -1), keepdim=True)
-        out = F.grid_sample(v - mean, norm, mode=mode, padding_mode="zeros", align_corners=False)
+        out = F.grid_sample(v - mean, grid, mode=mode, padding_mode="zeros", align_corners=False)
         out = out + mean
     else:
-        out = F.grid_sample(v, norm, mode=mode, padding_mode=padding, align_corners=False)
+        out = F.grid_sample(v, grid, mode=mode, padding_mode=padding, align_corners=False)
     return out.to(x.dtype).reshape(orig_shape)
