@@ -1,0 +1,45 @@
+"""Subtomogram I/O: MRC and HDF5 volumes, label tables, and the lazy VolumePool.
+
+Everything here validates what it reads and raises :class:`cryoal.errors.InvalidVolumeError`
+or :class:`cryoal.errors.InvalidLabelsError` with the file, row or id at fault. Writes
+are atomic.
+"""
+
+from __future__ import annotations
+
+from cryoal.io.hdf5 import HDF5_EXTENSIONS, Hdf5Volumes, is_hdf5_file, write_hdf5_pool
+from cryoal.io.labels import read_labels, read_table, validate_labels, write_labels, write_table
+from cryoal.io.mrc import (
+    STACK_EXTENSIONS,
+    VOLUME_EXTENSIONS,
+    MrcHeader,
+    Volume,
+    is_volume_file,
+    read_header,
+    read_volume,
+    write_volume,
+)
+from cryoal.io.pool import PoolDataset, PoolSummary, VolumePool
+
+__all__ = [
+    "HDF5_EXTENSIONS",
+    "STACK_EXTENSIONS",
+    "VOLUME_EXTENSIONS",
+    "Hdf5Volumes",
+    "MrcHeader",
+    "PoolDataset",
+    "PoolSummary",
+    "Volume",
+    "VolumePool",
+    "is_hdf5_file",
+    "is_volume_file",
+    "read_header",
+    "read_labels",
+    "read_table",
+    "read_volume",
+    "validate_labels",
+    "write_hdf5_pool",
+    "write_labels",
+    "write_table",
+    "write_volume",
+]

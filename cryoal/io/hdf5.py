@@ -1,0 +1,259 @@
+"""HDF5 pools: many subtomograms in one file, written streaming and read lazily.
+
+Layout (``format = "cryoal-pool"``, ``format_version = 1`` in the file attributes)::
+
+    /volumes   float32 (N, D, H, W), chunked one volume per chunk  (or (N, H, W) images)
+    /ids       optional UTF-8 strings (N,)  — stable ids; default "<file name>#<i>"
+    /labels    optional UTF-8 strings (N,)  — "" means unlabelled
+    attrs      voxel_size (Å), format, format_version, cryoal_version
+
+:class:`Hdf5Volumes` keeps one h5py handle per process, opened on first read. It drops
+the handle when pickled and reopens after a fork, so it works inside DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from cryoal._atomic import atomic_path
+from cryoal._version import __version__
+from cryoal.errors import InvalidLabelsError, InvalidVolumeError
+from cryoal.io.mrc import _check_finite
+
+__all__ = ["HDF5_EXTENSIONS", "Hdf5Volumes", "is_hdf5_file", "write_hdf5_pool"]
+
+#: file extensions read as HDF5 pools
+HDF5_EXTENSIONS: tuple[str, ...] = (".h5", ".hdf5", ".hdf")
+_FORMAT = "cryoal-pool"
+_GROW = 256
+
+
+def is_hdf5_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` has an HDF5 extension (``.h5``, ``.hdf5``, ``.hdf``)."""
+    return os.path.splitext(os.fspath(path).lower())[1] in HDF5_EXTENSIONS
+
+
+def write_hdf5_pool(
+    path: str | os.PathLike[str],
+    volumes: Iterable[np.ndarray | torch.Tensor],
+    ids: Sequence[str] | None = None,
+    labels: Sequence[str | None] | None = None,
+    voxel_size: float = 1.0,
+    *,
+    dataset: str = "volumes",
+) -> int:
+    """Stream volumes into an HDF5 pool, atomically.
+
+    Parameters
+    ----------
+    path
+        Target ``.h5``/``.hdf5`` file (replaced when the write succeeds).
+    volumes
+        Any iterable of arrays ``(D, H, W)`` (or ``(1, D, H, W)``, or 2D images
+        ``(H, W)``), all one shape; consumed one at a time, never held together.
+    ids
+        One unique id per volume, or None (ids become ``"<file name>#<i>"`` on reading).
+    labels
+        One label per volume (None or "" = unlabelled), or None.
+    voxel_size
+        Voxel size in Å (> 0).
+    dataset
+        Name of the volume dataset.
+
+    Returns
+    -------
+    int
+        The number of volumes written.
+
+    Raises
+    ------
+    InvalidVolumeError
+        No volumes, a volume of another shape, NaN/Inf values, voxel size ≤ 0.
+    InvalidLabelsError
+        ``ids`` or ``labels`` of the wrong length, or duplicate ids.
+    """
+    target = Path(path)
+    if not np.isfinite(voxel_size) or voxel_size <= 0:
+        raise InvalidVolumeError(f"{target}: voxel size must be > 0 Å, got {voxel_size}")
+    if ids is not None:
+        _check_unique(ids, target)
+    string = h5py.string_dtype("utf-8")
+    n = 0
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as fh:
+        dset: Any = None
+        box: tuple[int, ...] = ()
+        for i, vol in enumerate(volumes):
+            arr = vol.detach().cpu().numpy() if isinstance(vol, torch.Tensor) else np.asarray(vol)
+            if arr.ndim == 4 and arr.shape[0] == 1:
+                arr = arr[0]
+            if dset is None:
+                box = tuple(arr.shape)
+                if arr.ndim not in (2, 3):
+                    raise InvalidVolumeError(
+                        f"{target}: volume #0 has shape {arr.shape}; expected (D, H, W) or (H, W)"
+                    )
+                start = len(ids) if ids is not None else _GROW
+                dset = fh.create_dataset(
+                    dataset,
+                    shape=(start, *box),
+                    maxshape=(None, *box),
+                    chunks=(1, *box),
+                    dtype=np.float32,
+                )
+            elif tuple(arr.shape) != box:
+                raise InvalidVolumeError(
+                    f"{target}: volume #{i} has shape {arr.shape} but volume #0 has {box}; "
+                    "all volumes of a pool must share one box"
+                )
+            arr = arr.astype(np.float32, copy=False)
+            _check_finite(arr, f"{target}: volume #{i}", False)
+            if i >= dset.shape[0]:
+                dset.resize(dset.shape[0] + _GROW, axis=0)
+            dset[i] = arr
+            n = i + 1
+        if dset is None:
+            raise InvalidVolumeError(f"{target}: no volumes to write")
+        dset.resize(n, axis=0)
+        if ids is not None:
+            if len(ids) != n:
+                raise InvalidLabelsError(f"{target}: {len(ids)} ids for {n} volumes")
+            fh.create_dataset("ids", data=[str(s) for s in ids], dtype=string)
+        if labels is not None:
+            if len(labels) != n:
+                raise InvalidLabelsError(f"{target}: {len(labels)} labels for {n} volumes")
+            fh.create_dataset(
+                "labels", data=["" if s is None else str(s) for s in labels], dtype=string
+            )
+        fh.attrs["voxel_size"] = float(voxel_size)
+        fh.attrs["format"] = _FORMAT
+        fh.attrs["format_version"] = 1
+        fh.attrs["cryoal_version"] = __version__
+    return n
+
+
+def _check_unique(ids: Sequence[str], where: Path) -> None:
+    seen: dict[str, int] = {}
+    dups = []
+    for i, s in enumerate(ids):
+        if s in seen:
+            dups.append(f"#{i} {s!r} (also #{seen[s]})")
+        seen.setdefault(s, i)
+    if dups:
+        raise InvalidLabelsError(f"{where}: duplicate ids: {', '.join(dups[:5])}")
+
+
+class Hdf5Volumes:
+    """Lazy, fork-safe access to the volumes of one HDF5 pool.
+
+    Parameters
+    ----------
+    path
+        The HDF5 file.
+    dataset
+        Name of the ``(N, D, H, W)`` (or ``(N, H, W)``) dataset.
+
+    Attributes
+    ----------
+    path, dataset
+        As given.
+    item_shape
+        ``(D, H, W)`` or ``(H, W)``.
+    voxel_size
+        Å (the ``voxel_size`` attribute of the file or dataset; 1.0 when absent).
+    ids
+        The stored ids, or ``"<file name>#<i>"``.
+    labels
+        The stored labels (None for unlabelled), or None when the file has none.
+
+    Raises
+    ------
+    InvalidVolumeError
+        Missing file, not HDF5, missing dataset (the message lists those present),
+        wrong number of dimensions, ids/labels of the wrong length.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], dataset: str = "volumes") -> None:
+        self.path = Path(path)
+        self.dataset = dataset
+        self._handle: Any = None
+        self._pid = -1
+        if not self.path.exists():
+            raise InvalidVolumeError(f"{self.path}: file not found")
+        try:
+            fh = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise InvalidVolumeError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+        with fh:
+            if dataset not in fh or not isinstance(fh[dataset], h5py.Dataset):
+                present = sorted(k for k in fh if isinstance(fh[k], h5py.Dataset))
+                raise InvalidVolumeError(
+                    f"{self.path}: no dataset {dataset!r}; datasets present: "
+                    f"{', '.join(present) or '(none)'}; pass dataset=NAME"
+                )
+            dset = fh[dataset]
+            if dset.ndim not in (3, 4):
+                raise InvalidVolumeError(
+                    f"{self.path}: dataset {dataset!r} has shape {dset.shape}; expected "
+                    "(N, D, H, W) volumes or (N, H, W) images"
+                )
+            self.n = int(dset.shape[0])
+            self.item_shape: tuple[int, ...] = tuple(int(s) for s in dset.shape[1:])
+            vs = dset.attrs.get("voxel_size", fh.attrs.get("voxel_size", 1.0))
+            self.voxel_size = float(vs) if np.isfinite(vs) and float(vs) > 0 else 1.0
+            self.ids = self._strings(fh, "ids") or [f"{self.path.name}#{i}" for i in range(self.n)]
+            stored = self._strings(fh, "labels")
+            self.labels: list[str | None] | None = (
+                None if stored is None else [s if s.strip() else None for s in stored]
+            )
+
+    def _strings(self, fh: Any, name: str) -> list[str] | None:
+        if name not in fh:
+            return None
+        values = [v.decode() if isinstance(v, bytes) else str(v) for v in fh[name][()]]
+        if len(values) != self.n:
+            raise InvalidVolumeError(
+                f"{self.path}: dataset {name!r} has {len(values)} entries for {self.n} volumes"
+            )
+        return values
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _file(self) -> Any:
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._handle
+
+    def read(self, index: int) -> np.ndarray:
+        """Volume ``index`` as a new float32 array ``(D, H, W)`` (checked finite)."""
+        if not 0 <= index < self.n:
+            raise IndexError(f"{self.path}: index {index} out of range for {self.n} volumes")
+        arr = np.asarray(self._file()[self.dataset][index], dtype=np.float32)
+        _check_finite(arr, f"{self.path}#{index}", False)
+        return arr
+
+    def close(self) -> None:
+        """Close this process's handle (reopened on the next read)."""
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        state["_pid"] = -1
+        return state
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: h5py may already be gone
+            pass

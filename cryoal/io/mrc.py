@@ -1,0 +1,548 @@
+"""MRC volumes: validated, memory-mapped reads and atomic writes, on top of mrcfile.
+
+What a file holds is decided from its header and its extension:
+
+===================  =====================================  ===========================
+data in the file     extension                              cryoal sees
+===================  =====================================  ===========================
+3D (nz > 1)          ``.mrc .map .rec`` (any ``ispg``)      one volume ``(D, H, W)``
+3D                   ``.mrcs .st .ali``                     a stack of N 2D images
+4D (``ispg`` 401+,   any                                    a stack of N volumes
+nz = mz·N)
+2D (nz == 1)         any                                    one 2D image
+===================  =====================================  ===========================
+
+A ``.mrc`` whose header says "image stack" (``ispg == 0``, as many tomography programs
+write for plain volumes) is still read as one volume; stacks are recognised by their
+extension or by a volume-stack space group. Each of the extensions may carry ``.gz`` or
+``.bz2``; compressed files are decompressed by mrcfile (whole file, no memory map).
+
+Uncompressed data are read through a read-only :class:`numpy.memmap` placed at the data
+offset that mrcfile's header helpers compute, so reading volume ``i`` of a stack touches
+only that volume's bytes. Every read is checked: map ID, machine stamp, mode, dimensions,
+file size against the header, and finite values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import mrcfile
+import mrcfile.utils
+import numpy as np
+import torch
+from mrcfile.dtypes import HEADER_DTYPE
+
+from cryoal._atomic import atomic_path
+from cryoal.errors import CryoalWarning, InvalidVolumeError
+
+__all__ = [
+    "COMPRESSIONS",
+    "STACK_EXTENSIONS",
+    "VOLUME_EXTENSIONS",
+    "MrcHeader",
+    "Volume",
+    "is_volume_file",
+    "read_header",
+    "read_volume",
+    "split_extension",
+    "write_volume",
+]
+
+logger = logging.getLogger(__name__)
+
+#: extensions cryoal reads as MRC (each optionally followed by a compression suffix)
+VOLUME_EXTENSIONS: tuple[str, ...] = (".mrc", ".map", ".rec", ".mrcs", ".st", ".ali")
+#: extensions whose 3D data are a stack of 2D images (tilt series, particle stacks)
+STACK_EXTENSIONS: tuple[str, ...] = (".mrcs", ".st", ".ali")
+#: compression suffixes handled by mrcfile
+COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".bz2": "bzip2"}
+
+_MODE_NAMES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
+_WRITE_DTYPES = {np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint16), np.dtype(np.float16)}
+_HEADER_BYTES = HEADER_DTYPE.itemsize  # 1024
+
+Kind = Literal["volume", "volume-stack", "image", "image-stack"]
+
+
+def split_extension(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """Return the MRC extension of ``path`` and its compression.
+
+    Parameters
+    ----------
+    path
+        A file name such as ``a.mrc``, ``b.mrcs.gz`` or ``c.MAP``.
+
+    Returns
+    -------
+    tuple[str, str | None]
+        The lower-case volume extension (``".mrc"``) and ``"gzip"``, ``"bzip2"`` or None.
+
+    Raises
+    ------
+    InvalidVolumeError
+        The extension is not one cryoal reads.
+    """
+    name = os.fspath(path).lower()
+    compression = None
+    for suffix, kind in COMPRESSIONS.items():
+        if name.endswith(suffix):
+            name, compression = name[: -len(suffix)], kind
+            break
+    ext = os.path.splitext(name)[1]
+    if ext not in VOLUME_EXTENSIONS:
+        known = " ".join(VOLUME_EXTENSIONS)
+        raise InvalidVolumeError(
+            f"{os.fspath(path)}: unknown volume extension {ext or '(none)'!r}; cryoal reads "
+            f"{known} (optionally + .gz or .bz2)"
+        )
+    return ext, compression
+
+
+def is_volume_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` has an extension that :func:`read_volume` accepts."""
+    try:
+        split_extension(path)
+    except InvalidVolumeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class MrcHeader:
+    """What an MRC header says about a file, checked against the file size.
+
+    Attributes
+    ----------
+    path
+        The file.
+    kind
+        ``"volume"``, ``"volume-stack"``, ``"image"`` or ``"image-stack"`` (see module doc).
+    mode
+        MRC mode (0, 1, 2, 6 or 12).
+    dtype
+        The stored numpy dtype, with the file's byte order.
+    data_shape
+        Shape of the whole data block as stored: ``(D, H, W)``, ``(N, D, H, W)``,
+        ``(N, H, W)`` or ``(H, W)``.
+    voxel_size
+        Voxel size along x in Å (1.0 when the header has none, with a warning).
+    header_voxel_size
+        The header's (x, y, z) voxel size in Å, as stored.
+    origin
+        The header origin (x, y, z) in Å.
+    data_offset
+        Byte offset of the data block (1024 + extended header).
+    file_size
+        Size of the file in bytes (on disk, compressed size for compressed files).
+    compression
+        ``"gzip"``, ``"bzip2"`` or None.
+    """
+
+    path: Path
+    kind: Kind
+    mode: int
+    dtype: np.dtype[Any]
+    data_shape: tuple[int, ...]
+    voxel_size: float
+    header_voxel_size: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    data_offset: int
+    file_size: int
+    compression: str | None = field(default=None)
+
+    @property
+    def n_items(self) -> int:
+        """Number of volumes or images in the file (1 for a single volume or image)."""
+        return self.data_shape[0] if self.kind in ("volume-stack", "image-stack") else 1
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """Shape of one item: ``(D, H, W)`` for volumes, ``(H, W)`` for images."""
+        if self.kind in ("volume-stack", "image-stack"):
+            return self.data_shape[1:]
+        return self.data_shape
+
+    @property
+    def item_nbytes(self) -> int:
+        """Bytes of one item as stored."""
+        return int(np.prod(self.item_shape)) * self.dtype.itemsize
+
+    @property
+    def mode_name(self) -> str:
+        """E.g. ``"2 (float32)"``."""
+        return f"{self.mode} ({_MODE_NAMES.get(self.mode, '?')})"
+
+
+@dataclass
+class Volume:
+    """One subtomogram as read from disk.
+
+    Attributes
+    ----------
+    data
+        float32 array ``(D, H, W)`` in z, y, x order.
+    voxel_size
+        Voxel size in Å.
+    origin
+        Header origin (x, y, z) in Å.
+    path
+        The source file.
+    index
+        Position inside a stack, or None for a single-volume file.
+    """
+
+    data: np.ndarray
+    voxel_size: float
+    origin: tuple[float, float, float]
+    path: Path
+    index: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(D, H, W)``."""
+        return tuple(self.data.shape)
+
+    def to_tensor(self) -> torch.Tensor:
+        """The data as a float32 tensor ``(1, D, H, W)`` sharing memory with :attr:`data`."""
+        return torch.from_numpy(self.data).unsqueeze(0)
+
+
+def read_header(path: str | os.PathLike[str], *, permissive: bool = False) -> MrcHeader:
+    """Read and check an MRC header without reading the data.
+
+    Parameters
+    ----------
+    path
+        An MRC file (see :data:`VOLUME_EXTENSIONS`), optionally gzip/bzip2 compressed.
+    permissive
+        Downgrade a missing map ID and an unknown machine stamp to warnings (like
+        mrcfile's ``permissive``); dimension, mode and size errors still raise.
+
+    Returns
+    -------
+    MrcHeader
+
+    Raises
+    ------
+    InvalidVolumeError
+        Unknown extension, missing file, not an MRC file, unsupported mode, impossible
+        dimensions, or a file shorter than its header says (uncompressed files only; a
+        truncated compressed file fails when its data are read).
+
+    Warns
+    -----
+    CryoalWarning
+        Zero or negative voxel size (1.0 Å is used), and with ``permissive`` a bad map
+        ID or machine stamp.
+    """
+    p = Path(path)
+    ext, compression = split_extension(p)
+    try:
+        file_size = os.stat(p).st_size
+    except FileNotFoundError:
+        raise InvalidVolumeError(f"{p}: file not found") from None
+    except OSError as exc:
+        raise InvalidVolumeError(f"{p}: cannot read ({exc.strerror})") from None
+    if compression is None:
+        with open(p, "rb") as fh:
+            raw = fh.read(_HEADER_BYTES)
+        if len(raw) < _HEADER_BYTES:
+            raise InvalidVolumeError(
+                f"{p}: truncated: the file has {len(raw)} bytes, less than the 1024-byte "
+                "MRC header; re-copy or re-export it"
+            )
+        header = _parse_header(raw, p, permissive)
+    else:
+        header = _compressed_header(p, permissive)
+    return _interpret(header, p, ext, compression, file_size)
+
+
+def _parse_header(raw: bytes, path: Path, permissive: bool) -> Any:
+    header = np.frombuffer(raw, dtype=HEADER_DTYPE).reshape(()).view(np.recarray)
+    if bytes(header.map)[:3] != b"MAP":
+        msg = f"{path}: not an MRC file (no 'MAP ' ID in the header) or the file is corrupt"
+        if not permissive:
+            raise InvalidVolumeError(msg + "; pass permissive=True to try anyway")
+        warnings.warn(msg, CryoalWarning, stacklevel=3)
+    try:
+        byte_order = mrcfile.utils.byte_order_from_machine_stamp(header.machst)
+    except ValueError as exc:
+        if not permissive:
+            raise InvalidVolumeError(
+                f"{path}: {exc}; the header is corrupt (pass permissive=True to assume "
+                "little-endian)"
+            ) from None
+        warnings.warn(f"{path}: {exc}; assuming little-endian", CryoalWarning, stacklevel=3)
+        byte_order = "<"
+    return header.view(header.dtype.newbyteorder(byte_order)).view(np.recarray)
+
+
+def _compressed_header(path: Path, permissive: bool) -> Any:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with mrcfile.open(path, header_only=True, permissive=permissive) as mrc:
+                header = mrc.header.copy()
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidVolumeError(f"{path}: not a readable MRC file ({exc})") from None
+    for w in caught:
+        warnings.warn(f"{path}: {w.message}", CryoalWarning, stacklevel=3)
+    return header
+
+
+def _interpret(
+    header: Any, path: Path, ext: str, compression: str | None, file_size: int
+) -> MrcHeader:
+    mode = int(header.mode)
+    try:
+        dtype = mrcfile.utils.data_dtype_from_header(header)
+    except ValueError:
+        dtype = None
+    if dtype is None or mode not in _MODE_NAMES:
+        supported = ", ".join(f"{m} ({n})" for m, n in _MODE_NAMES.items())
+        raise InvalidVolumeError(
+            f"{path}: unsupported MRC mode {mode}; cryoal reads modes {supported}"
+        )
+    nx, ny, nz, mz = int(header.nx), int(header.ny), int(header.nz), int(header.mz)
+    ispg = int(header.ispg)
+    if nx <= 0 or ny <= 0 or nz <= 0:
+        raise InvalidVolumeError(
+            f"{path}: header has impossible dimensions nx={nx} ny={ny} nz={nz}; the file is corrupt"
+        )
+    is_volume_stack = bool(mrcfile.utils.spacegroup_is_volume_stack(ispg))
+    if is_volume_stack and (mz <= 0 or nz % mz != 0):
+        raise InvalidVolumeError(
+            f"{path}: volume stack header (ispg={ispg}) has nz={nz} not a multiple of mz={mz}"
+        )
+    shape = tuple(int(s) for s in mrcfile.utils.data_shape_from_header(header))
+    kind: Kind
+    if len(shape) == 4:
+        kind = "volume-stack"
+    elif len(shape) == 2 or shape[0] == 1:
+        kind, shape = "image", shape[-2:]
+    elif ext in STACK_EXTENSIONS:
+        kind = "image-stack"
+    else:
+        kind = "volume"
+    data_offset = _HEADER_BYTES + int(header.nsymbt)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    expected = data_offset + nbytes
+    if compression is None and file_size < expected:
+        dims = "x".join(str(s) for s in shape)
+        raise InvalidVolumeError(
+            f"{path}: truncated: the header says {dims} voxels of mode {mode} "
+            f"({expected} bytes with the {data_offset}-byte header) but the file has "
+            f"{file_size} bytes; re-copy or re-export it"
+        )
+    if compression is None and file_size > expected:
+        logger.debug("%s: %d bytes after the data block ignored", path, file_size - expected)
+    cella = header.cella
+    grid = (int(header.mx), int(header.my), int(header.mz))
+    vx, vy, vz = (
+        float(length) / n if n != 0 else 0.0
+        for length, n in zip((cella.x, cella.y, cella.z), grid, strict=True)
+    )
+    voxel_size = vx
+    if not np.isfinite(vx) or vx <= 0:
+        warnings.warn(
+            f"{path}: voxel size {vx:g} Å in the header is not positive; using 1.0 Å "
+            "(set it with write_volume(..., voxel_size=...) or a header editor)",
+            CryoalWarning,
+            stacklevel=3,
+        )
+        voxel_size = 1.0
+    elif kind in ("volume", "volume-stack") and not np.allclose((vy, vz), vx, rtol=1e-3):
+        logger.warning("%s: anisotropic voxel size (%g, %g, %g) Å; using x", path, vx, vy, vz)
+    origin = header.origin
+    return MrcHeader(
+        path=path,
+        kind=kind,
+        mode=mode,
+        dtype=dtype,
+        data_shape=shape,
+        voxel_size=voxel_size,
+        header_voxel_size=(vx, vy, vz),
+        origin=(float(origin.x), float(origin.y), float(origin.z)),
+        data_offset=data_offset,
+        file_size=file_size,
+        compression=compression,
+    )
+
+
+def _read_item(header: MrcHeader, index: int | None, *, permissive: bool = False) -> np.ndarray:
+    """Read item ``index`` (None for a single volume/image) as a new float32 array.
+
+    Checks that every value is finite (a warning instead with ``permissive``).
+    """
+    where = f"{header.path}" if index is None else f"{header.path}#{index}"
+    if header.compression is None:
+        offset = header.data_offset + (index or 0) * header.item_nbytes
+        shape = header.item_shape if index is not None else header.data_shape
+        try:
+            mm = np.memmap(header.path, dtype=header.dtype, mode="r", offset=offset, shape=shape)
+        except (ValueError, OSError) as exc:  # file shrank since its header was read
+            raise InvalidVolumeError(f"{where}: cannot map the data block ({exc})") from None
+        out = np.array(mm, dtype=np.float32)
+        del mm
+    else:
+        try:
+            with mrcfile.open(header.path, permissive=False) as mrc:
+                data = mrc.data if index is None else mrc.data[index]
+                out = np.array(data, dtype=np.float32)
+        except (ValueError, OSError, EOFError) as exc:
+            raise InvalidVolumeError(
+                f"{header.path}: cannot read the compressed data ({exc}); the file is "
+                "truncated or corrupt, re-copy or re-export it"
+            ) from None
+        if header.kind == "image" and out.ndim == 3:
+            out = out[0]
+    _check_finite(out, where, permissive)
+    return out
+
+
+def _check_finite(data: np.ndarray, where: str, permissive: bool) -> None:
+    finite = np.isfinite(data)
+    if finite.all():
+        return
+    bad = int(finite.size - np.count_nonzero(finite))
+    first = tuple(int(i) for i in np.argwhere(~finite)[0])
+    msg = (
+        f"{where}: {bad} NaN/Inf values (first at voxel {first}, z-y-x order); "
+        "fix or remove this volume"
+    )
+    if not permissive:
+        raise InvalidVolumeError(msg)
+    warnings.warn(msg, CryoalWarning, stacklevel=3)
+
+
+def read_volume(
+    path: str | os.PathLike[str], *, index: int | None = None, permissive: bool = False
+) -> Volume:
+    """Read one subtomogram.
+
+    Parameters
+    ----------
+    path
+        An MRC file holding one volume, or a volume stack (then ``index`` is required).
+    index
+        Which volume of a stack (0-based). Must be None or 0 for a single volume.
+    permissive
+        Downgrade header oddities (map ID, machine stamp) and NaN/Inf values to
+        :class:`~cryoal.errors.CryoalWarning`.
+
+    Returns
+    -------
+    Volume
+        ``data`` is a new float32 array ``(D, H, W)``; voxel size in Å; origin (x, y, z) Å.
+
+    Raises
+    ------
+    InvalidVolumeError
+        See :func:`read_header`; also a 2D image or image stack where a volume is
+        expected, a stack without ``index``, an index out of range, NaN/Inf values.
+
+    Warns
+    -----
+    CryoalWarning
+        Zero or negative voxel size in the header (1.0 Å is used).
+    """
+    header = read_header(path, permissive=permissive)
+    p = header.path
+    if header.kind == "image":
+        dims = "x".join(str(s) for s in header.item_shape)
+        raise InvalidVolumeError(
+            f"{p}: is a 2D image ({dims}), not a volume; cryoal needs 3D subtomograms (D, H, W)"
+        )
+    if header.kind == "image-stack":
+        n, (h, w) = header.n_items, header.item_shape
+        raise InvalidVolumeError(
+            f"{p}: is a stack of {n} 2D images ({h}x{w}), not a volume; read 2D images with "
+            "VolumePool.from_stack"
+        )
+    if header.kind == "volume-stack":
+        n = header.n_items
+        if index is None:
+            raise InvalidVolumeError(
+                f"{p}: is a stack of {n} volumes; pass index=0..{n - 1} or use VolumePool.from_stack"
+            )
+        if not 0 <= index < n:
+            raise InvalidVolumeError(f"{p}: index {index} out of range for a stack of {n} volumes")
+        data = _read_item(header, index, permissive=permissive)
+    else:
+        if index not in (None, 0):
+            raise InvalidVolumeError(f"{p}: holds one volume; index {index} is out of range")
+        data = _read_item(header, None, permissive=permissive)
+        index = None
+    return Volume(
+        data=data, voxel_size=header.voxel_size, origin=header.origin, path=p, index=index
+    )
+
+
+def write_volume(
+    path: str | os.PathLike[str],
+    array: np.ndarray | torch.Tensor,
+    voxel_size: float = 1.0,
+    *,
+    origin: tuple[float, float, float] | None = None,
+) -> Path:
+    """Write a volume, a stack or an image as MRC, atomically.
+
+    Parameters
+    ----------
+    path
+        Target file; the extension picks the layout and ``.gz``/``.bz2`` the compression.
+    array
+        ``(D, H, W)`` volume, ``(N, D, H, W)`` volume stack (``ispg`` 401), ``(N, H, W)``
+        image stack when the extension is ``.mrcs``/``.st``/``.ali``, or ``(H, W)`` image.
+        int8, int16, uint16 and float16 are stored as such (modes 0, 1, 6, 12); anything
+        else as float32 (mode 2). Tensors are moved to the CPU.
+    voxel_size
+        Voxel size in Å (> 0).
+    origin
+        Header origin (x, y, z) in Å (default 0, 0, 0).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    InvalidVolumeError
+        Unknown extension, wrong number of dimensions, NaN/Inf values, voxel size ≤ 0.
+    """
+    target = Path(path)
+    ext, compression = split_extension(target)
+    data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    if data.ndim not in (2, 3, 4):
+        raise InvalidVolumeError(
+            f"{target}: cannot write an array of shape {data.shape}; expected (D, H, W), "
+            "(N, D, H, W), (N, H, W) or (H, W)"
+        )
+    if not np.isfinite(voxel_size) or voxel_size <= 0:
+        raise InvalidVolumeError(f"{target}: voxel size must be > 0 Å, got {voxel_size}")
+    if data.dtype not in _WRITE_DTYPES:
+        if np.iscomplexobj(data):
+            raise InvalidVolumeError(f"{target}: complex data cannot be written; take abs or real")
+        data = data.astype(np.float32, copy=False)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        raise InvalidVolumeError(f"{target}: refusing to write {bad} NaN/Inf values")
+    data = np.ascontiguousarray(data)
+    with (
+        atomic_path(target) as tmp,
+        mrcfile.new(tmp, overwrite=True, compression=compression) as mrc,
+    ):
+        mrc.set_data(data)
+        if data.ndim == 3 and ext in STACK_EXTENSIONS:
+            mrc.set_image_stack()
+        mrc.voxel_size = float(voxel_size)
+        ox, oy, oz = origin if origin is not None else (0.0, 0.0, 0.0)
+        mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = ox, oy, oz
+    return target
