@@ -21,6 +21,8 @@ from cryoal.errors import CryoalError
 #: command name -> "module:attribute" inside this package
 COMMANDS: dict[str, str] = {
     "info": "info:info",
+    "train": "train:train",
+    "predict": "predict:predict",
 }
 
 
