@@ -151,13 +151,11 @@ def ctf_zero_frequencies(
     for n in range(1, int(n_zeros) + 1):
         chi_n = n * math.pi - phi
         qa, qb = 0.5 * math.pi * cs * lam**3, -math.pi * lam * df
-        if qa == 0:
-            u = -chi_n / qb
-        else:
-            disc = qb * qb - 4 * qa * chi_n
-            if disc < 0:
-                break
-            u = (-qb - math.sqrt(disc)) / (2 * qa)
+        disc = qb * qb - 4 * qa * chi_n
+        if disc < 0:
+            break
+        # smaller root, in the form without cancellation when Cs is small
+        u = 2 * chi_n / (-qb + math.sqrt(disc))
         out.append(math.sqrt(u))
     return out
 
