@@ -23,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "info": "info:info",
     "train": "train:train",
     "predict": "predict:predict",
+    "select": "select:select",
+    "label": "label:label",
+    "status": "status:status",
 }
 
 

@@ -1,0 +1,205 @@
+"""``cryoal label``: import, export and count the labels of an active-learning project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from cryoal.cli._common import example_epilog
+
+if TYPE_CHECKING:
+    from cryoal.active import Project
+
+EXAMPLES = """
+cryoal label import round-001-labelled.csv --project cryoal-project
+cryoal label import fixes.star --project cryoal-project --overwrite --annotator alice
+cryoal label export --project cryoal-project --out labels.csv
+cryoal label status --project cryoal-project
+"""
+
+project_option = click.option(
+    "--project",
+    default="cryoal-project",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Project directory (made by `cryoal select`).",
+)
+
+
+@click.group(
+    "label", epilog=example_epilog(EXAMPLES), short_help="Import, export and count labels."
+)
+def label() -> None:
+    """Import, export and count the labels of a project.
+
+    Labels are never silently overwritten: a label that differs from the stored one
+    needs --overwrite, and the old one stays in the project's label history.
+    """
+
+
+@label.command("import", epilog=example_epilog(EXAMPLES))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@project_option
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace labels that differ from stored ones (old ones kept in history).",
+)
+@click.option(
+    "--allow-new-classes",
+    is_flag=True,
+    help="Accept class names that look like typos of known classes.",
+)
+@click.option("--annotator", default=None, help="Who labelled these volumes (recorded).")
+@click.option(
+    "--source",
+    type=click.Choice(["expert", "import"]),
+    default="expert",
+    show_default=True,
+    help="Recorded origin of the labels.",
+)
+@click.option(
+    "--lock-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for another process writing the project.",
+)
+def import_(
+    file: Path,
+    project: Path,
+    overwrite: bool,
+    allow_new_classes: bool,
+    annotator: str | None,
+    source: str,
+    lock_timeout: float,
+) -> None:
+    """Import labels from FILE (.csv with id,label or .star) into the project.
+
+    Rows with an empty label are skipped (so a picks file with a half-filled 'label'
+    column imports as is). Ids must be volumes of the project's pool; class names that
+    look like typos of known classes are refused with a suggestion.
+    """
+    from cryoal.active import Project
+    from cryoal.errors import InvalidLabelsError
+    from cryoal.io import read_labels
+
+    proj = Project(project, create=False)
+    try:
+        with proj.lock(timeout=lock_timeout):
+            ids = proj.pool_ids()
+            if not ids:
+                raise InvalidLabelsError(
+                    f"project {project} has no pool yet; run `cryoal select --volumes DIR "
+                    f"--project {project}` first (or pass --labels to it)"
+                )
+            table = read_labels(file, known_ids=set(ids), require_labels=False)
+            filled = table[table["label"].notna()]
+            skipped = len(table) - len(filled)
+            if filled.empty:
+                raise InvalidLabelsError(f"{file}: no row has a label; fill the 'label' column")
+            report = proj.add_labels(
+                list(zip(filled["id"], filled["label"], strict=True)),
+                source=source,  # type: ignore[arg-type]
+                annotator=annotator,
+                overwrite=overwrite,
+                allow_new_classes=allow_new_classes,
+                where=str(file),
+            )
+            counts = proj.label_counts()
+    finally:
+        proj.close()
+    click.echo(
+        f"{file}: {len(report.added)} added, {len(report.unchanged)} unchanged, "
+        f"{len(report.overwritten)} replaced, {skipped} rows without a label skipped"
+    )
+    if report.new_classes:
+        click.echo(f"new classes: {', '.join(report.new_classes)}")
+    click.echo(f"labels now: {sum(counts.values())} ({_fmt_counts(counts)})")
+
+
+@label.command("export", epilog=example_epilog(EXAMPLES))
+@project_option
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output table (.csv or .star).",
+)
+@click.option("--history", is_flag=True, help="Also write the replaced labels (column 'replaced').")
+def export(project: Path, out: Path, history: bool) -> None:
+    """Write the project's labels (id, label, source, annotator, time, round) to a table."""
+    import pandas as pd
+
+    from cryoal.active import Project
+    from cryoal.io import write_table
+
+    proj = Project(project, readonly=True)
+    try:
+        rows = [
+            {
+                "id": r.id,
+                "label": r.label,
+                "source": r.source,
+                "annotator": r.annotator or "",
+                "time": r.time,
+                "round": r.round if r.round is not None else 0,
+            }
+            for r in proj.labels()
+        ]
+        cols = ["id", "label", "source", "annotator", "time", "round"]
+        if history:
+            for r in rows:
+                r["replaced"] = ""
+            for h in proj.label_history():
+                rows.append(
+                    {
+                        "id": h["id"],
+                        "label": h["label"],
+                        "source": h["source"],
+                        "annotator": h["annotator"] or "",
+                        "time": h["time"],
+                        "round": h["round"] if h["round"] is not None else 0,
+                        "replaced": h["replaced_time"],
+                    }
+                )
+            cols.append("replaced")
+    finally:
+        proj.close()
+    write_table(out, pd.DataFrame(rows, columns=cols))
+    click.echo(f"wrote {len(rows)} labels to {out}")
+
+
+@label.command("status", epilog=example_epilog(EXAMPLES))
+@project_option
+def status(project: Path) -> None:
+    """Count labels per class and per source."""
+    from cryoal.active import Project
+
+    proj = Project(project, readonly=True)
+    try:
+        click.echo(format_label_status(proj))
+    finally:
+        proj.close()
+
+
+def format_label_status(proj: Project) -> str:
+    """Labelled / total volumes, per class and per source, as text."""
+    from collections import Counter
+
+    labels = proj.labels()
+    total = len(proj.pool_ids())
+    counts = proj.label_counts()
+    sources = Counter(r.source for r in labels)
+    lines = [f"labelled: {len(labels)} of {total} volumes"]
+    width = max([5, *(len(c) for c in counts)])
+    lines.append(f"  {'class'.ljust(width)}  labels")
+    lines += [f"  {c.ljust(width)}  {n}" for c, n in counts.items()]
+    if sources:
+        lines.append("by source: " + ", ".join(f"{s} {n}" for s, n in sorted(sources.items())))
+    return "\n".join(lines)
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{c} {n}" for c, n in counts.items())

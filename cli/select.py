@@ -1,0 +1,351 @@
+"""``cryoal select``: pick the subtomograms worth labelling next.
+
+One command per round. With no labels it cold-starts (k-center greedy on the embedding
+of an untrained network, or random picks); with labels it trains a model (from scratch
+by default) and scores the unlabelled pool; with ``--model`` it only scores. Every round
+is recorded in the project directory (default ``./cryoal-project``), and a run that was
+killed resumes from its last finished step when the same command is run again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from cryoal.cli._common import device_option, example_epilog, seed_option
+
+EXAMPLES = """
+cryoal select --demo                                        # whole loop on built-in demo data
+cryoal select --volumes subtomos/ --budget 24               # round 1: cold start
+cryoal label import picks-labelled.csv --project cryoal-project
+cryoal select --volumes subtomos/ --budget 24               # round 2: train, score, pick
+cryoal select --volumes subtomos/ --labels old.csv --strategy entropy --out next.csv
+cryoal select --volumes subtomos/ --model model.pt --budget 50 --project scored/
+"""
+
+DEFAULT_PROJECT = Path("cryoal-project")
+DEFAULT_DEMO_PROJECT = Path("cryoal-demo")
+
+
+@click.command(
+    "select",
+    epilog=example_epilog(EXAMPLES),
+    short_help="Pick the subtomograms worth labelling next (one active-learning round).",
+)
+@click.option(
+    "--volumes",
+    type=click.Path(path_type=Path),
+    help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
+)
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path),
+    help="Labels to import first (.csv 'id,label' or .star); same as `cryoal label import`.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Let --labels replace labels already in the project (old ones kept in history).",
+)
+@click.option(
+    "--allow-new-classes",
+    is_flag=True,
+    help="Accept --labels classes that look like typos of known classes.",
+)
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Score with this checkpoint instead of training (score-only round).",
+)
+@click.option(
+    "--strategy",
+    default="expected-gradnorm",
+    show_default=True,
+    help="Acquisition strategy for rounds with labels (see `cryoal select --list-strategies`).",
+)
+@click.option(
+    "--budget",
+    default=24,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many volumes to pick.",
+)
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Project directory holding every round [default: ./cryoal-project, "
+    "./cryoal-demo with --demo].",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the picks here (.csv or .star).",
+)
+@click.option(
+    "--epochs",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training epochs per round.",
+)
+@click.option(
+    "--arch",
+    default="dsrf3d",
+    show_default=True,
+    help="Model architecture when training (dsrf3d, rb3d, cb3d, monai-resnet10, ...).",
+)
+@click.option(
+    "--cold-start",
+    type=click.Choice(["coreset", "random"]),
+    default="coreset",
+    show_default=True,
+    help="First-round picks without labels: k-center greedy on an untrained "
+    "network's embedding (coreset), or random.",
+)
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="Start training from the previous round's model (default: from scratch).",
+)
+@click.option(
+    "--new-round",
+    is_flag=True,
+    help="Start a new round even though no label was added since the last one.",
+)
+@click.option("--restart", is_flag=True, help="Discard an unfinished round instead of resuming it.")
+@click.option(
+    "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
+)
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Volumes per forward pass while scoring.",
+)
+@click.option(
+    "--lock-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for another process writing the same project.",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Build (once, cached) the demo pool and run --rounds rounds, a simulated "
+    "expert answering from the demo's ground truth.",
+)
+@click.option(
+    "--rounds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rounds to run with --demo.",
+)
+@click.option("--list-strategies", is_flag=True, help="List the acquisition strategies and exit.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@seed_option
+@device_option
+def select(**kw: Any) -> None:
+    """Pick the next BUDGET subtomograms to label, and record the round in the project.
+
+    \b
+    Round logic:
+      no labels yet        cold start: k-center greedy on an untrained model (or random)
+      labels, no --model   train from scratch on the labels, score the pool, pick
+      --model CKPT         score with that model only
+    Outputs (in the project): picks/round-NNN.csv and .star (id, path, rank, score,
+    predicted, p_<class>, strategy, round), gallery/round-NNN.png, config/round-NNN.json,
+    models/round-NNN.pt. Re-running the same command after a crash resumes the round.
+    """
+    from cryoal import acquisition
+
+    if kw["list_strategies"]:
+        for name in acquisition.available():
+            click.echo(name)
+        return
+    if kw["demo"]:
+        _run_demo(kw)
+        return
+    if kw["volumes"] is None:
+        raise click.UsageError("--volumes is required (or use --demo)")
+    _run_select(kw)
+
+
+def _config(kw: dict[str, Any]) -> Any:
+    from cryoal import acquisition, models
+    from cryoal.active.loop import SelectConfig
+
+    acquisition.get(kw["strategy"])  # unknown name: fail early, with a suggestion
+    if kw["model"] is None:
+        models.describe(kw["arch"])
+    return SelectConfig(
+        strategy=kw["strategy"],
+        budget=kw["budget"],
+        seed=kw["seed"],
+        cold_start=kw["cold_start"],
+        arch=kw["arch"],
+        epochs=kw["epochs"],
+        warm_start=kw["warm_start"],
+        model=None if kw["model"] is None else str(kw["model"]),
+        batch_size=kw["batch_size"],
+        device=str(_device(kw["device"])),
+        progress=kw["progress"],
+    )
+
+
+def _device(name: str) -> Any:
+    from cryoal.runtime import resolve_device
+
+    return resolve_device(name)
+
+
+def _run_select(kw: dict[str, Any]) -> None:
+    from cryoal.active import Project
+    from cryoal.active.loop import register_pool, select_round
+    from cryoal.io import VolumePool, read_labels
+
+    config = _config(kw)
+    project_dir = kw["project"] or DEFAULT_PROJECT
+    arguments = {k: v for k, v in kw.items() if k not in ("list_strategies",)}
+    pool = VolumePool.from_path(kw["volumes"], kw["pattern"])
+    project = Project(project_dir)
+    try:
+        with project.lock(timeout=kw["lock_timeout"]):
+            if kw["labels"] is not None:
+                register_pool(project, pool)
+                table = read_labels(kw["labels"], known_ids=set(project.pool_ids()))
+                report = project.add_labels(
+                    list(zip(table["id"], table["label"], strict=True)),
+                    source="import",
+                    where=str(kw["labels"]),
+                    overwrite=kw["overwrite"],
+                    allow_new_classes=kw["allow_new_classes"],
+                )
+                click.echo(
+                    f"labels from {kw['labels']}: {len(report.added)} added, "
+                    f"{len(report.unchanged)} already known, {len(report.overwritten)} replaced"
+                )
+            result = select_round(
+                project,
+                pool,
+                config,
+                arguments=arguments,
+                out=kw["out"],
+                new_round=kw["new_round"],
+                restart=kw["restart"],
+            )
+            _print_summary(project, pool, result, kw)
+    finally:
+        project.close()
+
+
+def _print_summary(project: Any, pool: Any, result: Any, kw: dict[str, Any]) -> None:
+    rnd = result.round
+    n_lab = len(project.label_map())
+    if result.reused:
+        click.echo(
+            f"round {rnd.n} is complete and no label was added since; showing its picks "
+            "(import labels for them, or pass --new-round)"
+        )
+    elif result.resumed_from is not None:
+        click.echo(f"resumed round {rnd.n} from step '{result.resumed_from}'")
+    what = {
+        "cold": f"cold start ({rnd.strategy} on an untrained {kw['arch']})",
+        "train": f"trained on {rnd.n_labels} labels",
+        "score": f"scored with {kw['model']}",
+    }[rnd.mode]
+    click.echo(
+        f"round {rnd.n}: {what}; strategy {rnd.strategy}; pool {len(pool)} volumes, "
+        f"{len(pool) - n_lab} unlabelled; picked {len(result.picks)}"
+    )
+    acc = rnd.metrics.get("train_accuracy")
+    if acc is not None:
+        click.echo(f"model: {rnd.model_path} (training accuracy {acc:.2f})")
+    click.echo(format_picks(result.table))
+    files = result.files
+    click.echo(f"picks:   {files['csv']}  (+ {files['star'].name})")
+    if "gallery" in files:
+        click.echo(f"gallery: {files['gallery']}")
+    if "out" in files:
+        click.echo(f"also:    {files['out']}")
+    proj = str(project.path)
+    click.echo(
+        "next: label these volumes (a CSV with columns id,label), then\n"
+        f"  cryoal label import LABELS.csv --project {proj}\n"
+        f"  cryoal select --volumes {kw['volumes']} --project {proj}"
+    )
+
+
+def format_picks(table: Any, limit: int = 30) -> str:
+    """The picks table as aligned text (first ``limit`` rows)."""
+    cols = ["rank", "id", "score", "predicted"]
+    rows = []
+    for _, r in table.head(limit).iterrows():
+        score = "" if r["score"] is None or r["score"] != r["score"] else f"{r['score']:.4g}"
+        pred = str(r["predicted"] or "")
+        if pred and f"p_{pred}" in table.columns:
+            pred = f"{pred} ({r[f'p_{pred}']:.2f})"
+        rows.append([str(r["rank"]), str(r["id"]), score, pred])
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    if len(table) > limit:
+        lines.append(f"... {len(table) - limit} more in the picks file")
+    return "\n".join(lines)
+
+
+def _run_demo(kw: dict[str, Any]) -> None:
+    from cryoal.active.demo import demo_pool
+
+    from cryoal.active import Oracle, Project
+    from cryoal.active.loop import run
+    from cryoal.io import VolumePool, read_labels
+
+    config = _config({**kw, "arch": kw["arch"]})
+    volumes, labels_path = demo_pool(progress=kw["progress"])
+    pool = VolumePool.from_path(volumes)
+    truth = read_labels(labels_path)
+    oracle = Oracle(dict(zip(truth["id"], truth["label"], strict=True)), annotator="demo-oracle")
+    project_dir = kw["project"] or DEFAULT_DEMO_PROJECT
+    click.echo(
+        f"demo pool: {len(pool)} simulated subtomograms in {volumes} "
+        f"(ground truth {labels_path}); project {project_dir}"
+    )
+    project = Project(project_dir)
+    try:
+
+        def show(result: Any, row: dict[str, Any]) -> None:
+            rnd = result.round
+            truth_of = oracle.truth
+            hits = sum(truth_of[p.id] == p.predicted for p in result.picks if p.predicted)
+            line = (
+                f"round {rnd.n} ({rnd.mode}, {rnd.strategy}): trained on {rnd.n_labels} labels, "
+                f"picked {len(result.picks)}"
+            )
+            if rnd.mode != "cold":
+                line += f"; model right on {hits}/{len(result.picks)} of its picks"
+            click.echo(line)
+
+        with project.lock(timeout=kw["lock_timeout"]):
+            history = run(
+                project,
+                oracle,
+                config.strategy,
+                kw["rounds"],
+                config.budget,
+                pool=pool,
+                config=config,
+                on_round=show,
+            )
+    finally:
+        project.close()
+    last = history[-1]["round"]
+    click.echo(
+        f"done: {len(history)} rounds; see {project_dir}/picks/round-{last:03d}.csv and "
+        f"{project_dir}/gallery/round-{last:03d}.png, and `cryoal status --project {project_dir}`"
+    )
