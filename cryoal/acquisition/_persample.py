@@ -1,0 +1,620 @@
+"""Exact per-sample gradient norms for a batch, without a Python loop over samples.
+
+How it works (one forward, one batched backward per cotangent direction):
+
+1. Forward hooks on every module that owns a selected parameter record the module's
+   input ``a`` and output ``z`` (the output handed downstream is a clone, so in-place
+   ops such as ``ReLU(inplace=True)`` cannot corrupt the recorded tensor).
+2. ``torch.autograd.grad`` of the (summed) per-sample losses with respect to the recorded
+   outputs gives every sample's ``g = ∂ℓ_i/∂z_i`` in one batched backward — in eval mode
+   samples do not interact, so row ``i`` of ``g`` belongs to sample ``i`` alone. Weight
+   gradients of the network are never formed; max-pooling, activations, MONAI blocks and
+   any other parameter-free op are differentiated by autograd as usual.
+3. Per layer, the per-sample parameter gradient norms follow in closed form:
+
+   - ``nn.Linear`` with ``(B, in)`` input: ``‖∇W ℓ_i‖² = ‖g_i‖²·‖a_i‖²``,
+     ``‖∇b ℓ_i‖² = ‖g_i‖²`` (sequence inputs: ``Σ_t g_it a_itᵀ`` per sample);
+   - ``nn.Conv1d/2d/3d``: the per-sample weight gradients come from ONE grouped
+     convolution-backward call with the batch folded into the groups (``groups = B·G``);
+     bias: ``Σ_space g_i``;
+   - ``BatchNorm`` with running statistics: ``∇γ = Σ_space g_i·x̂_i``, ``∇β = Σ_space g_i``;
+   - any other module owning parameters (PReLU, GroupNorm, LayerNorm, custom layers):
+     ``torch.func.vmap`` of the VJP of that module alone.
+
+When the model cannot be treated this way (batch statistics in a normalisation layer, a
+parameter used outside its module's forward, parametrised weights, non-tensor outputs)
+the engine falls back, correctly, to a batch-1 loop with ``torch.autograd.grad``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vjp, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from cryoal.acquisition._stream import autocast, eval_mode
+from cryoal.errors import ConfigError
+
+__all__ = [
+    "Backprop",
+    "Reduction",
+    "grad_sq_norms",
+    "per_sample_class_grad_norms",
+    "per_sample_grad_norms",
+    "reduce_norms",
+    "select_params",
+]
+
+log = logging.getLogger(__name__)
+
+Reduction = Literal["l2", "layerwise-sum"]
+REDUCTIONS: tuple[str, ...] = ("l2", "layerwise-sum")
+
+Backprop = Callable[[Tensor], list[tuple[Tensor, Tensor | None]]]
+"""Maps the model output to ``(root, grad_output)`` pairs, one per gradient direction.
+
+Each pair defines one per-sample gradient ``∇θ ℓ_i`` through
+``autograd.grad(root, ..., grad_outputs=grad_output)``; ``root`` must be a sum of
+per-sample terms (or the output itself with a per-sample cotangent).
+"""
+
+_CONV_FORWARDS = {nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward}
+
+
+@dataclass
+class _Record:
+    module: nn.Module
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    output: Tensor
+
+
+class _Capture:
+    """Forward hooks recording the input/output of parameter-owning modules."""
+
+    def __init__(self) -> None:
+        self.records: list[_Record] = []
+        self.active = True
+        self.unsupported: str | None = None
+
+    def hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+    ) -> Any:
+        if not self.active:
+            return None
+        if not isinstance(out, Tensor) or not out.requires_grad:
+            if self.unsupported is None and not isinstance(out, Tensor):
+                self.unsupported = f"{type(module).__name__} returns {type(out).__name__}"
+            return None
+        self.records.append(_Record(module, args, kwargs, out))
+        return out.clone()
+
+
+def select_params(
+    model: nn.Module, params: Iterable[str | Tensor] | None = None
+) -> list[tuple[str, nn.Parameter]]:
+    """The parameters whose gradient norm is measured, in ``named_parameters`` order.
+
+    Parameters
+    ----------
+    model
+        The network.
+    params
+        ``None``: every parameter with ``requires_grad``. Otherwise parameter names
+        (as in ``model.named_parameters()``) or the parameter tensors themselves.
+
+    Raises
+    ------
+    ConfigError
+        No parameter is selected, or a name/tensor does not belong to ``model``.
+    """
+    named = list(model.named_parameters())
+    if params is None:
+        chosen = [(n, p) for n, p in named if p.requires_grad]
+    else:
+        by_name = dict(named)
+        by_id = {id(p): n for n, p in named}
+        wanted: set[str] = set()
+        for item in params:
+            if isinstance(item, str):
+                if item not in by_name:
+                    close = [n for n in by_name if n.endswith(item.split(".")[-1])][:3]
+                    raise ConfigError(
+                        f"parameter {item!r} is not in the model (e.g. {', '.join(close) or 'none'})"
+                    )
+                wanted.add(item)
+            elif id(item) in by_id:
+                wanted.add(by_id[id(item)])
+            else:
+                raise ConfigError("a tensor passed in params= is not a parameter of the model")
+        chosen = [(n, p) for n, p in named if n in wanted]
+    if not chosen:
+        raise ConfigError(
+            "the model has no trainable parameters to take gradient norms of: "
+            "unfreeze some (requires_grad=True) or pass params="
+        )
+    return chosen
+
+
+def reduce_norms(sq: Tensor, reduction: str) -> Tensor:
+    """Reduce squared per-tensor norms ``(..., P)`` to one norm per sample ``(...)``.
+
+    ``"l2"``: ``sqrt(Σ_p ‖g_p‖²)`` (global L2 norm); ``"layerwise-sum"``: ``Σ_p ‖g_p‖``.
+    """
+    if reduction == "l2":
+        return sq.sum(-1).clamp_min(0).sqrt()
+    if reduction == "layerwise-sum":
+        return sq.clamp_min(0).sqrt().sum(-1)
+    raise ConfigError(f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
+
+
+def _needs_loop(model: nn.Module) -> str | None:
+    for name, m in model.named_modules():
+        if isinstance(m, _BatchNorm) and (m.training or m.running_mean is None):
+            return f"{name or type(m).__name__} normalises with batch statistics"
+    return None
+
+
+def _owners(
+    model: nn.Module, chosen: Sequence[tuple[str, nn.Parameter]]
+) -> list[tuple[nn.Module, dict[str, nn.Parameter]]]:
+    ids = {id(p) for _, p in chosen}
+    out = []
+    for m in model.modules():
+        direct = {
+            n: p
+            for n, p in m.named_parameters(recurse=False, remove_duplicate=False)
+            if id(p) in ids
+        }
+        if direct:
+            out.append((m, direct))
+    return out
+
+
+# ----------------------------------------------------------------------------- layer rules
+
+
+def _linear_sq(a: Tensor, g: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
+    """Closed form for ``(B, in)`` inputs: ‖g‖²‖a‖² and ‖g‖²."""
+    g2 = g.pow(2).sum(-1)
+    out = {}
+    for n in names:
+        out[n] = g2 * a.pow(2).sum(-1) if n == "weight" else g2
+    return out
+
+
+def _linear_grads(a: Tensor, g: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
+    b = a.shape[0]
+    a3 = a.reshape(b, -1, a.shape[-1])
+    g3 = g.reshape(b, -1, g.shape[-1])
+    out = {}
+    for n in names:
+        out[n] = torch.einsum("bto,bti->boi", g3, a3) if n == "weight" else g3.sum(1)
+    return out
+
+
+def _conv_grads(m: nn.Module, a: Tensor, g: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
+    nd = a.dim() - 2
+    b = a.shape[0]
+    groups: int = m.groups  # type: ignore[assignment]
+    cin: int = m.in_channels  # type: ignore[assignment]
+    cout: int = m.out_channels  # type: ignore[assignment]
+    out = {}
+    for n in names:
+        if n == "bias":
+            out[n] = g.reshape(b, cout, -1).sum(-1)
+            continue
+        padding: Any = m.padding
+        if isinstance(padding, str) or m.padding_mode != "zeros":
+            mode = "constant" if m.padding_mode == "zeros" else str(m.padding_mode)
+            a = F.pad(a, m._reversed_padding_repeated_twice, mode=mode)  # type: ignore[arg-type]
+            padding = (0,) * nd
+        x = a.reshape(1, b * cin, *a.shape[2:])
+        go = g.reshape(1, b * cout, *g.shape[2:])
+        kernel = tuple(m.kernel_size)  # type: ignore[arg-type]
+        wsize = (b * cout, cin // groups, *kernel)
+        dw = torch.ops.aten.convolution_backward(
+            go,
+            x,
+            go.new_empty(1).expand(wsize),
+            None,
+            list(m.stride),  # type: ignore[arg-type]
+            list(padding),
+            list(m.dilation),  # type: ignore[arg-type]
+            False,
+            [0] * nd,
+            b * groups,
+            (False, True, False),
+        )[1]
+        out[n] = dw.reshape(b, cout, cin // groups, *kernel)
+    return out
+
+
+def _bn_grads(m: _BatchNorm, a: Tensor, g: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
+    """``∇γ = Σ_space g·x̂ = (Σ g·a − μ·Σ g)/σ`` and ``∇β = Σ_space g`` (running stats)."""
+    b, c = a.shape[0], a.shape[1]
+    g3 = g.reshape(b, c, -1)
+    gsum = g3.sum(-1)
+    out = {}
+    for n in names:
+        if n == "weight":
+            rm = m.running_mean.to(a.dtype)  # type: ignore[union-attr]
+            rv = m.running_var.to(a.dtype)  # type: ignore[union-attr]
+            ga = torch.einsum("bcs,bcs->bc", g3, a.reshape(b, c, -1))
+            out[n] = (ga - rm * gsum) * torch.rsqrt(rv + m.eps)
+        else:
+            out[n] = gsum
+    return out
+
+
+def _generic_grads(
+    m: nn.Module, direct: dict[str, nn.Parameter], rec: _Record, g: Tensor, cap: _Capture
+) -> dict[str, Tensor]:
+    """Per-sample grads of one module's own parameters by vmap over its VJP."""
+    b = g.shape[0]
+    args = rec.args
+    batched = [isinstance(x, Tensor) and x.dim() > 0 and x.shape[0] == b for x in args]
+    bargs = [x.detach() for x, is_b in zip(args, batched, strict=True) if is_b]
+    pvals = {n: p.detach() for n, p in direct.items()}
+
+    def one(pv: dict[str, Tensor], xs: list[Tensor], gi: Tensor) -> dict[str, Tensor]:
+        it = iter(xs)
+        call = tuple(
+            next(it).unsqueeze(0) if is_b else x for x, is_b in zip(args, batched, strict=True)
+        )
+
+        def f(p: dict[str, Tensor]) -> Tensor:
+            return functional_call(m, p, call, rec.kwargs)  # type: ignore[no-any-return]
+
+        _, pullback = vjp(f, pv)
+        return pullback(gi.unsqueeze(0))[0]  # type: ignore[no-any-return]
+
+    cap.active = False
+    try:
+        return vmap(one, in_dims=(None, 0, 0))(pvals, bargs, g)  # type: ignore[no-any-return]
+    finally:
+        cap.active = True
+
+
+def _module_rule(m: nn.Module, rec: _Record) -> str:
+    a = rec.args[0] if rec.args else None
+    if rec.kwargs or len(rec.args) != 1 or not isinstance(a, Tensor):
+        return "generic"
+    if type(m).forward is nn.Linear.forward and a.dim() >= 2:
+        return "linear"
+    if type(m).forward in _CONV_FORWARDS and a.dim() == len(m.kernel_size) + 2:  # type: ignore[arg-type]
+        return "conv"
+    if type(m).forward is _BatchNorm.forward and not m.training and a.dim() >= 2:
+        return "bn"
+    return "generic"
+
+
+def _rule_grads(
+    rule: str, m: nn.Module, direct: dict[str, nn.Parameter], rec: _Record, g: Tensor, cap: _Capture
+) -> dict[str, Tensor]:
+    if rule == "generic":
+        return _generic_grads(m, direct, rec, g, cap)
+    a = rec.args[0].detach()
+    dtype = torch.promote_types(direct[next(iter(direct))].dtype, torch.float32)
+    a, g = a.to(dtype), g.to(dtype)
+    if rule == "linear":
+        return _linear_grads(a, g, direct)
+    if rule == "conv":
+        return _conv_grads(m, a, g, direct)
+    return _bn_grads(m, a, g, direct)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+def _hooked(
+    model: nn.Module,
+    x: Tensor,
+    backprop: Backprop,
+    chosen: Sequence[tuple[str, nn.Parameter]],
+    amp: bool,
+) -> tuple[Tensor, Tensor] | str:
+    """Hook engine; returns ``(sq (V, B, P), outputs)`` or the reason it cannot run."""
+    owners = _owners(model, chosen)
+    cap = _Capture()
+    handles = [m.register_forward_hook(cap.hook, with_kwargs=True) for m, _ in owners]
+    try:
+        with torch.enable_grad(), autocast(x.device, amp):
+            out = model(x)
+        pairs = backprop(out)
+    finally:
+        for h in handles:
+            h.remove()
+    if cap.unsupported:
+        return cap.unsupported
+    b = x.shape[0]
+    fired = {id(r.module) for r in cap.records}
+    for m, direct in owners:
+        if id(m) not in fired:
+            return f"{type(m).__name__} owns parameters ({', '.join(direct)}) but was never called"
+    for r in cap.records:
+        if r.output.dim() == 0 or r.output.shape[0] != b:
+            return f"{type(r.module).__name__} output {tuple(r.output.shape)} has no batch dim"
+    direct_of = {id(m): direct for m, direct in owners}
+    pos = {id(p): i for i, (_, p) in enumerate(chosen)}
+    # number of (module call, parameter) contributions per parameter
+    count: dict[int, int] = {}
+    for r in cap.records:
+        for p in direct_of[id(r.module)].values():
+            count[id(p)] = count.get(id(p), 0) + 1
+    rules = [_module_rule(r.module, r) for r in cap.records]
+    sq = x.new_zeros(
+        (len(pairs), b, len(chosen)), dtype=torch.promote_types(x.dtype, torch.float32)
+    )
+    outs = [r.output for r in cap.records]
+    for v, (root, grad_out) in enumerate(pairs):
+        grads = torch.autograd.grad(
+            root, outs, grad_outputs=grad_out, retain_graph=True, allow_unused=True
+        )
+        shared: dict[int, Tensor] = {}
+        for r, rule, g in zip(cap.records, rules, grads, strict=True):
+            if g is None:
+                continue
+            direct = direct_of[id(r.module)]
+            single = all(count[id(p)] == 1 for p in direct.values())
+            if single and rule == "linear" and r.args[0].dim() == 2:
+                dtype = torch.promote_types(next(iter(direct.values())).dtype, torch.float32)
+                res = _linear_sq(r.args[0].detach().to(dtype), g.to(dtype), direct)
+                for n, s in res.items():
+                    sq[v, :, pos[id(direct[n])]] += s
+                continue
+            res = _rule_grads(rule, r.module, direct, r, g, cap)
+            for n, gr in res.items():
+                pid = id(direct[n])
+                if count[pid] == 1:
+                    sq[v, :, pos[pid]] += gr.reshape(b, -1).pow(2).sum(-1)
+                else:
+                    shared[pid] = shared[pid] + gr if pid in shared else gr
+        for pid, gr in shared.items():
+            sq[v, :, pos[pid]] += gr.reshape(b, -1).pow(2).sum(-1)
+    return sq, out.detach()
+
+
+def _loop(
+    model: nn.Module,
+    x: Tensor,
+    backprop: Backprop,
+    chosen: Sequence[tuple[str, nn.Parameter]],
+    amp: bool,
+) -> tuple[Tensor, Tensor]:
+    """Batch-1 loop with ``torch.autograd.grad`` (the always-correct fallback)."""
+    params = [p for _, p in chosen]
+    rows: list[Tensor] = []
+    outs: list[Tensor] = []
+    for i in range(x.shape[0]):
+        with torch.enable_grad(), autocast(x.device, amp):
+            out = model(x[i : i + 1])
+        per_v = []
+        for root, grad_out in backprop(out):
+            gs = torch.autograd.grad(
+                root, params, grad_outputs=grad_out, retain_graph=True, allow_unused=True
+            )
+            per_v.append(
+                torch.stack(
+                    [
+                        x.new_zeros((), dtype=torch.float32)
+                        if gr is None
+                        else gr.float().pow(2).sum()
+                        if gr.dtype in (torch.float16, torch.bfloat16)
+                        else gr.pow(2).sum()
+                        for gr in gs
+                    ]
+                ).to(torch.promote_types(params[0].dtype, torch.float32))
+            )
+        rows.append(torch.stack(per_v))
+        outs.append(out.detach())
+    return torch.stack(rows, dim=1), torch.cat(outs)
+
+
+def grad_sq_norms(
+    model: nn.Module,
+    x: Tensor,
+    backprop: Backprop,
+    chosen: Sequence[tuple[str, nn.Parameter]],
+    *,
+    amp: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Squared per-sample, per-parameter-tensor gradient norms of one batch.
+
+    Parameters
+    ----------
+    model
+        Network in eval mode (samples must not interact).
+    x
+        ``(B, C, ...)`` inputs on the model's device.
+    backprop
+        Maps the model output to one ``(root, grad_output)`` pair per direction.
+    chosen
+        Parameters measured (see :func:`select_params`).
+    amp
+        Autocast the forward pass (CUDA).
+
+    Returns
+    -------
+    sq : Tensor
+        ``(V, B, P)`` squared norms ``‖∇θ_p ℓ_v(x_i)‖²`` per direction, sample, tensor.
+    outputs : Tensor
+        The detached model outputs ``(B, ...)``.
+    """
+    reason = _needs_loop(model)
+    if reason is None:
+        res = _hooked(model, x, backprop, chosen, amp)
+        if not isinstance(res, str):
+            return res
+        reason = res
+    log.debug("per-sample gradients by batch-1 loop: %s", reason)
+    return _loop(model, x, backprop, chosen, amp)
+
+
+def _chunks(x: Tensor, chunk_size: int | None) -> list[Tensor]:
+    if chunk_size is None:
+        return [x]
+    if chunk_size <= 0:
+        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size}")
+    return list(x.split(chunk_size))
+
+
+def per_sample_grad_norms(
+    model: nn.Module,
+    inputs: Tensor,
+    loss_fn: Callable[[Tensor], Tensor],
+    *,
+    reduction: str = "l2",
+    params: Iterable[str | Tensor] | None = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Exact per-sample gradient norms ``‖∇θ ℓ(x_i)‖`` of a batch.
+
+    The model is evaluated in eval mode (dropout off, BatchNorm with running statistics)
+    and restored to its previous mode afterwards. No Python loop over samples: one
+    forward and one batched backward per chunk (see the module docstring).
+
+    Parameters
+    ----------
+    model
+        Network mapping ``(B, C, ...)`` inputs to outputs ``(B, ...)``.
+    inputs
+        ``(B, C, ...)`` batch on the model's device.
+    loss_fn
+        Maps the model output ``(B, ...)`` to per-sample losses ``(B,)``; loss ``i``
+        may depend on output row ``i`` only (e.g. entropy of the softmax, or a
+        segmentation loss averaged over voxels).
+    reduction
+        ``"l2"``: global L2 norm over all selected parameters; ``"layerwise-sum"``: sum
+        over parameter tensors of each tensor's L2 norm (the released code's norm).
+    params
+        Parameter names or tensors to differentiate; default every parameter with
+        ``requires_grad`` (frozen parameters do not count).
+    chunk_size
+        Samples per forward/backward; bounds memory for large batches.
+
+    Returns
+    -------
+    Tensor
+        ``(B,)`` norms, dtype of the parameters (at least float32).
+
+    Raises
+    ------
+    ConfigError
+        Unknown reduction, no trainable parameters, or ``loss_fn`` not returning ``(B,)``.
+    """
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
+    chosen = select_params(model, params)
+
+    def backprop(out: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        losses = loss_fn(out)
+        if losses.shape != (out.shape[0],):
+            raise ConfigError(
+                f"loss_fn must return one loss per sample, shape ({out.shape[0]},); "
+                f"got {tuple(losses.shape)}"
+            )
+        return [(losses.sum(), None)]
+
+    res = []
+    with eval_mode(model):
+        for xc in _chunks(inputs, chunk_size):
+            sq, _ = grad_sq_norms(model, xc, backprop, chosen)
+            res.append(reduce_norms(sq[0], reduction))
+    return torch.cat(res)
+
+
+def _float(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
+def top_classes(probs: Tensor, k: int) -> Tensor:
+    """``(B, k)`` indices of the ``k`` most probable classes, ties to the lower index."""
+    return torch.sort(probs, dim=1, descending=True, stable=True).indices[:, :k]
+
+
+def per_sample_class_grad_norms(
+    model: nn.Module,
+    inputs: Tensor,
+    *,
+    top_k: int | None = None,
+    reduction: str = "l2",
+    params: Iterable[str | Tensor] | None = None,
+    chunk_size: int | None = None,
+    amp: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-sample, per-class norms ``‖∇θ CE(f(x_i), y)‖`` from ONE forward pass per chunk.
+
+    The gradient of ``CE(f(x), y)`` with respect to the logits is ``p − e_y``; each
+    class ``y`` is one cotangent through the same forward graph (``retain_graph``), so
+    the ``K`` class gradients cost ``K`` batched backward passes and one forward.
+
+    Parameters
+    ----------
+    model
+        Classifier returning logits ``(B, C)``.
+    inputs
+        ``(B, C_in, ...)`` batch on the model's device.
+    top_k
+        Only the ``k`` most probable classes of each sample (default: all ``C``).
+    reduction, params, chunk_size
+        As in :func:`per_sample_grad_norms`.
+    amp
+        Autocast the forward pass (CUDA).
+
+    Returns
+    -------
+    norms : Tensor
+        ``(B, K)`` gradient norms, column ``j`` for class ``classes[:, j]``.
+    classes : Tensor
+        ``(B, K)`` int64 class indices (all classes in order when ``top_k`` is None).
+    probs : Tensor
+        ``(B, C)`` softmax probabilities (detached).
+    """
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
+    if top_k is not None and top_k <= 0:
+        raise ConfigError(f"top_k must be a positive integer or None, got {top_k}")
+    chosen = select_params(model, params)
+    norms, classes, probs = [], [], []
+    with eval_mode(model):
+        for xc in _chunks(inputs, chunk_size):
+
+            def backprop(out: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+                if out.dim() != 2:
+                    raise ConfigError(
+                        f"class gradient norms need logits (B, C), got {tuple(out.shape)}"
+                    )
+                p = torch.softmax(out.detach().to(_float(out.dtype)), dim=1)
+                n, c = p.shape
+                k = c if top_k is None else min(top_k, c)
+                cls = (
+                    torch.arange(c, device=p.device).expand(n, c)
+                    if top_k is None
+                    else top_classes(p, k)
+                )
+                pairs: list[tuple[Tensor, Tensor | None]] = []
+                for j in range(k):
+                    cot = p - F.one_hot(cls[:, j], c).to(p.dtype)
+                    pairs.append((out, cot.to(out.dtype)))
+                return pairs
+
+            sq, out = grad_sq_norms(model, xc, backprop, chosen, amp=amp)
+            norms.append(reduce_norms(sq, reduction).T)
+            p = torch.softmax(out.to(_float(out.dtype)), dim=1)
+            c = p.shape[1]
+            k = c if top_k is None else min(top_k, c)
+            classes.append(
+                torch.arange(c, device=p.device).expand(p.shape[0], c)
+                if top_k is None
+                else top_classes(p, k)
+            )
+            probs.append(p)
+    return torch.cat(norms), torch.cat(classes), torch.cat(probs)

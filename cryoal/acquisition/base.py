@@ -1,0 +1,358 @@
+"""Strategy interface, selection result, shared top-k selection and the strategy registry.
+
+Every acquisition strategy has one shape::
+
+    strategy.select(model, pool, budget, *, labelled=None, generator=None) -> Selection
+
+Score-based strategies (:class:`ScoreStrategy`) also expose ``strategy.score(model, pool)``
+(higher = more worth labelling) and select the top ``budget`` unlabelled items with
+:func:`select_topk`. Batch-aware strategies (coreset, BADGE) override :meth:`Strategy.select`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from cryoal.acquisition._stream import PoolLike, Transform, check_pool, resolve_indices
+from cryoal.errors import ConfigError, EmptyPoolError, PoolExhaustedError
+from cryoal.runtime import resolve_device
+
+__all__ = [
+    "ScoreStrategy",
+    "Selection",
+    "Strategy",
+    "available",
+    "get",
+    "register",
+    "select_topk",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The items a strategy picked, best first.
+
+    Attributes
+    ----------
+    indices
+        ``(k,)`` int64 pool indices, in pick order (rank 1 first).
+    scores
+        ``(k,)`` float scores of the picks (for greedy strategies: the score at the time
+        of the pick, e.g. the distance to the nearest centre).
+    strategy
+        Registered name of the strategy that made the selection.
+    """
+
+    indices: Tensor
+    scores: Tensor
+    strategy: str
+
+    def __len__(self) -> int:
+        return int(self.indices.numel())
+
+
+def select_topk(scores: Tensor, k: int, exclude: Iterable[int] | Tensor | None = None) -> Tensor:
+    """Indices of the ``k`` highest scores, ties broken by the lower index.
+
+    Parameters
+    ----------
+    scores
+        ``(N,)`` scores; higher is better. NaN counts as the lowest possible score.
+    k
+        Number of indices to return, ``1 <= k <= N - len(exclude)``.
+    exclude
+        Indices never returned (e.g. the labelled set).
+
+    Returns
+    -------
+    Tensor
+        ``(k,)`` int64 indices, best first. The order is deterministic: a stable sort by
+        score descending, then by index ascending.
+
+    Raises
+    ------
+    ConfigError
+        ``k <= 0`` or ``scores`` is not 1-D.
+    EmptyPoolError
+        ``scores`` is empty.
+    PoolExhaustedError
+        ``k`` exceeds the number of items not in ``exclude``.
+    """
+    if scores.dim() != 1:
+        raise ConfigError(f"scores must be 1-D (N,), got shape {tuple(scores.shape)}")
+    n = scores.numel()
+    excluded = _as_index_tensor(exclude, n)
+    check_budget(k, n, n - int(excluded.numel()))
+    work = scores.detach().to("cpu", torch.float64).clone()
+    work[torch.isnan(work)] = -torch.inf
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[excluded] = False
+    candidates = torch.nonzero(keep).flatten()
+    order = torch.sort(work[candidates], descending=True, stable=True).indices
+    return candidates[order[:k]]
+
+
+def check_budget(budget: int, pool_size: int, unlabelled: int) -> None:
+    """Validate a selection budget against the pool (shared by every strategy).
+
+    Raises
+    ------
+    ConfigError
+        ``budget`` is not a positive integer.
+    EmptyPoolError
+        The pool holds no items.
+    PoolExhaustedError
+        ``budget`` exceeds the number of unlabelled items.
+    """
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+        raise ConfigError(f"budget must be a positive integer, got {budget!r}")
+    if pool_size == 0:
+        raise EmptyPoolError("the pool holds no volumes: nothing to select from")
+    if budget > unlabelled:
+        raise PoolExhaustedError(
+            f"budget {budget} exceeds the {unlabelled} unlabelled volumes left in the pool "
+            f"of {pool_size}: lower --budget or add volumes"
+        )
+
+
+def _as_index_tensor(exclude: Iterable[int] | Tensor | None, n: int) -> Tensor:
+    if exclude is None:
+        return torch.zeros(0, dtype=torch.long)
+    idx = torch.as_tensor(list(exclude) if not isinstance(exclude, Tensor) else exclude)
+    idx = idx.to(torch.long).flatten().unique()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        bad = idx[(idx < 0) | (idx >= n)][:5].tolist()
+        raise ConfigError(f"excluded indices {bad} are outside the pool of {n} volumes")
+    return idx
+
+
+class Strategy(ABC):
+    """Base class of every acquisition strategy.
+
+    Parameters
+    ----------
+    device
+        Torch device for scoring (``"cpu"``, ``"cuda"``, ``"auto"``); ``None`` uses the
+        device of the model's parameters. When given, the model is moved there (in place).
+    batch_size
+        Volumes per forward pass; memory is bounded by the batch, not the pool.
+    amp
+        Mixed-precision forward passes (CUDA only; ignored with a log line on CPU).
+    transform
+        Callable applied to each batched input ``(B, C, ...)`` on the device before the
+        model sees it (e.g. :func:`cryoal.transforms.normalize`); ``None`` feeds items as
+        the pool returns them.
+    progress
+        Show a tqdm progress bar over the pool.
+    num_workers
+        DataLoader workers reading the pool.
+    seed
+        Seed used when :meth:`select` gets no generator (and by strategies that draw
+        random numbers while scoring).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        amp: bool = False,
+        transform: Transform | None = None,
+        progress: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+        self.device = None if device is None else resolve_device(device)
+        self.batch_size = batch_size
+        self.amp = amp
+        self.transform = transform
+        self.progress = progress
+        self.num_workers = num_workers
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, batch_size={self.batch_size})"
+
+    def _prepare(self, model: nn.Module) -> torch.device:
+        """Move ``model`` to the configured device and return the device used."""
+        if self.device is not None:
+            model.to(self.device)
+            return self.device
+        for p in model.parameters():
+            return p.device
+        for b in model.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def _use_amp(self, device: torch.device) -> bool:
+        if self.amp and device.type != "cuda":
+            log.info("amp=True ignored on %s: mixed precision is used on CUDA only", device)
+            return False
+        return self.amp
+
+    def _generator(self, generator: torch.Generator | None) -> torch.Generator:
+        return generator if generator is not None else torch.Generator().manual_seed(self.seed)
+
+    @abstractmethod
+    def select(
+        self,
+        model: nn.Module,
+        pool: PoolLike,
+        budget: int,
+        *,
+        labelled: Iterable[int | str] | Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Selection:
+        """Pick ``budget`` unlabelled pool items worth labelling.
+
+        Parameters
+        ----------
+        model
+            Classifier returning logits ``(B, C)``; kept in eval mode while scoring and
+            restored to its previous mode afterwards.
+        pool
+            Map-style dataset whose items are a tensor ``(C, ...)`` or a tuple whose first
+            element is that tensor (a ``VolumePool`` or ``pool.dataset()``).
+        budget
+            Number of items to pick.
+        labelled
+            Indices (or pool ids) never picked.
+        generator
+            Randomness of stochastic strategies; ``None`` uses ``seed``.
+
+        Returns
+        -------
+        Selection
+            ``budget`` indices best first, their scores and the strategy name.
+
+        Raises
+        ------
+        ConfigError
+            ``budget <= 0``, or unknown labelled ids.
+        EmptyPoolError
+            The pool is empty.
+        PoolExhaustedError
+            ``budget`` exceeds the number of unlabelled items.
+        """
+
+    def _unlabelled(
+        self, pool: PoolLike, budget: int, labelled: Iterable[int | str] | Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Validate and return ``(labelled_indices, unlabelled_indices)`` as int64."""
+        n = check_pool(pool)
+        lab = resolve_indices(pool, labelled)
+        mask = torch.ones(n, dtype=torch.bool)
+        mask[lab] = False
+        unl = torch.nonzero(mask).flatten()
+        check_budget(budget, n, int(unl.numel()))
+        return lab, unl
+
+
+class ScoreStrategy(Strategy):
+    """A strategy that scores each item independently and picks the top ``budget``."""
+
+    @abstractmethod
+    def _score_indices(
+        self, model: nn.Module, pool: PoolLike, indices: Tensor, generator: torch.Generator
+    ) -> Tensor:
+        """Scores ``(len(indices),)`` of the given pool items (higher = pick first)."""
+
+    def score(self, model: nn.Module, pool: PoolLike) -> Tensor:
+        """Score every pool item.
+
+        Parameters
+        ----------
+        model
+            Classifier returning logits ``(B, C)``.
+        pool
+            Map-style dataset (see :meth:`Strategy.select`).
+
+        Returns
+        -------
+        Tensor
+            ``(N,)`` float32 scores on the CPU; higher = more worth labelling.
+        """
+        n = check_pool(pool)
+        if n == 0:
+            raise EmptyPoolError("the pool holds no volumes: nothing to score")
+        return self._score_indices(model, pool, torch.arange(n), self._generator(None))
+
+    def select(
+        self,
+        model: nn.Module,
+        pool: PoolLike,
+        budget: int,
+        *,
+        labelled: Iterable[int | str] | Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Selection:
+        _, unl = self._unlabelled(pool, budget, labelled)
+        scores = self._score_indices(model, pool, unl, self._generator(generator))
+        order = select_topk(scores, budget)
+        return Selection(indices=unl[order], scores=scores[order], strategy=self.name)
+
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+S = TypeVar("S", bound=type[Strategy])
+
+
+def register(name: str) -> Callable[[S], S]:
+    """Class decorator registering a strategy under ``name`` (lower-case, dashes)."""
+
+    def deco(cls: S) -> S:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ConfigError(f"acquisition strategy {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available() -> list[str]:
+    """Registered strategy names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str, **kwargs: Any) -> Strategy:
+    """Build a registered strategy by name.
+
+    Parameters
+    ----------
+    name
+        One of :func:`available` (case-insensitive; ``_`` and ``-`` are equivalent).
+    **kwargs
+        Options of that strategy (``device``, ``batch_size``, ``variant``, ...).
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (with the closest names), or options the strategy does not take.
+    """
+    key = name.strip().lower().replace("_", "-")
+    if key not in _REGISTRY:
+        close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown acquisition strategy {name!r}{hint} (available: {', '.join(available())})"
+        )
+    try:
+        return _REGISTRY[key](**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for strategy {key!r}: {exc}") from exc
