@@ -237,10 +237,12 @@ def validate_labels(
     name = _row_namer(out)
     ids = out["id"].map(lambda v: "" if v is None or pd.isna(v) else str(v).strip())
     labels = out["label"].map(lambda v: "" if v is None or pd.isna(v) else str(v).strip())
-    _fail_rows(where, "empty id", [name(i) for i in range(len(ids)) if not ids[i]], len(ids))
+    _fail_rows(
+        where, "have an empty id", [name(i) for i in range(len(ids)) if not ids[i]], len(ids)
+    )
     if require_labels:
         empty = [f"{name(i)} (id {ids[i]!r})" for i in range(len(ids)) if not labels[i]]
-        _fail_rows(where, "empty label", empty, len(ids))
+        _fail_rows(where, "have an empty label", empty, len(ids))
     first: dict[str, int] = {}
     dups = []
     for i, s in enumerate(ids):
@@ -248,16 +250,17 @@ def validate_labels(
             dups.append(f"{name(i)} {s!r} (first at {name(first[s])})")
         else:
             first[s] = i
-    _fail_rows(where, "duplicate id", dups, len(ids))
+    _fail_rows(where, "repeat an earlier id", dups, len(ids))
     if known_ids is not None:
         known = known_ids if isinstance(known_ids, (set, frozenset, dict)) else set(known_ids)
         unknown = [f"{name(i)} {s!r}" for i, s in enumerate(ids) if s not in known]
         if unknown:
             example = next(iter(known), None)
             hint = f"; pool ids look like {example!r}" if example is not None else ""
-            _fail_rows(where, "id not in the pool", unknown, len(ids), hint=hint)
-    out["id"] = ids
-    out["label"] = [s if s else None for s in labels]
+            _fail_rows(where, "have an id not in the pool", unknown, len(ids), hint=hint)
+    out["id"] = pd.Series(list(ids), dtype=object)
+    # object dtype keeps None for unlabelled rows (pandas' str dtype would turn it into NaN)
+    out["label"] = pd.Series([s if s else None for s in labels], dtype=object)
     return out
 
 
@@ -266,10 +269,7 @@ def _fail_rows(where: str, what: str, rows: list[str], total: int, *, hint: str 
         return
     listed = "; ".join(rows[:_MAX_LISTED])
     more = f" (and {len(rows) - _MAX_LISTED} more)" if len(rows) > _MAX_LISTED else ""
-    plural = "s" if len(rows) != 1 else ""
-    raise InvalidLabelsError(
-        f"{where}: {len(rows)} of {total} rows with {what}{plural}: {listed}{more}{hint}"
-    )
+    raise InvalidLabelsError(f"{where}: {len(rows)} of {total} rows {what}: {listed}{more}{hint}")
 
 
 def read_labels(
