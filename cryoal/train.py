@@ -39,6 +39,7 @@ __all__ = [
     "evaluate",
     "fit",
     "predict",
+    "stratified_split",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class History:
     val_loss, val_accuracy, val_balanced_accuracy
         Validation metrics per epoch (empty without a validation set).
     lr
-        Learning rate at the end of each epoch.
+        Learning rate at the start of each epoch.
     epoch_seconds
         Wall time per epoch, seconds.
     best_epoch
@@ -455,6 +456,7 @@ def fit(
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen_before = history.samples_seen
+            history.lr.append(float(optimizer.param_groups[0]["lr"]))
             for x, y in loader:
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
@@ -475,7 +477,6 @@ def fit(
             n_seen = max(history.samples_seen - seen_before, 1)
             history.train_loss.append(float(loss_sum) / n_seen)
             history.train_accuracy.append(int(correct) / n_seen)
-            history.lr.append(float(optimizer.param_groups[0]["lr"]))
             history.epoch_seconds.append(time.perf_counter() - t0)
             postfix = {"loss": f"{history.train_loss[-1]:.3f}", "acc": f"{history.train_accuracy[-1]:.3f}"}
             if val_ds is not None:
@@ -683,3 +684,47 @@ def classification_metrics(
         "per_class_recall": [float(r) if ok else None for r, ok in zip(recall, present, strict=True)],
         "confusion_matrix": cm.astype(int).tolist(),
     }
+
+
+def stratified_split(
+    targets: torch.Tensor | Sequence[int], fraction: float, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split item indices into train and validation sets, class by class.
+
+    Each class with ``n ≥ 2`` items sends ``round(fraction · n)`` of them, clamped to
+    ``[1, n - 1]``, to validation; a class with one item stays in training.
+
+    Parameters
+    ----------
+    targets
+        `(N,)` class index of each item.
+    fraction
+        Validation share in ``[0, 1)``; 0 gives an empty validation set.
+    seed
+        Seeds the shuffle within each class.
+
+    Returns
+    -------
+    train_idx, val_idx
+        Sorted LongTensors of item positions, disjoint, together ``0 … N-1``.
+
+    Raises
+    ------
+    ConfigError
+        ``fraction`` outside ``[0, 1)``.
+    """
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"validation fraction must be in [0, 1), got {fraction}")
+    t = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
+    g = torch.Generator().manual_seed(int(seed))
+    val: list[torch.Tensor] = []
+    for c in torch.unique(t).tolist():
+        members = torch.nonzero(t == c).reshape(-1)
+        members = members[torch.randperm(members.numel(), generator=g)]
+        n = members.numel()
+        k = 0 if (fraction == 0 or n < 2) else min(max(round(fraction * n), 1), n - 1)
+        val.append(members[:k])
+    val_idx = torch.sort(torch.cat(val)).values if val else torch.zeros(0, dtype=torch.long)
+    keep = torch.ones(t.numel(), dtype=torch.bool)
+    keep[val_idx] = False
+    return torch.nonzero(keep).reshape(-1), val_idx

@@ -1,0 +1,73 @@
+"""``cryoal predict``: class probabilities for every volume from a trained checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cryoal.cli._common import device_option, example_epilog
+
+EXAMPLES = """
+cryoal predict --volumes subtomos/ --model model.pt --out predictions.csv
+cryoal predict --volumes particles.mrcs --model model.pt --out predictions.star --batch-size 128
+"""
+
+
+@click.command(
+    "predict",
+    epilog=example_epilog(EXAMPLES),
+    short_help="Predict classes of volumes with a trained checkpoint.",
+)
+@click.option("--volumes", "volumes", required=True, type=click.Path(path_type=Path),
+              help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.")
+@click.option("--model", "checkpoint", required=True, type=click.Path(path_type=Path),
+              help="Checkpoint written by 'cryoal train'.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Predictions table, .csv or .star.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@device_option
+def predict(
+    volumes: Path, checkpoint: Path, out: Path, batch_size: int, pattern: str, progress: bool, device: str
+) -> None:
+    """Write one row per volume: id, predicted class, its probability, and p_<class> columns.
+
+    Volumes are z-scored one by one, as in training; their box (and voxel size, within
+    1 %) must match the checkpoint's.
+    """
+    import pandas as pd
+
+    from cryoal.io import VolumePool, write_table
+    from cryoal.models import check_compatible, load_checkpoint
+    from cryoal.runtime import resolve_device
+    from cryoal.train import predict as predict_probabilities
+    from cryoal.transforms import normalize
+
+    dev = resolve_device(device)
+    if out.suffix.lower() not in (".csv", ".star", ".tsv"):
+        from cryoal.errors import ConfigError
+
+        raise ConfigError(f"--out {out}: use a .csv or .star file name")
+    model, info = load_checkpoint(checkpoint, device=dev)
+    pool = VolumePool.from_path(volumes, pattern).check()
+    check_compatible(info, pool.box, pool.voxel_size)
+    classes = info.class_names or [f"class{i}" for i in range(info.arch.num_classes)]
+    probs = predict_probabilities(
+        model, pool.dataset(transform=normalize), batch_size=batch_size, device=dev, progress=progress
+    )
+    confidence, best = probs.max(dim=1)
+    table = pd.DataFrame(
+        {
+            "id": pool.ids,
+            "predicted": [classes[i] for i in best.tolist()],
+            "probability": confidence.numpy().round(6),
+            **{f"p_{name}": probs[:, c].numpy().round(6) for c, name in enumerate(classes)},
+        }
+    )
+    write_table(out, table)
+    counts = table["predicted"].value_counts()
+    click.echo(
+        f"{len(pool)} volumes -> {out}: " + ", ".join(f"{name} {int(counts.get(name, 0))}" for name in classes)
+    )

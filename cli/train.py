@@ -1,0 +1,129 @@
+"""``cryoal train``: train a classifier on labelled subtomograms and save a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cryoal.cli._common import device_option, example_epilog, seed_option
+
+EXAMPLES = """
+cryoal train --volumes subtomos/ --labels labels.csv --out model.pt
+cryoal train --volumes subtomos/ --labels labels.star --model cb3d --epochs 40 --out runs/cb3d.pt
+cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e-3 --out m.pt
+"""
+
+
+@click.command(
+    "train",
+    epilog=example_epilog(EXAMPLES),
+    short_help="Train a subtomogram classifier on labelled volumes.",
+)
+@click.option("--volumes", "volumes", required=True, type=click.Path(path_type=Path),
+              help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.")
+@click.option("--labels", "labels", required=True, type=click.Path(path_type=Path),
+              help="Labels table (.csv with 'id,label' or .star); unlisted volumes are ignored.")
+@click.option("--model", "model_name", default="dsrf3d", show_default=True,
+              help="Architecture from the model registry (dsrf3d, rb3d, cb3d, monai-resnet10, ...).")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Checkpoint to write; <out>.metrics.json and config.json go beside it.")
+@click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of each class held out for validation (best epoch is kept); 0 = none.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate (AdamW, cosine decay).")
+@click.option("--balanced/--no-balanced", default=False, show_default=True,
+              help="Class-balanced batch sampling.")
+@click.option("--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@seed_option
+@device_option
+def train(
+    volumes: Path,
+    labels: Path,
+    model_name: str,
+    epochs: int,
+    out: Path,
+    val_fraction: float,
+    batch_size: int,
+    lr: float,
+    balanced: bool,
+    pattern: str,
+    progress: bool,
+    seed: int,
+    device: str,
+) -> None:
+    """Train a classifier on the labelled volumes and save a self-describing checkpoint.
+
+    Volumes are z-scored one by one; the validation split is stratified by class and the
+    weights of the best validation epoch are kept.
+    """
+    import torch
+    from torch.utils.data import Subset
+
+    from cryoal.errors import InvalidLabelsError
+    from cryoal.io import VolumePool
+    from cryoal.models import create, describe, save_checkpoint
+    from cryoal.runtime import resolve_device, write_run_config
+    from cryoal.train import TrainConfig, evaluate, fit, stratified_split
+    from cryoal.transforms import normalize
+
+    arguments = dict(click.get_current_context().params)
+    dev = resolve_device(device)
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, balanced=balanced, seed=seed,
+        device=str(dev), progress=progress,
+    )
+    describe(model_name)  # unknown name: fail before reading any volume
+    pool = VolumePool.from_path(volumes, pattern).with_labels(labels)
+    labelled = pool.subset(pool.labelled_indices()) if pool.labelled_indices() else None
+    if labelled is None:
+        raise InvalidLabelsError(f"{labels}: no row names a volume of {volumes}; nothing to train on")
+    labelled.check()
+    classes = labelled.class_names
+    if len(classes) < 2:
+        raise InvalidLabelsError(
+            f"{labels}: every labelled volume is {classes[0]!r}; training needs at least two classes"
+        )
+    dataset = labelled.dataset(transform=normalize, class_names=classes)
+    train_idx, val_idx = stratified_split(dataset.targets, val_fraction, seed=seed)
+    train_ds = Subset(dataset, train_idx.tolist())
+    val_ds = Subset(dataset, val_idx.tolist()) if val_idx.numel() else None
+    click.echo(
+        f"{len(labelled)} labelled volumes, box {'x'.join(map(str, labelled.box))}, "
+        f"{len(classes)} classes ({', '.join(classes)}); train {len(train_ds)}, "
+        f"validation {len(val_idx)}; model {model_name} on {dev}"
+    )
+
+    torch.manual_seed(seed)
+    model = create(model_name, len(classes), (1, *labelled.box))
+    history = fit(model, train_ds, val_ds, config)
+    metrics = evaluate(model, val_ds if val_ds is not None else train_ds, class_names=classes)
+    metrics["split"] = "validation" if val_ds is not None else "training"
+    save_checkpoint(
+        out, model, class_names=classes, voxel_size=labelled.voxel_size, normalization="zscore",
+        train_config=config.to_dict(), metrics=metrics, seed=seed, n_train=len(train_ds),
+        n_val=len(val_idx), volumes=str(volumes), labels=str(labels),
+    )
+    from cryoal._atomic import atomic_write_text
+
+    metrics_path = out.with_name(out.stem + ".metrics.json")
+    atomic_write_text(
+        metrics_path,
+        json.dumps({"final": metrics, "history": history.to_dict(),
+                    "train_ids": [labelled.ids[i] for i in train_idx.tolist()],
+                    "val_ids": [labelled.ids[i] for i in val_idx.tolist()]}, indent=2) + "\n",
+    )
+    write_run_config(out.parent / "config.json", arguments, seed=seed)
+
+    click.echo(
+        f"best epoch {history.best_epoch + 1}/{history.epochs_run}; {metrics['split']} accuracy "
+        f"{metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f}, "
+        f"macro F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"
+    )
+    for name, recall in zip(classes, metrics["per_class_recall"], strict=True):
+        click.echo(f"  recall {name}: {'n/a' if recall is None else f'{recall:.3f}'}")
+    click.echo(f"wrote {out}, {metrics_path.name}, config.json")
