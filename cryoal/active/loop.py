@@ -538,11 +538,12 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     if isinstance(strategy, ScoreStrategy):
         all_scores = strategy.score(model, sub).float().cpu()
         order = select_topk(all_scores, rnd.budget)
-        pick_local = order.tolist()
+        pick_global = [unl[j] for j in order.tolist()]
         pick_scores = all_scores[order].tolist()
     else:
-        sel = strategy.select(model, sub, rnd.budget, generator=generator)
-        pick_local = sel.indices.tolist()
+        # batch-aware strategies (coreset, badge) see the labelled set as context
+        sel = strategy.select(model, pool, rnd.budget, labelled=labelled, generator=generator)
+        pick_global = sel.indices.tolist()
         pick_scores = sel.scores.float().tolist()
     probs = None
     if class_names is not None:
@@ -567,7 +568,7 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         else:
             rows.append((vid, score, None, None))
     picks = [
-        (str(pool.pool.ids[unl[j]]), float(s)) for j, s in zip(pick_local, pick_scores, strict=True)
+        (str(pool.pool.ids[i]), float(s)) for i, s in zip(pick_global, pick_scores, strict=True)
     ]
     _kill_point("scoring")
     project.record_scores(rnd.n, rows, picks)
@@ -586,7 +587,9 @@ def picks_table(
     """The picks of round ``rnd`` as the table written to CSV/STAR.
 
     Columns: ``id``, ``path`` (absolute), ``rank``, ``score``, ``predicted``, one
-    ``p_<class>`` per class (probabilities), ``strategy``, ``round``.
+    ``p_<class>`` per class (probabilities), ``strategy``, ``round``, and an empty
+    ``label`` column for the expert to fill (``cryoal label import`` reads the file back,
+    skipping rows still without a label).
     """
     picks = project.picks(rnd.n) if picks is None else picks
     index = {vid: i for i, vid in enumerate(pool.ids)}
@@ -608,17 +611,10 @@ def picks_table(
             row[f"p_{c}"] = None if p.probabilities is None else p.probabilities.get(c)
         row["strategy"] = rnd.strategy
         row["round"] = rnd.n
+        row["label"] = ""
         rows.append(row)
-    cols = [
-        "id",
-        "path",
-        "rank",
-        "score",
-        "predicted",
-        *[f"p_{c}" for c in classes],
-        "strategy",
-        "round",
-    ]
+    cols = ["id", "path", "rank", "score", "predicted", *[f"p_{c}" for c in classes]]
+    cols += ["strategy", "round", "label"]
     return pd.DataFrame(rows, columns=cols)
 
 
