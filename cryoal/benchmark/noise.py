@@ -1,0 +1,900 @@
+"""The noise-robustness benchmark: acquisition strategies × SNR × seeds on simulated data.
+
+For every SNR the benchmark simulates (or reuses from ``OUT/data``) a labelled pool and a
+held-out test set from the bundled structures with the physics of the
+``snr-benchmark`` manifest (random orientation, CTF, missing wedge, Gaussian noise at the
+SNR). For every (SNR, strategy, seed) it runs the simulated active loop
+(:func:`cryoal.active.loop.run`, an :class:`~cryoal.active.Oracle` answering from the
+ground truth) in its own project folder, starting from the same class-balanced random
+initial labelled set for every strategy of a seed, and measures each round's model on the
+test set (accuracy, balanced accuracy, macro-F1). Each finished (SNR, strategy, seed)
+block is appended atomically to ``results.csv``: an interrupted benchmark, run again with
+the same configuration, skips the finished blocks and resumes the unfinished one from its
+project (the loop's own resume), so the final table equals an uninterrupted run's (up to
+``wall_time``). The cross-SNR robustness matrix trains one model on the whole labelled
+pool at each SNR and evaluates it on the test set of every SNR (``robustness.csv``).
+
+Randomness: the data of an SNR depend on ``data_seed`` only (the same pool for every run);
+a run's seed fixes its initial labelled set, model initialisation, training order and the
+strategy's random draws. Rounds retrain from scratch (the loop's default).
+
+>>> from cryoal.benchmark import noise
+>>> cfg = noise.preset("quick", seeds=(0,))
+>>> table = noise.run(cfg, out="bench/")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cryoal._atomic import atomic_write_text
+from cryoal.benchmark.report import RESULT_COLUMNS, ROBUSTNESS_COLUMNS, format_snr, write_report
+from cryoal.errors import ConfigError
+
+__all__ = [
+    "PRESETS",
+    "PRESET_RUNTIMES",
+    "NoiseBenchmarkConfig",
+    "initial_indices",
+    "preset",
+    "run",
+]
+
+logger = logging.getLogger(__name__)
+
+TASKS: tuple[str, ...] = ("classification3d",)
+
+#: Columns of ``robustness.csv``.
+ROBUSTNESS_TABLE_COLUMNS: tuple[str, ...] = (*ROBUSTNESS_COLUMNS, "balanced_accuracy", "macro_f1")
+
+# Fields that decide the simulated data (a change re-simulates) and the runs (a change
+# refuses to resume). Adding strategies, SNRs or seeds extends an existing benchmark.
+_DATA_FIELDS = (
+    "classes",
+    "box",
+    "voxel_size",
+    "n_pool",
+    "n_test",
+    "tilt_range",
+    "defocus_um",
+    "voltage_kv",
+    "data_seed",
+)
+_RUN_FIELDS = (
+    "task",
+    "model",
+    "model_kwargs",
+    "initial",
+    "budget",
+    "rounds",
+    "epochs",
+    "batch_size",
+    "lr",
+    "robustness_epochs",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseBenchmarkConfig:
+    """Everything that defines a noise-robustness benchmark run.
+
+    Attributes
+    ----------
+    preset
+        Name of the preset this config came from (``custom`` otherwise); recorded only.
+    task
+        ``classification3d`` (subtomogram classification; the only task benchmarked).
+    strategies
+        Acquisition strategies (:func:`cryoal.acquisition.available`); include ``random``,
+        the baseline of the paired comparison.
+    snrs
+        Signal-to-noise ratios, var(signal)/var(noise); ``math.inf`` = no noise.
+    seeds
+        Run seeds (initial labelled set, model init, training, strategy randomness).
+    model, model_kwargs
+        Architecture (:func:`cryoal.models.available`) and its options.
+    box
+        Subtomogram edge in voxels.
+    voxel_size
+        Voxel edge in Å.
+    classes
+        Bundled structure names (:func:`cryoal.simulate.structures.list_structures`).
+    n_pool, n_test
+        Simulated subtomograms per class in the pool and in the held-out test set.
+    initial
+        Size of the initial labelled set (class-balanced random, per seed).
+    budget
+        Labels acquired per round.
+    rounds
+        Acquisition rounds; models are evaluated at ``initial + r·budget`` labels for
+        ``r = 0 … rounds``.
+    epochs, batch_size, lr
+        Training of each round's model (AdamW, cosine schedule, class-balanced batches).
+    robustness, robustness_seeds, robustness_epochs
+        Whether to compute the cross-SNR matrix, with how many seeds (the first
+        ``robustness_seeds`` of ``seeds``) and how many epochs on the full pool.
+    tilt_range, defocus_um, voltage_kv
+        Physics of the simulation: tilt range (degrees, tilt axis y), defocus (µm,
+        positive = underfocus), acceleration voltage (kV).
+    data_seed
+        Seed of the simulated pool (test set: ``data_seed + 1``).
+    device
+        ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (does not change the recorded results'
+        identity: a benchmark may be resumed on another device).
+    keep_models
+        Keep every round's checkpoint in the run projects (off: deleted once the block's
+        rows are recorded, to bound disk use).
+    """
+
+    preset: str = "custom"
+    task: str = "classification3d"
+    strategies: tuple[str, ...] = ("random", "entropy", "entropy-gradnorm")
+    snrs: tuple[float, ...] = (math.inf, 0.1)
+    seeds: tuple[int, ...] = (0, 1)
+    model: str = "dsrf3d"
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    box: int = 24
+    voxel_size: float = 10.0
+    classes: tuple[str, ...] = ("4V8R-A", "7PBL", "3O21", "2NWL")
+    n_pool: int = 40
+    n_test: int = 25
+    initial: int = 8
+    budget: int = 8
+    rounds: int = 3
+    epochs: int = 15
+    batch_size: int = 16
+    lr: float = 3e-3
+    robustness: bool = True
+    robustness_seeds: int = 1
+    robustness_epochs: int = 15
+    tilt_range: tuple[float, float] = (-60.0, 60.0)
+    defocus_um: float = 5.0
+    voltage_kv: float = 300.0
+    data_seed: int = 0
+    device: str = "auto"
+    keep_models: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategies", tuple(str(s) for s in self.strategies))
+        object.__setattr__(self, "snrs", tuple(float(s) for s in self.snrs))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "tilt_range", tuple(float(t) for t in self.tilt_range))
+        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+        problems = []
+        if self.task not in TASKS:
+            problems.append(f"task {self.task!r} is not benchmarked (use {', '.join(TASKS)})")
+        if not self.strategies:
+            problems.append("strategies is empty")
+        if len(set(self.strategies)) != len(self.strategies):
+            problems.append(f"strategies repeat: {', '.join(self.strategies)}")
+        if not self.snrs or any(not s > 0 for s in self.snrs):
+            problems.append(f"snrs must be > 0 (inf = no noise), got {list(self.snrs)}")
+        if len(set(self.snrs)) != len(self.snrs):
+            problems.append(f"snrs repeat: {list(self.snrs)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            problems.append(f"seeds must be distinct and at least one, got {list(self.seeds)}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            problems.append(
+                f"classes must be at least two distinct names, got {list(self.classes)}"
+            )
+        for name in (
+            "box",
+            "n_pool",
+            "n_test",
+            "budget",
+            "epochs",
+            "batch_size",
+            "robustness_epochs",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rounds < 0:
+            problems.append(f"rounds must be >= 0, got {self.rounds}")
+        if self.initial < 2:
+            problems.append(f"initial must be >= 2 (two classes to train on), got {self.initial}")
+        if self.initial > self.n_pool * len(self.classes):
+            problems.append(f"initial ({self.initial}) exceeds the pool ({self.n_pool} per class)")
+        need = self.initial + (self.rounds + 1) * self.budget
+        pool = self.n_pool * len(self.classes)
+        if need > pool:
+            problems.append(
+                f"initial + (rounds + 1) × budget = {need} labels exceed the pool of {pool} "
+                f"(n_pool {self.n_pool} × {len(self.classes)} classes; the loop also picks "
+                "after the last evaluated round): raise n_pool or lower rounds/budget"
+            )
+        if self.voxel_size <= 0:
+            problems.append(f"voxel_size must be > 0 Å, got {self.voxel_size}")
+        if not 1 <= self.robustness_seeds:
+            problems.append(f"robustness_seeds must be >= 1, got {self.robustness_seeds}")
+        if len(self.tilt_range) != 2 or not self.tilt_range[0] < self.tilt_range[1]:
+            problems.append(f"tilt_range must be (min, max) degrees, got {self.tilt_range}")
+        if problems:
+            raise ConfigError("noise benchmark config: " + "; ".join(problems))
+
+    # ------------------------------------------------------------------ views
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able view (``inf`` SNR as the string ``"inf"``)."""
+        out = dataclasses.asdict(self)
+        out["snrs"] = [format_snr(s) if math.isinf(s) else s for s in self.snrs]
+        for key in ("strategies", "seeds", "classes", "tilt_range"):
+            out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NoiseBenchmarkConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"noise benchmark config: unknown option(s) {', '.join(unknown)}")
+        kw = dict(data)
+        if "snrs" in kw:
+            kw["snrs"] = tuple(float(s) for s in kw["snrs"])
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> NoiseBenchmarkConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(f"noise benchmark config: unknown option(s) {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        """Multi-line human-readable listing of every option (printed by the CLI)."""
+        return "\n".join(f"{k:>18}: {v}" for k, v in self.to_dict().items())
+
+    def _subset(self, fields: Sequence[str]) -> dict[str, Any]:
+        d = self.to_dict()
+        return {k: d[k] for k in fields}
+
+
+#: Named presets. Times: expected wall time of the whole benchmark (see PRESET_RUNTIMES).
+PRESETS: dict[str, NoiseBenchmarkConfig] = {
+    "quick": NoiseBenchmarkConfig(
+        preset="quick",
+        strategies=("random", "entropy", "entropy-gradnorm"),
+        snrs=(math.inf, 0.1),
+        seeds=(0, 1),
+        model="dsrf3d",
+        model_kwargs={"width": 8, "fc_units": 128},
+        box=16,
+        voxel_size=15.0,
+        classes=("4V8R-A", "7PBL", "3O21", "2NWL"),
+        n_pool=30,
+        n_test=25,
+        initial=8,
+        budget=8,
+        rounds=3,
+        epochs=12,
+        batch_size=8,
+        robustness_seeds=1,
+        robustness_epochs=12,
+    ),
+    "standard": NoiseBenchmarkConfig(
+        preset="standard",
+        strategies=("random", "entropy", "entropy-gradnorm", "expected-gradnorm"),
+        snrs=(math.inf, 0.1, 0.05, 0.03),
+        seeds=(0, 1, 2),
+        model="dsrf3d",
+        model_kwargs={"width": 16, "fc_units": 256},
+        box=24,
+        voxel_size=12.0,
+        classes=("6ZU5", "4V8R-A", "4JSV", "6WG6", "7PBL", "3O21"),
+        n_pool=60,
+        n_test=40,
+        initial=12,
+        budget=12,
+        rounds=5,
+        epochs=20,
+        batch_size=16,
+        robustness_seeds=1,
+        robustness_epochs=20,
+    ),
+    "paper": NoiseBenchmarkConfig(
+        preset="paper",
+        strategies=(
+            "random",
+            "entropy",
+            "margin",
+            "bald",
+            "coreset",
+            "badge",
+            "expected-gradnorm",
+            "entropy-gradnorm",
+        ),
+        snrs=(math.inf, 0.1, 0.05, 0.03, 0.01),
+        seeds=(0, 1, 2, 3, 4),
+        model="dsrf3d",
+        model_kwargs={},
+        box=32,
+        voxel_size=10.0,
+        classes=("6ZU5", "4V8R-A", "4JSV", "6WG6", "7PBL", "3O21", "6MSM", "2NWL", "7DDO", "3ENL"),
+        n_pool=300,
+        n_test=100,
+        initial=50,
+        budget=50,
+        rounds=10,
+        epochs=30,
+        batch_size=32,
+        robustness_seeds=3,
+        robustness_epochs=30,
+    ),
+}
+
+#: Expected wall time of each preset and the machine it was measured or estimated on.
+PRESET_RUNTIMES: dict[str, str] = {
+    "quick": "≤ 10 min on a 2-core CPU (measured, see docs/benchmarks/noise/)",
+    "standard": "≈ 1–2 h on a 2-core CPU (estimated from the quick run's per-sample costs)",
+    "paper": "≈ 3–6 h on one H100 GPU; days on a CPU (estimated)",
+}
+
+
+def preset(name: str, **overrides: Any) -> NoiseBenchmarkConfig:
+    """The named preset (``quick``, ``standard``, ``paper``) with ``overrides`` applied.
+
+    Raises
+    ------
+    ConfigError
+        Unknown preset (with the close name) or invalid overrides.
+    """
+    if name not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown preset {name!r}.{hint} Presets: {', '.join(PRESETS)}")
+    return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+
+
+# ---------------------------------------------------------------------- data
+@dataclasses.dataclass
+class _Split:
+    """One simulated set: an MRC stack on disk and its ground truth."""
+
+    stack: Path
+    labels: list[str]
+
+    @property
+    def ids(self) -> list[str]:
+        return [f"{self.stack.name}#{i}" for i in range(len(self.labels))]
+
+
+def _snr_dir_name(snr: float) -> str:
+    return f"snr-{format_snr(snr)}"
+
+
+def _simulate_split(
+    config: NoiseBenchmarkConfig, snr: float, n_per_class: int, seed: int
+) -> tuple[np.ndarray, list[str]]:
+    """Simulate ``n_per_class`` subtomograms per class: ``(N, D, H, W)`` float32 and labels."""
+    from cryoal.simulate.subtomograms import simulate_subtomograms
+
+    sim = simulate_subtomograms(
+        list(config.classes),
+        n_per_class,
+        box=config.box,
+        voxel_size=config.voxel_size,
+        snr=snr,
+        tilt_range=(config.tilt_range[0], config.tilt_range[1]),
+        defocus=config.defocus_um,
+        seed=seed,
+        voltage_kv=config.voltage_kv,
+        progress=False,
+    )
+    volumes = sim.volumes.detach().cpu().numpy().astype(np.float32, copy=False)
+    volumes = volumes.reshape(volumes.shape[0], *volumes.shape[-3:])
+    return volumes, [sim.class_names[int(i)] for i in sim.labels.tolist()]
+
+
+def _prepare_data(
+    config: NoiseBenchmarkConfig, data_dir: Path, snr: float
+) -> tuple[_Split, _Split]:
+    """Simulate (or reuse) the pool and test set of one SNR under ``data_dir``."""
+    from cryoal.io import read_labels, write_labels, write_volume
+
+    where = data_dir / _snr_dir_name(snr)
+    meta_path = where / "meta.json"
+    want = {**config._subset(_DATA_FIELDS), "snr": format_snr(snr)}
+    splits = {
+        "pool": (config.n_pool, config.data_seed),
+        "test": (config.n_test, config.data_seed + 1),
+    }
+    if meta_path.exists() and json.loads(meta_path.read_text(encoding="utf-8")) == want:
+        out = []
+        for name in splits:
+            table = read_labels(where / f"{name}_labels.csv")
+            out.append(_Split(where / f"{name}.mrcs", [str(v) for v in table["label"]]))
+        logger.info("reusing simulated data for SNR %s in %s", format_snr(snr), where)
+        return out[0], out[1]
+    if where.exists():
+        logger.info("simulated data in %s were made with other options: simulating again", where)
+        shutil.rmtree(where)
+    where.mkdir(parents=True)
+    out = []
+    for name, (n, seed) in splits.items():
+        volumes, labels = _simulate_split(config, snr, n, seed)
+        stack = write_volume(where / f"{name}.mrcs", volumes, voxel_size=config.voxel_size)
+        split = _Split(Path(stack), labels)
+        write_labels(where / f"{name}_labels.csv", pd.DataFrame({"id": split.ids, "label": labels}))
+        out.append(split)
+    atomic_write_text(meta_path, json.dumps(want, indent=2) + "\n")
+    return out[0], out[1]
+
+
+def _load_tensor(split: _Split) -> torch.Tensor:
+    """All volumes of a split, normalised per volume: ``(N, 1, D, H, W)`` float32."""
+    from cryoal.io import VolumePool
+    from cryoal.transforms import normalize
+
+    pool = VolumePool.from_stack(split.stack)
+    x = torch.stack([pool[i] for i in range(len(pool))])
+    return normalize(x)
+
+
+def initial_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:
+    """Class-balanced random initial labelled set, the same for every strategy of a seed.
+
+    Classes (sorted by name) take turns; each draws its next item from its own seeded
+    random order, so every class holds ``n // C`` or ``n // C + 1`` items.
+
+    Parameters
+    ----------
+    labels
+        Ground-truth label of every pool item, length N.
+    n
+        Size of the set (≤ N).
+    seed
+        Seed of the draw.
+
+    Returns
+    -------
+    list of int
+        ``n`` distinct pool indices, sorted.
+    """
+    if n > len(labels):
+        raise ConfigError(f"initial labelled set of {n} exceeds the pool of {len(labels)}")
+    g = torch.Generator().manual_seed(int(seed))
+    by_class: dict[str, list[int]] = {}
+    for i, lbl in enumerate(labels):
+        by_class.setdefault(lbl, []).append(i)
+    queues = {
+        c: [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
+        for c, members in sorted(by_class.items())
+    }
+    chosen: list[int] = []
+    while len(chosen) < n:
+        for c in sorted(queues):
+            if queues[c] and len(chosen) < n:
+                chosen.append(queues[c].pop(0))
+    return sorted(chosen)
+
+
+# ---------------------------------------------------------------------- one run
+def _metrics(
+    model: torch.nn.Module,
+    class_names: Sequence[str],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    classes: Sequence[str],
+    device: torch.device,
+    batch_size: int,
+) -> dict[str, float]:
+    """Test metrics of a model whose outputs are ``class_names`` (a subset of ``classes``)."""
+    from torch.utils.data import TensorDataset
+
+    from cryoal.train import classification_metrics, predict
+
+    probs = predict(model, TensorDataset(x), batch_size=batch_size, device=device)
+    to_global = torch.as_tensor([list(classes).index(c) for c in class_names], dtype=torch.long)
+    pred = to_global[probs.argmax(1).cpu()]
+    m = classification_metrics(y, pred, len(classes))
+    return {k: float(m[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+
+
+def _seconds(start: str, end: str | None) -> float:
+    if end is None:
+        return math.nan
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _run_block(
+    config: NoiseBenchmarkConfig,
+    project_dir: Path,
+    pool_split: _Split,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    snr: float,
+    strategy: str,
+    seed: int,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Run (or resume) the active loop of one (snr, strategy, seed) and score each round."""
+    from cryoal import models
+    from cryoal.active import Oracle, Project
+    from cryoal.active.loop import SelectConfig
+    from cryoal.active.loop import run as loop_run
+    from cryoal.io import VolumePool
+
+    pool = VolumePool.from_stack(pool_split.stack)
+    ids = pool_split.ids
+    truth = dict(zip(ids, pool_split.labels, strict=True))
+    oracle = Oracle(truth, seed=seed, annotator="benchmark-oracle")
+    select_cfg = SelectConfig(
+        strategy=strategy,
+        budget=config.budget,
+        seed=seed,
+        arch=config.model,
+        arch_kwargs=dict(config.model_kwargs),
+        epochs=config.epochs,
+        train_batch_size=config.batch_size,
+        lr=config.lr,
+        device=str(device),
+        gallery_size=0,
+        progress=False,
+    )
+    n_rounds = config.rounds + 1
+    with Project(project_dir) as project:
+        if not project.label_map():
+            chosen = [ids[i] for i in initial_indices(pool_split.labels, config.initial, seed)]
+            with project.lock():
+                from cryoal.active.loop import register_pool
+
+                register_pool(project, pool)
+                project.add_labels(
+                    oracle.label(chosen),
+                    source="oracle",
+                    annotator=oracle.annotator,
+                    where="initial set",
+                )
+        while True:
+            done = _finished_rounds(project)
+            if len(done) >= n_rounds:
+                break
+            loop_run(project, oracle, strategy, 1, config.budget, pool=pool, config=select_cfg)
+        rows = []
+        for r, rnd in enumerate(_finished_rounds(project)[:n_rounds]):
+            model, info = models.load_checkpoint(project.path / str(rnd.model_path), device=device)
+            m = _metrics(model, info.class_names or [], test_x, test_y, config.classes, device, 64)
+            rows.append(
+                {
+                    "snr": snr,
+                    "strategy": strategy,
+                    "seed": seed,
+                    "round": r,
+                    "n_labels": rnd.n_labels,
+                    **m,
+                    "wall_time": _seconds(rnd.started, rnd.picked),
+                }
+            )
+        if not config.keep_models:
+            shutil.rmtree(project.path / "models", ignore_errors=True)
+    return rows
+
+
+def _finished_rounds(project: Any) -> list[Any]:
+    """Rounds that are picked and whose picks the oracle has labelled, in order."""
+    labels = project.label_map()
+    done = []
+    for rnd in project.rounds():
+        if rnd.status != "picked":
+            break
+        if not all(p.id in labels for p in project.picks(rnd.n)):
+            break
+        done.append(rnd)
+    return done
+
+
+def _robustness_block(
+    config: NoiseBenchmarkConfig,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    tests: dict[float, tuple[torch.Tensor, torch.Tensor]],
+    train_snr: float,
+    seed: int,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Train on the whole labelled pool at ``train_snr``; evaluate on every SNR's test set."""
+    from torch.utils.data import TensorDataset
+
+    from cryoal import models
+    from cryoal.train import TrainConfig, fit
+
+    torch.manual_seed(seed)
+    model = models.create(
+        config.model, len(config.classes), (1, *train_x.shape[-3:]), **config.model_kwargs
+    )
+    fit(
+        model,
+        TensorDataset(train_x, train_y),
+        config=TrainConfig(
+            epochs=config.robustness_epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            balanced=True,
+            seed=seed,
+            device=str(device),
+            progress=False,
+        ),
+    )
+    rows = []
+    for test_snr, (x, y) in tests.items():
+        m = _metrics(model, list(config.classes), x, y, config.classes, device, 64)
+        rows.append({"train_snr": train_snr, "test_snr": test_snr, "seed": seed, **m})
+    return rows
+
+
+# ---------------------------------------------------------------------- tables on disk
+def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(columns=list(columns))
+    table = pd.read_csv(path)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ConfigError(
+            f"{path} lacks column(s) {', '.join(missing)}: it was not written by this "
+            "benchmark; move it away or run with --no-resume"
+        )
+    return table[list(columns)]
+
+
+def _append_csv(
+    path: Path, table: pd.DataFrame, rows: list[dict[str, Any]], columns: Sequence[str]
+) -> pd.DataFrame:
+    new = pd.DataFrame(rows, columns=list(columns))
+    merged = new if table.empty else pd.concat([table, new], ignore_index=True)
+    text = merged.to_csv(index=False)
+    atomic_write_text(path, text)
+    return merged
+
+
+def _check_resumable(out: Path, config: NoiseBenchmarkConfig) -> None:
+    """Refuse to mix results of configurations that differ in what the rows mean."""
+    path = out / "config.json"
+    if not path.exists():
+        return
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))["arguments"]["benchmark"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{path} is not a noise-benchmark config; use another --out or --no-resume"
+        ) from exc
+    want = config._subset(_DATA_FIELDS + _RUN_FIELDS)
+    diff = sorted(k for k in want if recorded.get(k) != want[k])
+    if diff:
+        shown = ", ".join(f"{k} {recorded.get(k)!r} → {want[k]!r}" for k in diff)
+        raise ConfigError(
+            f"{out} holds results of a benchmark with other options ({shown}); re-run with "
+            "the same options to resume, pass --no-resume to start over, or choose another --out"
+        )
+
+
+def _sort_results(table: pd.DataFrame, config: NoiseBenchmarkConfig) -> pd.DataFrame:
+    """Order rows by the config's (snr, strategy, seed) order, then round."""
+    if table.empty:
+        return table
+    key_snr = {s: i for i, s in enumerate(config.snrs)}
+    key_strategy = {s: i for i, s in enumerate(config.strategies)}
+    key_seed = {s: i for i, s in enumerate(config.seeds)}
+    order = table.assign(
+        _a=table["snr"].map(key_snr),
+        _b=table["strategy"].map(key_strategy),
+        _c=table["seed"].map(key_seed),
+    ).sort_values(["_a", "_b", "_c", "round"], kind="stable")
+    return order.drop(columns=["_a", "_b", "_c"]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------- the benchmark
+BlockHook = Callable[[str, tuple[Any, ...], list[dict[str, Any]]], None]
+
+
+def run(
+    config: NoiseBenchmarkConfig,
+    out: str | Path | None = None,
+    resume: bool = True,
+    *,
+    on_block: BlockHook | None = None,
+    notes: Sequence[str] = (),
+    arguments: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Run the noise-robustness benchmark and return its tidy results table.
+
+    Parameters
+    ----------
+    config
+        What to run (see :class:`NoiseBenchmarkConfig` and :func:`preset`).
+    out
+        Output folder: ``results.csv``, ``robustness.csv``, ``summary.md``,
+        ``curves_snr*.png``, ``robustness.png``, ``config.json``, plus ``data/`` (simulated
+        sets, reused) and ``runs/`` (one active-learning project per run). ``None`` works
+        in a temporary folder and keeps nothing but the returned table (the robustness
+        table is then in ``table.attrs["robustness"]``).
+    resume
+        Keep finished blocks of an earlier run in ``out`` with the same options and run
+        only what is missing; ``False`` deletes earlier results and runs (not the data).
+    on_block
+        Called after each finished block as ``on_block(kind, key, rows)`` with ``kind``
+        ``"run"`` (key ``(snr, strategy, seed)``) or ``"robustness"`` (key
+        ``(train_snr, seed)``): progress reporting in notebooks.
+    notes
+        Lines added under the title of ``summary.md`` (machine, command).
+    arguments
+        Command-line arguments recorded in ``config.json``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`cryoal.benchmark.report.RESULT_COLUMNS`, one row per (snr,
+        strategy, seed, round), in config order; ``attrs["robustness"]`` holds the
+        robustness table (columns ``train_snr, test_snr, seed, accuracy,
+        balanced_accuracy, macro_f1``).
+
+    Raises
+    ------
+    ConfigError
+        ``out`` holds results of a benchmark with different options (with ``resume``),
+        unknown strategy/model/structure names, unusable device.
+    """
+    from cryoal import acquisition, models
+    from cryoal.runtime import resolve_device
+
+    device = resolve_device(config.device)
+    unknown = [s for s in config.strategies if s not in acquisition.available()]
+    if unknown:
+        raise ConfigError(
+            f"unknown strategy(ies) {', '.join(unknown)}; available: {', '.join(acquisition.available())}"
+        )
+    if config.model not in models.available():
+        raise ConfigError(
+            f"unknown model {config.model!r}; available: {', '.join(models.available())}"
+        )
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="cryoal-noise-") as tmp:
+            return _run_in(
+                config, Path(tmp), False, device, on_block, notes, arguments, write=False
+            )
+    return _run_in(config, Path(out), resume, device, on_block, notes, arguments, write=True)
+
+
+def _run_in(
+    config: NoiseBenchmarkConfig,
+    out: Path,
+    resume: bool,
+    device: torch.device,
+    on_block: BlockHook | None,
+    notes: Sequence[str],
+    arguments: dict[str, Any] | None,
+    *,
+    write: bool,
+) -> pd.DataFrame:
+    from tqdm.auto import tqdm
+
+    from cryoal.runtime import write_run_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    results_path, robust_path = out / "results.csv", out / "robustness.csv"
+    if resume:
+        _check_resumable(out, config)
+    else:
+        for stale in (results_path, robust_path):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(out / "runs", ignore_errors=True)
+    record_args = {
+        "benchmark": config.to_dict(),
+        "device_resolved": str(device),
+        **(arguments or {}),
+    }
+    if write:
+        write_run_config(out / "config.json", record_args, seed=config.seeds[0])
+    results = _read_csv(results_path, RESULT_COLUMNS)
+    robust = _read_csv(robust_path, ROBUSTNESS_TABLE_COLUMNS)
+    done_runs = {
+        (float(a), str(b), int(c))
+        for a, b, c in results[["snr", "strategy", "seed"]].itertuples(index=False)
+    }
+    done_robust = {
+        (float(a), int(b))
+        for a, b in robust[["train_snr", "seed"]].drop_duplicates().itertuples(index=False)
+    }
+    # drop rows of blocks this config does not ask for (kept on disk, not in the report)
+    data: dict[float, tuple[_Split, _Split]] = {}
+    tests: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+    class_index = {c: i for i, c in enumerate(config.classes)}
+    t0 = time.perf_counter()
+    blocks = [
+        (snr, s, seed) for snr in config.snrs for s in config.strategies for seed in config.seeds
+    ]
+    robust_blocks = (
+        [(snr, seed) for snr in config.snrs for seed in config.seeds[: config.robustness_seeds]]
+        if config.robustness
+        else []
+    )
+    todo = [b for b in blocks if b not in done_runs]
+    todo_robust = [b for b in robust_blocks if b not in done_robust]
+    logger.info(
+        "noise benchmark: %d of %d runs and %d of %d robustness trainings to do, device %s",
+        len(todo),
+        len(blocks),
+        len(todo_robust),
+        len(robust_blocks),
+        device,
+    )
+    for snr in config.snrs:
+        data[snr] = _prepare_data(config, out / "data", snr)
+        test_split = data[snr][1]
+        tests[snr] = (
+            _load_tensor(test_split),
+            torch.as_tensor([class_index[c] for c in test_split.labels], dtype=torch.long),
+        )
+    bar = tqdm(
+        total=len(todo) + len(todo_robust),
+        desc="noise benchmark",
+        unit="run",
+        disable=not todo and not todo_robust,
+    )
+    try:
+        for snr, strategy, seed in todo:
+            bar.set_postfix_str(f"SNR {format_snr(snr)} {strategy} seed {seed}")
+            project_dir = out / "runs" / _snr_dir_name(snr) / strategy / f"seed-{seed}"
+            rows = _run_block(
+                config, project_dir, data[snr][0], *tests[snr], snr, strategy, seed, device
+            )
+            results = _append_csv(results_path, results, rows, RESULT_COLUMNS)
+            bar.update(1)
+            if on_block is not None:
+                on_block("run", (snr, strategy, seed), rows)
+        for snr, seed in todo_robust:
+            bar.set_postfix_str(f"robustness: train SNR {format_snr(snr)} seed {seed}")
+            pool_split = data[snr][0]
+            train_x = _load_tensor(pool_split)
+            train_y = torch.as_tensor([class_index[c] for c in pool_split.labels], dtype=torch.long)
+            rows = _robustness_block(config, train_x, train_y, tests, snr, seed, device)
+            robust = _append_csv(robust_path, robust, rows, ROBUSTNESS_TABLE_COLUMNS)
+            bar.update(1)
+            if on_block is not None:
+                on_block("robustness", (snr, seed), rows)
+    finally:
+        bar.close()
+    wanted = {(snr, s, seed) for snr, s, seed in blocks}
+    keep = [
+        (float(a), str(b), int(c)) in wanted
+        for a, b, c in results[["snr", "strategy", "seed"]].itertuples(index=False)
+    ]
+    table = _sort_results(results[keep].reset_index(drop=True), config)
+    table["seed"] = table["seed"].astype(int)
+    for col in ("round", "n_labels"):
+        table[col] = table[col].astype(int)
+    rkeep = [
+        (float(a), int(b)) in set(robust_blocks) and float(c) in config.snrs
+        for a, b, c in robust[["train_snr", "seed", "test_snr"]].itertuples(index=False)
+    ]
+    robust_table = robust[rkeep].reset_index(drop=True)
+    elapsed = time.perf_counter() - t0
+    logger.info("noise benchmark finished in %.1f s", elapsed)
+    if write:
+        write_report(
+            table,
+            out,
+            robustness=robust_table[list(ROBUSTNESS_COLUMNS)] if len(robust_table) else None,
+            notes=[
+                *notes,
+                f"Preset: {config.preset}; device: {device}; this invocation took {elapsed:.0f} s.",
+            ],
+        )
+    table.attrs["robustness"] = robust_table
+    return table
