@@ -273,7 +273,7 @@ def _generic_grads(
         def f(p: dict[str, Tensor]) -> Tensor:
             return functional_call(m, p, call, rec.kwargs)  # type: ignore[no-any-return]
 
-        _, pullback = vjp(f, pv)
+        _, pullback = vjp(f, pv)[:2]
         return pullback(gi.unsqueeze(0))[0]  # type: ignore[no-any-return]
 
     cap.active = False

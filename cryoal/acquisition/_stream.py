@@ -147,7 +147,7 @@ def iter_batches(
         Label of the progress bar.
     """
     idx = indices.tolist() if isinstance(indices, Tensor) else list(indices)
-    loader = DataLoader(
+    loader: DataLoader[Any] = DataLoader(
         Subset(pool, idx),  # type: ignore[arg-type]
         batch_size=batch_size,
         shuffle=False,
