@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 import numpy as np
-
 from cryoal.cli._common import example_epilog
+
 from cryoal.errors import ConfigError, InvalidVolumeError
 from cryoal.io import VolumePool, is_hdf5_file, read_header
 from cryoal.io.mrc import MrcHeader, _read_item
@@ -73,7 +73,9 @@ def _file_info(path: Path) -> None:
 def _pool_info(where: Path, pool: VolumePool, labels: Path | None) -> None:
     summary = pool.summary()
     _row("pool", where)
-    _row("items", f"{summary.n_items} ({summary.n_files} file{'s' if summary.n_files != 1 else ''})")
+    _row(
+        "items", f"{summary.n_items} ({summary.n_files} file{'s' if summary.n_files != 1 else ''})"
+    )
     for box, count in sorted(summary.boxes.items(), key=lambda kv: -kv[1]):
         _row("box", f"{_box(box)} ({count} items)")
     for size, count in sorted(summary.voxel_sizes.items(), key=lambda kv: -kv[1]):
@@ -84,7 +86,9 @@ def _pool_info(where: Path, pool: VolumePool, labels: Path | None) -> None:
     n_lab = len(pool.labelled_indices())
     if labels is not None or n_lab:
         source = f"{labels}: " if labels is not None else ""
-        _row("labels", f"{source}{n_lab} of {len(pool)} labelled ({100.0 * n_lab / len(pool):.1f}%)")
+        _row(
+            "labels", f"{source}{n_lab} of {len(pool)} labelled ({100.0 * n_lab / len(pool):.1f}%)"
+        )
         counts = Counter(lab for lab in pool.labels if lab is not None)
         for name in pool.class_names:
             click.echo(f"  {name:<20}{counts[name]:>8}")
@@ -135,7 +139,9 @@ def info(path: Path, labels: Path | None, pattern: str) -> None:
     if labels is not None:
         header = read_header(path)
         if header.n_items == 1:
-            raise ConfigError("--labels needs a folder, a stack or an HDF5 pool, not a single volume")
+            raise ConfigError(
+                "--labels needs a folder, a stack or an HDF5 pool, not a single volume"
+            )
         _file_info(path)
         _pool_info(path, VolumePool.from_stack(path), labels)
         return
