@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -152,7 +153,7 @@ class SelectConfig:
     def resume_key(self) -> dict[str, Any]:
         """The options that define a round's picks: a resumed round must match them."""
         model = None if self.model is None else str(Path(self.model).resolve())
-        return {
+        key = {
             "strategy": self.strategy,
             "budget": self.budget,
             "seed": self.seed,
@@ -166,6 +167,8 @@ class SelectConfig:
             "warm_start": self.warm_start,
             "model": model,
         }
+        # as stored in the database (tuples become lists), so keys compare equal
+        return dict(json.loads(json.dumps(key)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,22 +49,11 @@ def sim_pool_master(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.
 
 
 @pytest.fixture
-def sim_pool(sim_pool_master: tuple[Path, pd.DataFrame], tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+def sim_pool(
+    sim_pool_master: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> tuple[Path, pd.DataFrame]:
     """A private copy of the simulated pool (tests may delete files)."""
     src, truth = sim_pool_master
     dst = tmp_path / "vols"
     shutil.copytree(src, dst)
     return dst, truth.copy()
-
-
-#: fast options for tests: a tiny CNN, few epochs, no progress bars
-FAST = {
-    "arch": "cb3d",
-    "arch_kwargs": {"channels": (4, 8)},
-    "epochs": 3,
-    "train_batch_size": 8,
-    "batch_size": 16,
-    "device": "cpu",
-    "progress": False,
-    "gallery_size": 6,
-}
