@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
 from cryoal.cli._common import device_option, example_epilog
 
 EXAMPLES = """
@@ -19,18 +18,41 @@ cryoal predict --volumes particles.mrcs --model model.pt --out predictions.star 
     epilog=example_epilog(EXAMPLES),
     short_help="Predict classes of volumes with a trained checkpoint.",
 )
-@click.option("--volumes", "volumes", required=True, type=click.Path(path_type=Path),
-              help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.")
-@click.option("--model", "checkpoint", required=True, type=click.Path(path_type=Path),
-              help="Checkpoint written by 'cryoal train'.")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Predictions table, .csv or .star.")
+@click.option(
+    "--volumes",
+    "volumes",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
+)
+@click.option(
+    "--model",
+    "checkpoint",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Checkpoint written by 'cryoal train'.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Predictions table, .csv or .star.",
+)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder.")
+@click.option(
+    "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @device_option
 def predict(
-    volumes: Path, checkpoint: Path, out: Path, batch_size: int, pattern: str, progress: bool, device: str
+    volumes: Path,
+    checkpoint: Path,
+    out: Path,
+    batch_size: int,
+    pattern: str,
+    progress: bool,
+    device: str,
 ) -> None:
     """Write one row per volume: id, predicted class, its probability, and p_<class> columns.
 
@@ -55,7 +77,11 @@ def predict(
     check_compatible(info, pool.box, pool.voxel_size)
     classes = info.class_names or [f"class{i}" for i in range(info.arch.num_classes)]
     probs = predict_probabilities(
-        model, pool.dataset(transform=normalize), batch_size=batch_size, device=dev, progress=progress
+        model,
+        pool.dataset(transform=normalize),
+        batch_size=batch_size,
+        device=dev,
+        progress=progress,
     )
     confidence, best = probs.max(dim=1)
     table = pd.DataFrame(
@@ -69,5 +95,6 @@ def predict(
     write_table(out, table)
     counts = table["predicted"].value_counts()
     click.echo(
-        f"{len(pool)} volumes -> {out}: " + ", ".join(f"{name} {int(counts.get(name, 0))}" for name in classes)
+        f"{len(pool)} volumes -> {out}: "
+        + ", ".join(f"{name} {int(counts.get(name, 0))}" for name in classes)
     )

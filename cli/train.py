@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import click
-
 from cryoal.cli._common import device_option, example_epilog, seed_option
 
 EXAMPLES = """
@@ -21,23 +20,59 @@ cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e
     epilog=example_epilog(EXAMPLES),
     short_help="Train a subtomogram classifier on labelled volumes.",
 )
-@click.option("--volumes", "volumes", required=True, type=click.Path(path_type=Path),
-              help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.")
-@click.option("--labels", "labels", required=True, type=click.Path(path_type=Path),
-              help="Labels table (.csv with 'id,label' or .star); unlisted volumes are ignored.")
-@click.option("--model", "model_name", default="dsrf3d", show_default=True,
-              help="Architecture from the model registry (dsrf3d, rb3d, cb3d, monai-resnet10, ...).")
+@click.option(
+    "--volumes",
+    "volumes",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
+)
+@click.option(
+    "--labels",
+    "labels",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Labels table (.csv with 'id,label' or .star); unlisted volumes are ignored.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default="dsrf3d",
+    show_default=True,
+    help="Architecture from the model registry (dsrf3d, rb3d, cb3d, monai-resnet10, ...).",
+)
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Checkpoint to write; <out>.metrics.json and config.json go beside it.")
-@click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Share of each class held out for validation (best epoch is kept); 0 = none.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Checkpoint to write; <out>.metrics.json and config.json go beside it.",
+)
+@click.option(
+    "--val-fraction",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of each class held out for validation (best epoch is kept); 0 = none.",
+)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=2))
-@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Peak learning rate (AdamW, cosine decay).")
-@click.option("--balanced/--no-balanced", default=False, show_default=True,
-              help="Class-balanced batch sampling.")
-@click.option("--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder.")
+@click.option(
+    "--lr",
+    default=3e-3,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak learning rate (AdamW, cosine decay).",
+)
+@click.option(
+    "--balanced/--no-balanced",
+    default=False,
+    show_default=True,
+    help="Class-balanced batch sampling.",
+)
+@click.option(
+    "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @seed_option
 @device_option
@@ -74,14 +109,21 @@ def train(
     arguments = dict(click.get_current_context().params)
     dev = resolve_device(device)
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, balanced=balanced, seed=seed,
-        device=str(dev), progress=progress,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        balanced=balanced,
+        seed=seed,
+        device=str(dev),
+        progress=progress,
     )
     describe(model_name)  # unknown name: fail before reading any volume
     pool = VolumePool.from_path(volumes, pattern).with_labels(labels)
     labelled = pool.subset(pool.labelled_indices()) if pool.labelled_indices() else None
     if labelled is None:
-        raise InvalidLabelsError(f"{labels}: no row names a volume of {volumes}; nothing to train on")
+        raise InvalidLabelsError(
+            f"{labels}: no row names a volume of {volumes}; nothing to train on"
+        )
     labelled.check()
     classes = labelled.class_names
     if len(classes) < 2:
@@ -104,18 +146,34 @@ def train(
     metrics = evaluate(model, val_ds if val_ds is not None else train_ds, class_names=classes)
     metrics["split"] = "validation" if val_ds is not None else "training"
     save_checkpoint(
-        out, model, class_names=classes, voxel_size=labelled.voxel_size, normalization="zscore",
-        train_config=config.to_dict(), metrics=metrics, seed=seed, n_train=len(train_ds),
-        n_val=len(val_idx), volumes=str(volumes), labels=str(labels),
+        out,
+        model,
+        class_names=classes,
+        voxel_size=labelled.voxel_size,
+        normalization="zscore",
+        train_config=config.to_dict(),
+        metrics=metrics,
+        seed=seed,
+        n_train=len(train_ds),
+        n_val=len(val_idx),
+        volumes=str(volumes),
+        labels=str(labels),
     )
     from cryoal._atomic import atomic_write_text
 
     metrics_path = out.with_name(out.stem + ".metrics.json")
     atomic_write_text(
         metrics_path,
-        json.dumps({"final": metrics, "history": history.to_dict(),
-                    "train_ids": [labelled.ids[i] for i in train_idx.tolist()],
-                    "val_ids": [labelled.ids[i] for i in val_idx.tolist()]}, indent=2) + "\n",
+        json.dumps(
+            {
+                "final": metrics,
+                "history": history.to_dict(),
+                "train_ids": [labelled.ids[i] for i in train_idx.tolist()],
+                "val_ids": [labelled.ids[i] for i in val_idx.tolist()],
+            },
+            indent=2,
+        )
+        + "\n",
     )
     write_run_config(out.parent / "config.json", arguments, seed=seed)
 

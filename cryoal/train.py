@@ -25,8 +25,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, TensorDataset
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Subset,
+    TensorDataset,
+    WeightedRandomSampler,
+)
 from tqdm.auto import tqdm
 
 from cryoal.errors import CheckpointError, ConfigError, EmptyPoolError
@@ -131,14 +137,32 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}"),
             (self.batch_size >= 2, f"batch_size must be ≥ 2 (BatchNorm), got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.optimizer in ("adamw", "adam", "sgd"), f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}"),
-            (self.schedule in ("cosine", "step", "constant"), f"schedule must be cosine, step or constant, got {self.schedule!r}"),
+            (
+                self.optimizer in ("adamw", "adam", "sgd"),
+                f"optimizer must be adamw, adam or sgd, got {self.optimizer!r}",
+            ),
+            (
+                self.schedule in ("cosine", "step", "constant"),
+                f"schedule must be cosine, step or constant, got {self.schedule!r}",
+            ),
             (self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}"),
-            (self.patience is None or self.patience >= 1, f"patience must be ≥ 1 or None, got {self.patience}"),
-            (self.monitor in ("val_loss", "val_accuracy"), f"monitor must be val_loss or val_accuracy, got {self.monitor!r}"),
+            (
+                self.patience is None or self.patience >= 1,
+                f"patience must be ≥ 1 or None, got {self.patience}",
+            ),
+            (
+                self.monitor in ("val_loss", "val_accuracy"),
+                f"monitor must be val_loss or val_accuracy, got {self.monitor!r}",
+            ),
             (self.num_workers >= 0, f"num_workers must be ≥ 0, got {self.num_workers}"),
-            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
+            (
+                0 <= self.label_smoothing < 1,
+                f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
+            ),
+            (
+                self.grad_clip is None or self.grad_clip > 0,
+                f"grad_clip must be > 0 or None, got {self.grad_clip}",
+            ),
             (self.step_size >= 1, f"step_size must be ≥ 1, got {self.step_size}"),
             (self.augment is None or callable(self.augment), "augment must be callable or None"),
         ]
@@ -230,7 +254,9 @@ def _collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [_split_item(it) for it in items]
     shapes = {tuple(x.shape) for x, _ in pairs}
     if len(shapes) > 1:
-        raise ConfigError(f"dataset items have different shapes {sorted(shapes)}; all volumes must share one box")
+        raise ConfigError(
+            f"dataset items have different shapes {sorted(shapes)}; all volumes must share one box"
+        )
     xs = torch.stack([x for x, _ in pairs]).float()
     ys = torch.tensor([y for _, y in pairs], dtype=torch.long)
     return xs, ys
@@ -288,7 +314,10 @@ def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
         weight_decay=config.weight_decay,
     )
 
@@ -412,16 +441,24 @@ def fit(
     batch_size = min(cfg.batch_size, n)
     drop_last = cfg.drop_last and n >= cfg.batch_size
     if batch_size < cfg.batch_size:
-        log.info("training set (%d) is smaller than batch_size %d: one batch per epoch", n, cfg.batch_size)
+        log.info(
+            "training set (%d) is smaller than batch_size %d: one batch per epoch",
+            n,
+            cfg.batch_size,
+        )
     base_seed = int(cfg.seed)
     sampler_gen = torch.Generator().manual_seed(base_seed)
     if cfg.balanced:
         counts = torch.bincount(targets, minlength=num_classes).double()
         weights = 1.0 / counts[targets]
-        sampler: Any = WeightedRandomSampler(weights, num_samples=n, replacement=True, generator=sampler_gen)
+        sampler: Any = WeightedRandomSampler(
+            weights.tolist(), num_samples=n, replacement=True, generator=sampler_gen
+        )
     else:
         sampler = RandomSampler(train_ds, generator=sampler_gen)  # type: ignore[arg-type]
-    ds: Dataset[Any] = train_ds if cfg.augment is None else _Augmented(train_ds, cfg.augment, base_seed)
+    ds: Dataset[Any] = (
+        train_ds if cfg.augment is None else _Augmented(train_ds, cfg.augment, base_seed)
+    )
     loader = DataLoader(
         ds,  # type: ignore[arg-type]
         batch_size=batch_size,
@@ -478,14 +515,21 @@ def fit(
             history.train_loss.append(float(loss_sum) / n_seen)
             history.train_accuracy.append(int(correct) / n_seen)
             history.epoch_seconds.append(time.perf_counter() - t0)
-            postfix = {"loss": f"{history.train_loss[-1]:.3f}", "acc": f"{history.train_accuracy[-1]:.3f}"}
+            postfix = {
+                "loss": f"{history.train_loss[-1]:.3f}",
+                "acc": f"{history.train_accuracy[-1]:.3f}",
+            }
             if val_ds is not None:
-                metrics = evaluate(model, val_ds, batch_size=max(batch_size, 32), device=device, amp=cfg.amp)
+                metrics = evaluate(
+                    model, val_ds, batch_size=max(batch_size, 32), device=device, amp=cfg.amp
+                )
                 history.val_loss.append(metrics["loss"])
                 history.val_accuracy.append(metrics["accuracy"])
                 history.val_balanced_accuracy.append(metrics["balanced_accuracy"])
                 score = -metrics["loss"] if cfg.monitor == "val_loss" else metrics["accuracy"]
-                postfix.update(val_loss=f"{metrics['loss']:.3f}", val_acc=f"{metrics['accuracy']:.3f}")
+                postfix.update(
+                    val_loss=f"{metrics['loss']:.3f}", val_acc=f"{metrics['accuracy']:.3f}"
+                )
                 if score > best_score:
                     best_score, stale = score, 0
                     history.best_epoch = epoch
@@ -493,10 +537,20 @@ def fit(
                 else:
                     stale += 1
             bar.set_postfix(postfix)
-            log.info("epoch %d/%d %s", epoch + 1, cfg.epochs, " ".join(f"{k}={v}" for k, v in postfix.items()))
+            log.info(
+                "epoch %d/%d %s",
+                epoch + 1,
+                cfg.epochs,
+                " ".join(f"{k}={v}" for k, v in postfix.items()),
+            )
             if cfg.patience is not None and val_ds is not None and stale >= cfg.patience:
                 history.stopped_early = True
-                log.info("early stop after epoch %d: no %s improvement for %d epochs", epoch + 1, cfg.monitor, stale)
+                log.info(
+                    "early stop after epoch %d: no %s improvement for %d epochs",
+                    epoch + 1,
+                    cfg.monitor,
+                    stale,
+                )
                 break
         bar.close()
     if best_state is not None:
@@ -555,8 +609,15 @@ def predict(
         chunks = [
             torch.softmax(logits, dim=1)
             for logits, _ in _batches(
-                model, data, batch_size=batch_size, device=dev, amp=amp, num_workers=num_workers,
-                progress=progress, desc="predict", transform=transform,
+                model,
+                data,
+                batch_size=batch_size,
+                device=dev,
+                amp=amp,
+                num_workers=num_workers,
+                progress=progress,
+                desc="predict",
+                transform=transform,
             )
         ]
     finally:
@@ -611,8 +672,14 @@ def evaluate(
     logits_all, labels_all = [], []
     try:
         for logits, y in _batches(
-            model, ds, batch_size=batch_size, device=dev, amp=amp, num_workers=num_workers,
-            progress=progress, desc="evaluate",
+            model,
+            ds,
+            batch_size=batch_size,
+            device=dev,
+            amp=amp,
+            num_workers=num_workers,
+            progress=progress,
+            desc="evaluate",
         ):
             logits_all.append(logits)
             labels_all.append(y)
@@ -625,8 +692,13 @@ def evaluate(
         raise ConfigError("evaluation set has no labelled item (every label is -1 or it is empty)")
     logits, labels = logits[mask], labels[mask]
     if int(labels.max()) >= num_classes:
-        raise ConfigError(f"evaluation labels reach {int(labels.max())} but the model has {num_classes} classes")
-    out: dict[str, Any] = {"loss": float(nn.functional.cross_entropy(logits, labels)), "n": int(labels.numel())}
+        raise ConfigError(
+            f"evaluation labels reach {int(labels.max())} but the model has {num_classes} classes"
+        )
+    out: dict[str, Any] = {
+        "loss": float(nn.functional.cross_entropy(logits, labels)),
+        "n": int(labels.numel()),
+    }
     out.update(classification_metrics(labels, logits.argmax(1), num_classes))
     if class_names is not None:
         out["class_names"] = [str(c) for c in class_names]
@@ -667,7 +739,9 @@ def classification_metrics(
     for name, arr in (("y_true", t), ("y_pred", p)):
         if arr.min() < 0 or arr.max() >= num_classes:
             raise ConfigError(f"{name} holds class indices outside [0, {num_classes})")
-    cm = np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    cm = np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
     tp = np.diag(cm)
@@ -681,7 +755,9 @@ def classification_metrics(
         "accuracy": float(tp.sum() / t.size),
         "balanced_accuracy": float(recall[present].mean()),
         "macro_f1": float(f1[in_either].mean()),
-        "per_class_recall": [float(r) if ok else None for r, ok in zip(recall, present, strict=True)],
+        "per_class_recall": [
+            float(r) if ok else None for r, ok in zip(recall, present, strict=True)
+        ],
         "confusion_matrix": cm.astype(int).tolist(),
     }
 

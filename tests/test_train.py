@@ -74,7 +74,12 @@ def test_learns_a_separable_set_in_seconds(train_ds: TensorDataset, val_ds: Tens
 
 
 def test_same_seed_same_weights_other_seed_other_weights(train_ds: TensorDataset) -> None:
-    cfg = quick(epochs=2, augment=lambda x, generator: torch.flip(x, dims=[-1]) if torch.rand(1, generator=generator) < 0.5 else x)
+    cfg = quick(
+        epochs=2,
+        augment=lambda x, generator: (
+            torch.flip(x, dims=[-1]) if torch.rand(1, generator=generator) < 0.5 else x
+        ),
+    )
     a, b, c = fresh(), fresh(), fresh()
     fit(a, train_ds, None, cfg)
     fit(b, train_ds, None, cfg)
@@ -102,7 +107,10 @@ def test_best_epoch_weights_are_restored(train_ds: TensorDataset, val_ds: Tensor
 
 
 def test_early_stopping(train_ds: TensorDataset) -> None:
-    shuffled = TensorDataset(train_ds.tensors[0][:32], torch.randint(0, 2, (32,), generator=torch.Generator().manual_seed(3)))
+    shuffled = TensorDataset(
+        train_ds.tensors[0][:32],
+        torch.randint(0, 2, (32,), generator=torch.Generator().manual_seed(3)),
+    )
     history = fit(fresh(), train_ds, shuffled, quick(epochs=30, patience=2, lr=1e-2))
     assert history.stopped_early
     assert history.epochs_run == history.best_epoch + 1 + 2 < 30
@@ -123,7 +131,9 @@ def test_schedules(train_ds: TensorDataset, schedule: str, expected: list[float]
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
 def test_optimizers_and_amp_train(train_ds: TensorDataset, optimizer: str) -> None:
-    history = fit(fresh(), train_ds, None, quick(epochs=1, optimizer=optimizer, amp=True, grad_clip=1.0))
+    history = fit(
+        fresh(), train_ds, None, quick(epochs=1, optimizer=optimizer, amp=True, grad_clip=1.0)
+    )
     assert all(math.isfinite(v) for v in history.train_loss)
 
 
@@ -154,7 +164,9 @@ def test_balanced_sampling_evens_out_classes(train_ds: TensorDataset) -> None:
 def test_drop_last_and_small_sets(train_ds: TensorDataset) -> None:
     h = fit(fresh(), Subset(train_ds, range(17)), None, quick(epochs=2, batch_size=8))
     assert h.samples_seen == 2 * 16  # the leftover item is dropped
-    h = fit(fresh(), Subset(train_ds, range(17)), None, quick(epochs=2, batch_size=8, drop_last=False))
+    h = fit(
+        fresh(), Subset(train_ds, range(17)), None, quick(epochs=2, batch_size=8, drop_last=False)
+    )
     assert h.samples_seen == 2 * 17
     h = fit(fresh(), Subset(train_ds, range(5)), None, quick(epochs=2, batch_size=16))
     assert h.samples_seen == 2 * 5  # smaller than one batch: one batch per epoch
@@ -164,9 +176,15 @@ def test_bad_training_sets_are_refused(train_ds: TensorDataset) -> None:
     with pytest.raises(EmptyPoolError, match="training needs at least 2 labelled items, got 1"):
         fit(fresh(), Subset(train_ds, [0]), None, quick())
     x = train_ds.tensors[0][:4]
-    with pytest.raises(ConfigError, match=r"training set holds 2 unlabelled items \(label -1, first at index 1\); train on the labelled subset only"):
+    with pytest.raises(
+        ConfigError,
+        match=r"training set holds 2 unlabelled items \(label -1, first at index 1\); train on the labelled subset only",
+    ):
         fit(fresh(), TensorDataset(x, torch.tensor([0, -1, 1, -1])), None, quick())
-    with pytest.raises(ConfigError, match=r"training labels must be class indices in \[0, 2\); found \[2, 5\]; does the model have the right num_classes\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"training labels must be class indices in \[0, 2\); found \[2, 5\]; does the model have the right num_classes\?",
+    ):
         fit(fresh(), TensorDataset(x, torch.tensor([0, 2, 5, 1])), None, quick())
     with pytest.raises(ConfigError, match=r"dataset items have different shapes"):
         ragged = [(torch.zeros(1, 16, 16, 16), 0), (torch.zeros(1, 8, 8, 8), 1)]
@@ -174,9 +192,13 @@ def test_bad_training_sets_are_refused(train_ds: TensorDataset) -> None:
 
 
 def test_config_validation() -> None:
-    with pytest.raises(ConfigError, match=r"TrainConfig: batch_size must be ≥ 2 \(BatchNorm\), got 1"):
+    with pytest.raises(
+        ConfigError, match=r"TrainConfig: batch_size must be ≥ 2 \(BatchNorm\), got 1"
+    ):
         TrainConfig(batch_size=1)
-    with pytest.raises(ConfigError, match=r"TrainConfig: optimizer must be adamw, adam or sgd, got 'lamb'"):
+    with pytest.raises(
+        ConfigError, match=r"TrainConfig: optimizer must be adamw, adam or sgd, got 'lamb'"
+    ):
         TrainConfig(optimizer="lamb")  # type: ignore[arg-type]
     cfg = TrainConfig(augment=lambda x, generator: x, init=Path("/m.pt"))
     plain = cfg.to_dict()
@@ -229,7 +251,9 @@ def test_evaluate_skips_unlabelled_and_matches_sklearn(train_ds: TensorDataset) 
         logits = model(x[keep])
     pred = logits.argmax(1).numpy()
     assert metrics["n"] == 10
-    assert metrics["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y[keep])), rel=1e-5)
+    assert metrics["loss"] == pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits, y[keep])), rel=1e-5
+    )
     assert metrics["accuracy"] == pytest.approx(float((pred == y[keep].numpy()).mean()))
     assert metrics["class_names"] == ["sphere", "rod"]
     with pytest.raises(ConfigError, match="evaluation set has no labelled item"):

@@ -36,7 +36,9 @@ class ResidualBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(conv(c_in, c_out, 1, stride=stride, bias=False), bn(c_out))
+            self.shortcut = nn.Sequential(
+                conv(c_in, c_out, 1, stride=stride, bias=False), bn(c_out)
+            )
 
     def forward(self, x):  # type: ignore[no-untyped-def]
         out = self.relu(self.bn1(self.conv1(x)))

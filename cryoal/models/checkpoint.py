@@ -189,9 +189,14 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated pickle, foreign pickled objects ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if "weights_only" in text or not text:
+            # torch suggests weights_only=False here: never do that for an untrusted file
+            reason = "not plain tensors and values: a damaged or foreign file"
+        else:
+            reason = text.splitlines()[0].split(". ")[0].rstrip(".")[:200]
         raise CheckpointError(
-            f"{path}: not a readable cryoal checkpoint ({type(exc).__name__}: {reason[:200]}); "
+            f"{path}: not a readable cryoal checkpoint ({type(exc).__name__}: {reason}); "
             "the file is corrupt, truncated or was not written by cryoal.save_checkpoint — "
             "re-train or copy it again"
         ) from exc

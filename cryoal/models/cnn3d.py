@@ -19,11 +19,13 @@ from cryoal.models._layers import ConvBNReLU, ResidualBlock, adaptive_avg_pool, 
 __all__ = ["CB3D", "DSRF3D", "RB3D"]
 
 
-def _check_in_shape(name: str, in_shape: Sequence[int], dims: int, min_size: int) -> tuple[int, ...]:
+def _check_in_shape(
+    name: str, in_shape: Sequence[int], dims: int, min_size: int
+) -> tuple[int, ...]:
     shape = tuple(int(s) for s in in_shape)
     if len(shape) != dims + 1:
         raise ConfigError(
-            f"{name}: in_shape must be (C, {', '.join('DHW'[3 - dims:])}) with {dims} spatial "
+            f"{name}: in_shape must be (C, {', '.join('DHW'[3 - dims :])}) with {dims} spatial "
             f"dims, got {shape}"
         )
     if shape[0] < 1 or min(shape[1:]) < min_size:

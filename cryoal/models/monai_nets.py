@@ -81,7 +81,9 @@ class MonaiClassifier(Classifier):
         shape = tuple(int(s) for s in in_shape)
         dims = len(shape) - 1
         if dims not in (2, 3):
-            raise ConfigError(f"monai-{variant}: in_shape must be (C, H, W) or (C, D, H, W), got {shape}")
+            raise ConfigError(
+                f"monai-{variant}: in_shape must be (C, H, W) or (C, D, H, W), got {shape}"
+            )
         build, min_size = monai_builders[variant]
         if min(shape[1:]) < min_size:
             raise ConfigError(

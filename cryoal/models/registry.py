@@ -61,9 +61,7 @@ def _entry(name: str) -> _Entry:
     if entry is None:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1, cutoff=0.5)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(
-            f"unknown model {name!r}.{hint} Available: {', '.join(available())}"
-        )
+        raise ConfigError(f"unknown model {name!r}.{hint} Available: {', '.join(available())}")
     return entry
 
 
@@ -108,11 +106,18 @@ def create(name: str, num_classes: int, in_shape: Sequence[int], **kw: Any) -> C
         model = entry.build(int(num_classes), shape, **kw)
     except TypeError as exc:
         raise ConfigError(f"model {name!r}: bad option ({exc})") from exc
-    model.arch_spec = ArchSpec(name=name, num_classes=int(num_classes), in_shape=shape, kwargs=dict(kw))
+    model.arch_spec = ArchSpec(
+        name=name, num_classes=int(num_classes), in_shape=shape, kwargs=dict(kw)
+    )
     return model
 
 
-register("dsrf3d", DSRF3D, dims=3, summary="DSRF3D-v2 (Che et al. 2018): 6 conv3d + 2×FC1024, ~10 M params at 32³")
+register(
+    "dsrf3d",
+    DSRF3D,
+    dims=3,
+    summary="DSRF3D-v2 (Che et al. 2018): 6 conv3d + 2×FC1024, ~10 M params at 32³",
+)
 register("rb3d", RB3D, dims=3, summary="small residual 3D net, global pooling, ~0.2 M params")
 register("cb3d", CB3D, dims=3, summary="small plain conv-BN 3D net, ~90 k params")
 register("cnn2d", CNN2D, dims=2, summary="small plain conv-BN 2D net for images")

@@ -23,7 +23,12 @@ def saved(tmp_path: Path, seeded: None) -> tuple[Path, models.Classifier]:
         model,
         class_names=["ribosome", "proteasome", "empty"],
         voxel_size=13.48,
-        train_config={"epochs": 5, "lr": 3e-3, "device": torch.device("cpu"), "init": Path("/x.pt")},
+        train_config={
+            "epochs": 5,
+            "lr": 3e-3,
+            "device": torch.device("cpu"),
+            "init": Path("/x.pt"),
+        },
         metrics={"accuracy": 0.875, "confusion_matrix": [[1, 0], [0, 1]]},
         seed=7,
         round=2,
@@ -92,7 +97,11 @@ class _Evil:
 
 def test_pickled_code_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "evil.pt"
-    torch.save({"format": "cryoal-checkpoint", "obj": _Evil()}, path, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    torch.save(
+        {"format": "cryoal-checkpoint", "obj": _Evil()},
+        path,
+        pickle_protocol=pickle.HIGHEST_PROTOCOL,
+    )
     with pytest.raises(CheckpointError, match=r"evil\.pt: not a readable cryoal checkpoint"):
         models.load_checkpoint(path)
     assert "pwned" not in capsys.readouterr().out
@@ -101,7 +110,10 @@ def test_pickled_code_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_foreign_torch_file(tmp_path: Path) -> None:
     path = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(3)}, path)
-    with pytest.raises(CheckpointError, match=r"plain\.pt: not a cryoal checkpoint \(missing format tag 'cryoal-checkpoint'\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"plain\.pt: not a cryoal checkpoint \(missing format tag 'cryoal-checkpoint'\)",
+    ):
         models.load_checkpoint(path)
 
 
@@ -125,14 +137,20 @@ def test_unknown_architecture(saved: tuple[Path, models.Classifier]) -> None:
 def test_newer_format_version(saved: tuple[Path, models.Classifier]) -> None:
     path = saved[0]
     _rewrite(path, lambda p: p.update(format_version=99))
-    with pytest.raises(CheckpointError, match=r"format version 99 is newer than this cryoal .* reads \(≤ 1\); upgrade cryoal"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"format version 99 is newer than this cryoal .* reads \(≤ 1\); upgrade cryoal",
+    ):
         models.load_checkpoint(path)
 
 
 def test_weights_that_do_not_fit(saved: tuple[Path, models.Classifier]) -> None:
     path = saved[0]
     _rewrite(path, lambda p: p["arch"].update(num_classes=5))
-    with pytest.raises(CheckpointError, match=r"weights do not fit architecture 'cb3d' with in_shape \(1, 16, 16, 16\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"weights do not fit architecture 'cb3d' with in_shape \(1, 16, 16, 16\)",
+    ):
         models.load_checkpoint(path)
 
 
@@ -156,10 +174,14 @@ def test_check_compatible(saved: tuple[Path, models.Classifier]) -> None:
 
 
 def test_save_refuses_foreign_models_and_wrong_class_names(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"not built by cryoal\.models\.create \(no arch_spec\)"):
+    with pytest.raises(
+        CheckpointError, match=r"not built by cryoal\.models\.create \(no arch_spec\)"
+    ):
         models.save_checkpoint(tmp_path / "m.pt", models.CB3D(2, (1, 16, 16, 16)))  # type: ignore[arg-type]
     model = models.create("cb3d", 2, (1, 16, 16, 16))
-    with pytest.raises(CheckpointError, match=r"class_names has 3 entries but the model has 2 classes"):
+    with pytest.raises(
+        CheckpointError, match=r"class_names has 3 entries but the model has 2 classes"
+    ):
         models.save_checkpoint(tmp_path / "m.pt", model, class_names=["a", "b", "c"])
     assert not list(tmp_path.iterdir())
 

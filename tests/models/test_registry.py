@@ -77,7 +77,9 @@ def test_bf16_autocast_on_cpu(name: str, seeded: None) -> None:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("name", ["dsrf3d", "rb3d", "cb3d", "cnn2d", "monai-resnet10", "monai-densenet121"])
+@pytest.mark.parametrize(
+    "name", ["dsrf3d", "rb3d", "cb3d", "cnn2d", "monai-resnet10", "monai-densenet121"]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_cuda_forward_backward(name: str, dtype: torch.dtype, seeded: None) -> None:
     model = models.create(name, 3, in_shape_for(name)).cuda()
@@ -91,7 +93,12 @@ def test_cuda_forward_backward(name: str, dtype: torch.dtype, seeded: None) -> N
 
 @pytest.mark.parametrize(
     ("shape", "flat"),
-    [((1, 16, 16, 16), 128 * 8), ((1, 32, 32, 32), 128 * 64), ((1, 24, 40, 17), 128 * 3 * 5 * 2), ((2, 8, 8, 8), 128)],
+    [
+        ((1, 16, 16, 16), 128 * 8),
+        ((1, 32, 32, 32), 128 * 64),
+        ((1, 24, 40, 17), 128 * 3 * 5 * 2),
+        ((2, 8, 8, 8), 128),
+    ],
 )
 def test_dsrf3d_adapts_flatten_size_to_the_box(shape: tuple[int, ...], flat: int) -> None:
     model = models.create("dsrf3d", 5, shape)
@@ -144,20 +151,30 @@ def test_dropout_is_active_only_in_train_mode(seeded: None) -> None:
 
 
 def test_unknown_name_suggests_the_closest() -> None:
-    with pytest.raises(ConfigError, match=r"unknown model 'dsrf'\. Did you mean 'dsrf3d'\? Available: cb3d, "):
+    with pytest.raises(
+        ConfigError, match=r"unknown model 'dsrf'\. Did you mean 'dsrf3d'\? Available: cb3d, "
+    ):
         models.create("dsrf", 2, (1, 16, 16, 16))
     with pytest.raises(ConfigError, match=r"unknown model 'zzz'\. Available: cb3d"):
         models.create("zzz", 2, (1, 16, 16, 16))
 
 
 def test_wrong_dimensionality_and_small_boxes_are_refused() -> None:
-    with pytest.raises(ConfigError, match=r"model 'dsrf3d' is 3D and needs in_shape \(C, D, H, W\), got \(1, 32, 32\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model 'dsrf3d' is 3D and needs in_shape \(C, D, H, W\), got \(1, 32, 32\)",
+    ):
         models.create("dsrf3d", 2, (1, 32, 32))
     with pytest.raises(ConfigError, match=r"model 'cnn2d' is 2D and needs in_shape \(C, H, W\)"):
         models.create("cnn2d", 2, (1, 32, 32, 32))
-    with pytest.raises(ConfigError, match=r"dsrf3d: needs at least 1 channel and boxes of at least 8 voxels per side, got in_shape \(1, 4, 16, 16\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"dsrf3d: needs at least 1 channel and boxes of at least 8 voxels per side, got in_shape \(1, 4, 16, 16\)",
+    ):
         models.create("dsrf3d", 2, (1, 4, 16, 16))
-    with pytest.raises(ConfigError, match=r"monai-densenet121: needs boxes of at least 32 voxels per side"):
+    with pytest.raises(
+        ConfigError, match=r"monai-densenet121: needs boxes of at least 32 voxels per side"
+    ):
         models.create("monai-densenet121", 2, (1, 16, 16, 16))
     with pytest.raises(ConfigError, match=r"num_classes must be at least 2, got 1"):
         models.create("cb3d", 1, (1, 16, 16, 16))
