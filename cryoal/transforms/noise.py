@@ -107,7 +107,7 @@ def add_noise(
             f"add_noise: every snr must be positive (or inf for no noise), got {snr_t.flatten().tolist()}"
         )
     if signal_var is None:
-        var = x.to(torch.float64).var(dim=_SPATIAL, unbiased=False, keepdim=True)
+        var = x.var(dim=_SPATIAL, unbiased=False, keepdim=True).to(torch.float64)
     else:
         var = _per_volume(signal_var, x, "signal_var")
         if bool((var < 0).any()) or bool(torch.isnan(var).any()):
