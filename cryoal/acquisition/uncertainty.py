@@ -93,7 +93,7 @@ class _ProbStrategy(ScoreStrategy):
 
 @register("random")
 class Random(ScoreStrategy):
-    """Uniformly random picks (scores are i.i.d. U(0, 1) draws from the generator).
+    """Uniformly random picks (scores are i.i.d. U(0, 1) draws, one per pool item).
 
     Needs no model forward; the model is accepted for a uniform interface.
     """
@@ -101,7 +101,8 @@ class Random(ScoreStrategy):
     def _score_indices(
         self, model: nn.Module, pool: PoolLike, indices: Tensor, generator: torch.Generator
     ) -> Tensor:
-        return torch.rand(int(indices.numel()), generator=generator)
+        # one draw per pool item, so a pick does not depend on which items are labelled
+        return torch.rand(len(pool), generator=generator)[indices]
 
 
 @register("entropy")
