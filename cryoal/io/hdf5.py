@@ -183,6 +183,7 @@ class Hdf5Volumes:
         self.path = Path(path)
         self.dataset = dataset
         self._handle: Any = None
+        self._dset: Any = None
         self._pid = -1
         if not self.path.exists():
             raise InvalidVolumeError(f"{self.path}: file not found")
@@ -226,17 +227,20 @@ class Hdf5Volumes:
     def __len__(self) -> int:
         return self.n
 
-    def _file(self) -> Any:
+    def _volumes(self) -> Any:
+        """This process's open dataset (opened on first use, again after a fork)."""
         if self._handle is None or self._pid != os.getpid():
             self._handle = h5py.File(self.path, "r")
+            self._dset = self._handle[self.dataset]
             self._pid = os.getpid()
-        return self._handle
+        return self._dset
 
     def read(self, index: int) -> np.ndarray:
         """Volume ``index`` as a new float32 array ``(D, H, W)`` (checked finite)."""
         if not 0 <= index < self.n:
             raise IndexError(f"{self.path}: index {index} out of range for {self.n} volumes")
-        arr = np.asarray(self._file()[self.dataset][index], dtype=np.float32)
+        arr = np.empty(self.item_shape, dtype=np.float32)
+        self._volumes().read_direct(arr, np.s_[index])
         _check_finite(arr, f"{self.path}#{index}", False)
         return arr
 
@@ -245,10 +249,12 @@ class Hdf5Volumes:
         if self._handle is not None and self._pid == os.getpid():
             self._handle.close()
         self._handle = None
+        self._dset = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_handle"] = None
+        state["_dset"] = None
         state["_pid"] = -1
         return state
 

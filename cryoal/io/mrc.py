@@ -26,11 +26,13 @@ file size against the header, and finite values.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import mrcfile
 import mrcfile.utils
@@ -171,7 +173,7 @@ class MrcHeader:
     @property
     def item_nbytes(self) -> int:
         """Bytes of one item as stored."""
-        return int(np.prod(self.item_shape)) * self.dtype.itemsize
+        return math.prod(self.item_shape) * self.dtype.itemsize
 
     @property
     def mode_name(self) -> str:
@@ -243,44 +245,70 @@ def read_header(path: str | os.PathLike[str], *, permissive: bool = False) -> Mr
     """
     p = Path(path)
     ext, compression = split_extension(p)
+    if compression is not None:
+        file_size = _file_size(p)
+        return _interpret(_compressed_header(p, permissive), p, ext, compression, file_size)
+    with _open(p) as fh:
+        return _header_from(fh, p, ext, permissive)
+
+
+def _file_size(p: Path) -> int:
     try:
-        file_size = os.stat(p).st_size
+        return os.stat(p).st_size
     except FileNotFoundError:
         raise InvalidVolumeError(f"{p}: file not found") from None
     except OSError as exc:
         raise InvalidVolumeError(f"{p}: cannot read ({exc.strerror})") from None
-    if compression is None:
-        with open(p, "rb") as fh:
-            raw = fh.read(_HEADER_BYTES)
-        if len(raw) < _HEADER_BYTES:
-            raise InvalidVolumeError(
-                f"{p}: truncated: the file has {len(raw)} bytes, less than the 1024-byte "
-                "MRC header; re-copy or re-export it"
-            )
-        header = _parse_header(raw, p, permissive)
-    else:
-        header = _compressed_header(p, permissive)
-    return _interpret(header, p, ext, compression, file_size)
+
+
+def _open(p: Path) -> BinaryIO:
+    try:
+        return open(p, "rb")
+    except FileNotFoundError:
+        raise InvalidVolumeError(f"{p}: file not found") from None
+    except OSError as exc:
+        raise InvalidVolumeError(f"{p}: cannot read ({exc.strerror})") from None
+
+
+def _header_from(fh: BinaryIO, p: Path, ext: str, permissive: bool) -> MrcHeader:
+    file_size = os.fstat(fh.fileno()).st_size
+    raw = fh.read(_HEADER_BYTES)
+    if len(raw) < _HEADER_BYTES:
+        raise InvalidVolumeError(
+            f"{p}: truncated: the file has {len(raw)} bytes, less than the 1024-byte "
+            "MRC header; re-copy or re-export it"
+        )
+    return _interpret(_parse_header(raw, p, permissive), p, ext, None, file_size)
+
+
+_MAP_AT = HEADER_DTYPE.fields["map"][1]
+_MACHST_AT = HEADER_DTYPE.fields["machst"][1]
+_HEADER_LE = HEADER_DTYPE.newbyteorder("<")
+_HEADER_BE = HEADER_DTYPE.newbyteorder(">")
 
 
 def _parse_header(raw: bytes, path: Path, permissive: bool) -> Any:
-    header = np.frombuffer(raw, dtype=HEADER_DTYPE).reshape(()).view(np.recarray)
-    if bytes(header.map)[:3] != b"MAP":
+    """The 1024 header bytes as a structured scalar in the file's byte order.
+
+    Plain structured access (not mrcfile's recarray) keeps a header read to a few µs.
+    """
+    if raw[_MAP_AT : _MAP_AT + 3] != b"MAP":
         msg = f"{path}: not an MRC file (no 'MAP ' ID in the header) or the file is corrupt"
         if not permissive:
             raise InvalidVolumeError(msg + "; pass permissive=True to try anyway")
-        warnings.warn(msg, CryoalWarning, stacklevel=3)
+        warnings.warn(msg, CryoalWarning, stacklevel=4)
+    machst = raw[_MACHST_AT : _MACHST_AT + 4]
     try:
-        byte_order = mrcfile.utils.byte_order_from_machine_stamp(header.machst)
+        byte_order = mrcfile.utils.byte_order_from_machine_stamp(machst)
     except ValueError as exc:
         if not permissive:
             raise InvalidVolumeError(
                 f"{path}: {exc}; the header is corrupt (pass permissive=True to assume "
                 "little-endian)"
             ) from None
-        warnings.warn(f"{path}: {exc}; assuming little-endian", CryoalWarning, stacklevel=3)
+        warnings.warn(f"{path}: {exc}; assuming little-endian", CryoalWarning, stacklevel=4)
         byte_order = "<"
-    return header.view(header.dtype.newbyteorder(byte_order)).view(np.recarray)
+    return np.frombuffer(raw, dtype=_HEADER_LE if byte_order == "<" else _HEADER_BE)[0]
 
 
 def _compressed_header(path: Path, permissive: bool) -> Any:
@@ -288,20 +316,23 @@ def _compressed_header(path: Path, permissive: bool) -> Any:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with mrcfile.open(path, header_only=True, permissive=permissive) as mrc:
-                header = mrc.header.copy()
+                header = mrc.header
+                plain = np.frombuffer(
+                    header.tobytes(), dtype=HEADER_DTYPE.newbyteorder(header.mode.dtype.byteorder)
+                )[0]
     except (ValueError, OSError, EOFError) as exc:
         raise InvalidVolumeError(f"{path}: not a readable MRC file ({exc})") from None
     for w in caught:
-        warnings.warn(f"{path}: {w.message}", CryoalWarning, stacklevel=3)
-    return header
+        warnings.warn(f"{path}: {w.message}", CryoalWarning, stacklevel=4)
+    return plain
 
 
 def _interpret(
     header: Any, path: Path, ext: str, compression: str | None, file_size: int
 ) -> MrcHeader:
-    mode = int(header.mode)
+    mode = int(header["mode"])
     try:
-        dtype = mrcfile.utils.data_dtype_from_header(header)
+        dtype = mrcfile.utils.dtype_from_mode(mode).newbyteorder(header.dtype["mode"].byteorder)
     except ValueError:
         dtype = None
     if dtype is None or mode not in _MODE_NAMES:
@@ -309,8 +340,9 @@ def _interpret(
         raise InvalidVolumeError(
             f"{path}: unsupported MRC mode {mode}; cryoal reads modes {supported}"
         )
-    nx, ny, nz, mz = int(header.nx), int(header.ny), int(header.nz), int(header.mz)
-    ispg = int(header.ispg)
+    nx, ny, nz = int(header["nx"]), int(header["ny"]), int(header["nz"])
+    mx, my, mz = int(header["mx"]), int(header["my"]), int(header["mz"])
+    ispg = int(header["ispg"])
     if nx <= 0 or ny <= 0 or nz <= 0:
         raise InvalidVolumeError(
             f"{path}: header has impossible dimensions nx={nx} ny={ny} nz={nz}; the file is corrupt"
@@ -320,7 +352,13 @@ def _interpret(
         raise InvalidVolumeError(
             f"{path}: volume stack header (ispg={ispg}) has nz={nz} not a multiple of mz={mz}"
         )
-    shape = tuple(int(s) for s in mrcfile.utils.data_shape_from_header(header))
+    # mrcfile.utils.data_shape_from_header, on the plain structured header
+    if is_volume_stack:
+        shape: tuple[int, ...] = (nz // mz, mz, ny, nx)
+    elif ispg == mrcfile.utils.IMAGE_STACK_SPACEGROUP and nz == 1:
+        shape = (ny, nx)
+    else:
+        shape = (nz, ny, nx)
     kind: Kind
     if len(shape) == 4:
         kind = "volume-stack"
@@ -330,8 +368,8 @@ def _interpret(
         kind = "image-stack"
     else:
         kind = "volume"
-    data_offset = _HEADER_BYTES + int(header.nsymbt)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    data_offset = _HEADER_BYTES + int(header["nsymbt"])
+    nbytes = math.prod(shape) * dtype.itemsize
     expected = data_offset + nbytes
     if compression is None and file_size < expected:
         dims = "x".join(str(s) for s in shape)
@@ -342,14 +380,13 @@ def _interpret(
         )
     if compression is None and file_size > expected:
         logger.debug("%s: %d bytes after the data block ignored", path, file_size - expected)
-    cella = header.cella
-    grid = (int(header.mx), int(header.my), int(header.mz))
+    cella = header["cella"]
     vx, vy, vz = (
-        float(length) / n if n != 0 else 0.0
-        for length, n in zip((cella.x, cella.y, cella.z), grid, strict=True)
+        float(cella[axis]) / n if n != 0 else 0.0
+        for axis, n in zip("xyz", (mx, my, mz), strict=True)
     )
     voxel_size = vx
-    if not np.isfinite(vx) or vx <= 0:
+    if not math.isfinite(vx) or vx <= 0:
         warnings.warn(
             f"{path}: voxel size {vx:g} Å in the header is not positive; using 1.0 Å "
             "(set it with write_volume(..., voxel_size=...) or a header editor)",
@@ -357,9 +394,9 @@ def _interpret(
             stacklevel=3,
         )
         voxel_size = 1.0
-    elif kind in ("volume", "volume-stack") and not np.allclose((vy, vz), vx, rtol=1e-3):
+    elif kind in ("volume", "volume-stack") and max(abs(vy - vx), abs(vz - vx)) > 1e-3 * vx:
         logger.warning("%s: anisotropic voxel size (%g, %g, %g) Å; using x", path, vx, vy, vz)
-    origin = header.origin
+    origin = header["origin"]
     return MrcHeader(
         path=path,
         kind=kind,
@@ -368,28 +405,52 @@ def _interpret(
         data_shape=shape,
         voxel_size=voxel_size,
         header_voxel_size=(vx, vy, vz),
-        origin=(float(origin.x), float(origin.y), float(origin.z)),
+        origin=(float(origin["x"]), float(origin["y"]), float(origin["z"])),
         data_offset=data_offset,
         file_size=file_size,
         compression=compression,
     )
 
 
-def _read_item(header: MrcHeader, index: int | None, *, permissive: bool = False) -> np.ndarray:
+def _read_item(
+    header: MrcHeader,
+    index: int | None,
+    *,
+    permissive: bool = False,
+    fh: BinaryIO | None = None,
+) -> np.ndarray:
     """Read item ``index`` (None for a single volume/image) as a new float32 array.
 
-    Checks that every value is finite (a warning instead with ``permissive``).
+    Only the item's bytes are read: from ``fh`` (an open handle on the file, positioned
+    anywhere) with one seek + read, else through a read-only memory map. Compressed
+    files are decompressed whole by mrcfile. Checks that every value is finite (a
+    warning instead with ``permissive``).
     """
     where = f"{header.path}" if index is None else f"{header.path}#{index}"
     if header.compression is None:
         offset = header.data_offset + (index or 0) * header.item_nbytes
         shape = header.item_shape if index is not None else header.data_shape
+        count = math.prod(shape)
         try:
-            mm = np.memmap(header.path, dtype=header.dtype, mode="r", offset=offset, shape=shape)
-        except (ValueError, OSError) as exc:  # file shrank since its header was read
-            raise InvalidVolumeError(f"{where}: cannot map the data block ({exc})") from None
-        out = np.array(mm, dtype=np.float32)
-        del mm
+            if fh is not None:
+                fh.seek(offset)
+                raw = np.fromfile(fh, dtype=header.dtype, count=count)
+                if raw.size != count:
+                    raise ValueError(f"read {raw.size} of {count} values")
+                out = raw.reshape(shape).astype(np.float32, copy=False)
+            else:
+                mm = np.memmap(
+                    header.path, dtype=header.dtype, mode="r", offset=offset, shape=shape
+                )
+                out = np.array(mm, dtype=np.float32)
+                del mm
+        except (ValueError, OSError) as exc:  # the file shrank since its header was read
+            raise InvalidVolumeError(
+                f"{where}: cannot read the data block ({exc}); the file changed or is "
+                "truncated, re-copy or re-export it"
+            ) from None
+        if not out.dtype.isnative:
+            out = out.astype(out.dtype.newbyteorder("="))
     else:
         try:
             with mrcfile.open(header.path, permissive=False) as mrc:
@@ -404,6 +465,28 @@ def _read_item(header: MrcHeader, index: int | None, *, permissive: bool = False
             out = out[0]
     _check_finite(out, where, permissive)
     return out
+
+
+def _load(
+    path: str | os.PathLike[str],
+    index: int | None,
+    validate: Callable[[MrcHeader], int | None],
+    *,
+    permissive: bool = False,
+) -> tuple[MrcHeader, np.ndarray]:
+    """Read a header, let ``validate`` check it (and map ``index``), then read the item.
+
+    Uncompressed files are opened once for both. ``validate`` raises on a header it
+    does not accept and returns the index to read (None for the whole data block).
+    """
+    p = Path(path)
+    ext, compression = split_extension(p)
+    if compression is not None:
+        header = read_header(p, permissive=permissive)
+        return header, _read_item(header, validate(header), permissive=permissive)
+    with _open(p) as fh:
+        header = _header_from(fh, p, ext, permissive)
+        return header, _read_item(header, validate(header), permissive=permissive, fh=fh)
 
 
 def _check_finite(data: np.ndarray, where: str, permissive: bool) -> None:
@@ -452,35 +535,43 @@ def read_volume(
     CryoalWarning
         Zero or negative voxel size in the header (1.0 Å is used).
     """
-    header = read_header(path, permissive=permissive)
-    p = header.path
-    if header.kind == "image":
-        dims = "x".join(str(s) for s in header.item_shape)
-        raise InvalidVolumeError(
-            f"{p}: is a 2D image ({dims}), not a volume; cryoal needs 3D subtomograms (D, H, W)"
-        )
-    if header.kind == "image-stack":
-        n, (h, w) = header.n_items, header.item_shape
-        raise InvalidVolumeError(
-            f"{p}: is a stack of {n} 2D images ({h}x{w}), not a volume; read 2D images with "
-            "VolumePool.from_stack"
-        )
-    if header.kind == "volume-stack":
-        n = header.n_items
-        if index is None:
+
+    def validate(header: MrcHeader) -> int | None:
+        p = header.path
+        if header.kind == "image":
+            dims = "x".join(str(s) for s in header.item_shape)
             raise InvalidVolumeError(
-                f"{p}: is a stack of {n} volumes; pass index=0..{n - 1} or use VolumePool.from_stack"
+                f"{p}: is a 2D image ({dims}), not a volume; cryoal needs 3D subtomograms (D, H, W)"
             )
-        if not 0 <= index < n:
-            raise InvalidVolumeError(f"{p}: index {index} out of range for a stack of {n} volumes")
-        data = _read_item(header, index, permissive=permissive)
-    else:
+        if header.kind == "image-stack":
+            n, (h, w) = header.n_items, header.item_shape
+            raise InvalidVolumeError(
+                f"{p}: is a stack of {n} 2D images ({h}x{w}), not a volume; read 2D images "
+                "with VolumePool.from_stack"
+            )
+        if header.kind == "volume-stack":
+            n = header.n_items
+            if index is None:
+                raise InvalidVolumeError(
+                    f"{p}: is a stack of {n} volumes; pass index=0..{n - 1} or use "
+                    "VolumePool.from_stack"
+                )
+            if not 0 <= index < n:
+                raise InvalidVolumeError(
+                    f"{p}: index {index} out of range for a stack of {n} volumes"
+                )
+            return index
         if index not in (None, 0):
             raise InvalidVolumeError(f"{p}: holds one volume; index {index} is out of range")
-        data = _read_item(header, None, permissive=permissive)
-        index = None
+        return None
+
+    header, data = _load(path, index, validate, permissive=permissive)
     return Volume(
-        data=data, voxel_size=header.voxel_size, origin=header.origin, path=p, index=index
+        data=data,
+        voxel_size=header.voxel_size,
+        origin=header.origin,
+        path=header.path,
+        index=index if header.kind == "volume-stack" else None,
     )
 
 

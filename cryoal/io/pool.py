@@ -46,6 +46,7 @@ from cryoal.io.labels import read_labels, validate_labels
 from cryoal.io.mrc import (
     STACK_EXTENSIONS,
     MrcHeader,
+    _load,
     _read_item,
     is_volume_file,
     read_header,
@@ -88,6 +89,24 @@ def _scan_directory(root: str, patterns: Sequence[str], recursive: bool) -> list
                     else:
                         logger.debug("skipping %s: not a volume extension", entry.path)
     return found
+
+
+def _require_volume(header: MrcHeader) -> None:
+    """Accept a single-volume file; name what else it is otherwise."""
+    if header.kind == "volume":
+        return None
+    p = header.path
+    if header.kind == "image":
+        raise InvalidVolumeError(
+            f"{p}: is a 2D image ({_box_str(header.item_shape)}), not a volume; "
+            "remove it from the pool or use VolumePool.from_stack for 2D images"
+        )
+    if header.kind == "volume-stack":
+        raise InvalidVolumeError(
+            f"{p}: is a stack of {header.n_items} volumes, indexed as one volume; name it "
+            ".mrcs (stacks are expanded by extension) or use VolumePool.from_stack"
+        )
+    raise InvalidVolumeError(f"{p}: is a stack of {header.n_items} 2D images, not a volume")
 
 
 @dataclass
@@ -446,20 +465,11 @@ class VolumePool:
 
     def _single_volume_header(self, f: int) -> MrcHeader:
         header = self._header_of_file(f)
-        if header.kind == "volume":
-            return header
-        p = header.path
-        if header.kind == "image":
-            raise InvalidVolumeError(
-                f"{p}: is a 2D image ({_box_str(header.item_shape)}), not a volume; "
-                "remove it from the pool or use VolumePool.from_stack for 2D images"
-            )
-        if header.kind == "volume-stack":
-            raise InvalidVolumeError(
-                f"{p}: is a stack of {header.n_items} volumes, indexed as one volume; name it "
-                ".mrcs (stacks are expanded by extension) or use VolumePool.from_stack"
-            )
-        raise InvalidVolumeError(f"{p}: is a stack of {header.n_items} 2D images, not a volume")
+        _require_volume(header)
+        return header
+
+    def _read_single(self, f: int) -> np.ndarray:
+        return _load(self._files[f], None, _require_volume)[1]
 
     def read(self, index: int) -> np.ndarray:
         """Item ``index`` as a new float32 array ``(D, H, W)`` (raw values, checked).
@@ -481,7 +491,7 @@ class VolumePool:
         if self._hdf5 is not None:
             arr = self._hdf5.read(j)
         elif j < 0:
-            arr = _read_item(self._single_volume_header(f), None)
+            arr = self._read_single(f)
         else:
             arr = _read_item(self._header_of_file(f), j)
         box = self.box

@@ -108,7 +108,7 @@ def test_write_errors(tmp_path: Path, make_volumes):
 def test_read_errors(tmp_path: Path):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as fh:
-        fh["data"] = np.zeros((2, 4, 4, 4), np.float32)
+        fh["data"] = np.full((2, 4, 4, 4), 1.5, np.float64)  # converted on read
         fh["flat"] = np.zeros((5,), np.float32)
     with pytest.raises(
         InvalidVolumeError,
@@ -124,7 +124,12 @@ def test_read_errors(tmp_path: Path):
         ),
     ):
         Hdf5Volumes(path, "flat")
-    assert Hdf5Volumes(path, "data").voxel_size == 1.0
+    store = Hdf5Volumes(path, "data")
+    assert store.voxel_size == 1.0
+    item = store.read(1)
+    assert item.dtype == np.float32 and (item == 1.5).all()
+    with pytest.raises(IndexError, match=_exact(f"{path}: index 2 out of range for 2 volumes")):
+        store.read(2)
     not_h5 = tmp_path / "x.h5"
     not_h5.write_bytes(b"not hdf5 at all")
     with pytest.raises(
