@@ -365,7 +365,7 @@ def _batches(
         shuffle=False,
         num_workers=num_workers,
         collate_fn=_collate,
-        pin_memory=device.type == "cuda",
+        pin_memory=device.type == "cuda" and num_workers > 0,
     )
     with torch.inference_mode():
         for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
@@ -466,7 +466,7 @@ def fit(
         drop_last=drop_last,
         num_workers=cfg.num_workers,
         collate_fn=_collate,
-        pin_memory=device.type == "cuda",
+        pin_memory=device.type == "cuda" and cfg.num_workers > 0,
         persistent_workers=cfg.num_workers > 0,
         generator=torch.Generator().manual_seed(base_seed + 1),
     )

@@ -307,3 +307,16 @@ def test_stratified_split() -> None:
     assert stratified_split(targets, 0.0)[1].numel() == 0
     with pytest.raises(ConfigError, match=r"validation fraction must be in \[0, 1\), got 1\.0"):
         stratified_split(targets, 1.0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", [False, True])
+def test_fit_and_predict_on_cuda(train_ds: TensorDataset, val_ds: TensorDataset, amp: bool) -> None:
+    model = fresh()
+    history = fit(model, train_ds, val_ds, quick(epochs=6, device="cuda", amp=amp))
+    assert next(model.parameters()).device.type == "cuda"
+    assert all(math.isfinite(v) for v in history.train_loss)
+    probs = predict(model, val_ds, batch_size=8, amp=amp)
+    assert probs.device.type == "cpu" and probs.dtype == torch.float32
+    assert evaluate(model, val_ds, amp=amp)["accuracy"] >= 0.9
