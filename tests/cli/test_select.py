@@ -1,0 +1,425 @@
+"""``cryoal select`` and ``cryoal status``: the rounds, their outputs, resume, bad input."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _simpool import FAST_ARGS, cryoal_subprocess, make_pool
+from click.testing import CliRunner
+from cryoal.cli.main import cli
+
+from cryoal import models
+from cryoal.active import Project
+from cryoal.io import read_table, write_table
+
+
+@pytest.fixture(scope="module")
+def pool_master(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("selectpool") / "vols"
+    return root, make_pool(root)
+
+
+@pytest.fixture
+def pool(pool_master: tuple[Path, pd.DataFrame], tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    src, truth = pool_master
+    shutil.copytree(src, tmp_path / "vols")
+    return tmp_path / "vols", truth.copy()
+
+
+def invoke(*args: object) -> object:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def fill_labels(picks_csv: Path, truth: pd.DataFrame, out: Path) -> Path:
+    """What the expert does: fill the picks file's label column."""
+    table = read_table(picks_csv)
+    table["label"] = table["id"].map(truth.set_index("id")["label"])
+    write_table(out, table)
+    return out
+
+
+def test_two_rounds_with_label_import(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, truth = pool
+    proj = tmp_path / "proj"
+    r1 = invoke(
+        "select",
+        "--volumes",
+        vols,
+        "--budget",
+        6,
+        "--project",
+        proj,
+        "--out",
+        tmp_path / "first.csv",
+        *FAST_ARGS,
+    )
+    assert r1.exit_code == 0, r1.output
+    assert (
+        "round 1: cold start (coreset on an untrained cb3d); strategy coreset; pool 30 "
+        "volumes, 30 unlabelled; picked 6" in r1.output
+    )
+    assert f"picks:   {proj / 'picks' / 'round-001.csv'}  (+ round-001.star)" in r1.output
+    assert f"gallery: {proj / 'gallery' / 'round-001.png'}" in r1.output
+    assert f"cryoal label import LABELS.csv --project {proj}" in r1.output
+    first = read_table(tmp_path / "first.csv")
+    assert len(first) == 6
+    assert read_table(proj / "picks" / "round-001.csv")["id"].tolist() == first["id"].tolist()
+    assert read_table(proj / "picks" / "round-001.star")["id"].tolist() == first["id"].tolist()
+    for name in ("config/round-001.json", "models/round-001.pt"):
+        assert (proj / name).is_file()
+
+    labelled = fill_labels(tmp_path / "first.csv", truth, tmp_path / "first-labelled.csv")
+    imp = invoke("label", "import", labelled, "--project", proj, "--annotator", "ana")
+    assert imp.exit_code == 0, imp.output
+    assert (
+        f"{labelled}: 6 added, 0 unchanged, 0 replaced, 0 rows without a label skipped"
+        in imp.output
+    )
+
+    r2 = invoke("select", "--volumes", vols, "--budget", 6, "--project", proj, *FAST_ARGS)
+    assert r2.exit_code == 0, r2.output
+    assert (
+        "round 2: trained on 6 labels; strategy expected-gradnorm; pool 30 volumes, "
+        "24 unlabelled; picked 6" in r2.output
+    )
+    second = read_table(proj / "picks" / "round-002.csv")
+    assert not set(second["id"]) & set(first["id"])
+    classes = sorted(set(truth.set_index("id").loc[first["id"], "label"]))
+    assert [c for c in second.columns if c.startswith("p_")] == [f"p_{c}" for c in classes]
+    assert (second["strategy"] == "expected-gradnorm").all() and (second["round"] == 2).all()
+
+    st = invoke("status", "--project", proj)
+    assert st.exit_code == 0, st.output
+    lines = st.output.splitlines()
+    assert "labelled: 6 of 30 volumes" in lines
+    assert any(line.split()[:6] == ["1", "cold", "coreset", "6", "0", "picked"] for line in lines)
+    assert any(
+        line.split()[:6] == ["2", "train", "expected-gradnorm", "6", "6", "picked"]
+        for line in lines
+    )
+    with Project(proj, readonly=True) as p:
+        assert {r.annotator for r in p.labels()} == {"ana"}
+        assert p.label_map() == truth.set_index("id").loc[first["id"], "label"].to_dict()
+
+    again = invoke("select", "--volumes", vols, "--budget", 6, "--project", proj, *FAST_ARGS)
+    assert again.exit_code == 0
+    assert "round 2 is complete and no label was added since; showing its picks" in again.output
+
+
+def test_labels_option_and_score_only(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, truth = pool
+    write_table(tmp_path / "seed.csv", truth.iloc[:9])
+    res = invoke(
+        "select",
+        "--volumes",
+        vols,
+        "--labels",
+        tmp_path / "seed.csv",
+        "--budget",
+        4,
+        "--strategy",
+        "entropy",
+        "--project",
+        tmp_path / "p",
+        *FAST_ARGS,
+    )
+    assert res.exit_code == 0, res.output
+    assert "labels from" in res.output and "9 added, 0 already known, 0 replaced" in res.output
+    assert "round 1: trained on 9 labels; strategy entropy" in res.output
+    ckpt = tmp_path / "p" / "models" / "round-001.pt"
+    res = invoke(
+        "select",
+        "--volumes",
+        vols,
+        "--model",
+        ckpt,
+        "--budget",
+        3,
+        "--strategy",
+        "margin",
+        "--project",
+        tmp_path / "q",
+        *FAST_ARGS,
+    )
+    assert res.exit_code == 0, res.output
+    assert f"round 1: scored with {ckpt}; strategy margin" in res.output
+
+
+def test_help_and_strategy_list() -> None:
+    res = invoke("select", "--help")
+    assert (
+        res.exit_code == 0
+        and "Example usage:" in res.output
+        and "cryoal select --demo" in res.output
+    )
+    res = invoke("select", "--list-strategies")
+    assert "expected-gradnorm" in res.output.split() and "coreset" in res.output.split()
+
+
+# --------------------------------------------------------------------------- bad input
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--volumes",
+            str(tmp_path / "empty"),
+            "--project",
+            str(tmp_path / "p"),
+            *FAST_ARGS,
+        ],
+    )
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"Error: {tmp_path / 'empty'}: no files matching *.mrc under this folder; check the "
+        "path or the pattern (e.g. '*.mrc*' also finds .mrc.gz)"
+    )
+
+
+def test_labels_for_unknown_ids(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, _ = pool
+    (tmp_path / "l.csv").write_text("id,label\ntomo0/p000.mrc,ball\nnope/p999.mrc,rod\n")
+    res = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--volumes",
+            str(vols),
+            "--labels",
+            str(tmp_path / "l.csv"),
+            "--project",
+            str(tmp_path / "p"),
+            *FAST_ARGS,
+        ],
+    )
+    assert res.exit_code == 2
+    msg = res.output.strip()
+    assert msg.startswith(f"Error: {tmp_path / 'l.csv'}: 1 of 2 rows ")
+    assert "id not in the pool: line 3 'nope/p999.mrc'" in msg
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_budget_larger_than_unlabelled_pool(
+    pool: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    vols, truth = pool
+    write_table(tmp_path / "seed.csv", truth.iloc[:6])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--volumes",
+            str(vols),
+            "--labels",
+            str(tmp_path / "seed.csv"),
+            "--budget",
+            "25",
+            "--project",
+            str(tmp_path / "p"),
+            *FAST_ARGS,
+        ],
+    )
+    assert res.exit_code == 2
+    assert res.output.splitlines()[-1] == (
+        "Error: budget 25 exceeds the 24 unlabelled volumes left in the pool of 30 "
+        "(6 labelled); lower --budget or add volumes"
+    )
+
+
+def test_model_box_mismatch(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, _ = pool
+    model = models.create("cb3d", 3, (1, 24, 24, 24), channels=(4,))
+    models.save_checkpoint(tmp_path / "m.pt", model, class_names=["a", "b", "c"], voxel_size=10.0)
+    res = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--volumes",
+            str(vols),
+            "--model",
+            str(tmp_path / "m.pt"),
+            "--project",
+            str(tmp_path / "p"),
+            *FAST_ARGS,
+        ],
+    )
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"Error: {tmp_path / 'm.pt'}: model 'cb3d' was trained on boxes of 24×24×24 voxels "
+        "but the volumes are 16×16×16; crop/pad or resample them to the training box, or "
+        "train a new model"
+    )
+
+
+def test_unknown_strategy_suggests(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, _ = pool
+    res = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--volumes",
+            str(vols),
+            "--strategy",
+            "expected-gradnrom",
+            "--project",
+            str(tmp_path / "p"),
+            *FAST_ARGS,
+        ],
+    )
+    assert res.exit_code == 2
+    assert "expected-gradnorm" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_read_only_project_directory(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, _ = pool
+    proj = tmp_path / "ro"
+    proj.mkdir()
+    os.chmod(proj, 0o555)
+    try:
+        argv = [
+            sys.executable,
+            "-m",
+            "cryoal.cli",
+            "select",
+            "--volumes",
+            str(vols),
+            "--project",
+            str(proj),
+            *FAST_ARGS,
+        ]
+        if os.geteuid() == 0:  # root ignores permissions unless it drops the capability
+            if shutil.which("capsh") is None:
+                pytest.skip("running as root without capsh")
+            argv = ["capsh", "--drop=cap_dac_override,cap_fowner", "--", "-c", shlex.join(argv)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        os.chmod(proj, 0o755)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (
+        f"Error: cannot create project directory {proj} (Permission denied); choose another "
+        "--project or fix the permissions"
+    ) or out.stderr.strip() == (
+        f"Error: project directory {proj} is not writable (Permission denied); choose another "
+        "--project or fix the permissions (chmod u+w)"
+    )
+
+
+def test_volume_vanishes_between_runs(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, _ = pool
+    args = [
+        "select",
+        "--volumes",
+        str(vols),
+        "--budget",
+        "4",
+        "--project",
+        str(tmp_path / "p"),
+        *FAST_ARGS,
+    ]
+    killed = cryoal_subprocess(args, env={"CRYOAL_TEST_KILL_AT": "trained"})
+    assert killed.returncode == -signal.SIGKILL
+    os.remove(vols / "tomo1" / "p007.mrc")
+    res = cryoal_subprocess(args)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        f"Error: 1 volume(s) registered in project {tmp_path / 'p'} are missing from "
+        f"{vols} (first: tomo1/p007.mrc); restore them, or start a new --project"
+    )
+
+
+def test_second_writer_is_refused(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, _ = pool
+    proj = Project(tmp_path / "p")
+    with proj.lock():
+        res = CliRunner().invoke(
+            cli,
+            [
+                "select",
+                "--volumes",
+                str(vols),
+                "--project",
+                str(tmp_path / "p"),
+                "--lock-timeout",
+                "0.3",
+                *FAST_ARGS,
+            ],
+        )
+    assert res.exit_code == 2
+    assert res.output.startswith(
+        f"Error: project {tmp_path / 'p'} is being written by another process (pid {os.getpid()}"
+    )
+
+
+# --------------------------------------------------------------------------- resume
+@pytest.fixture(scope="module")
+def round2_setup(pool_master: tuple[Path, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory):
+    """A project after round 1 (cold start), its picks labelled in a file, and the
+    reference picks of an uninterrupted round 2 run in a subprocess."""
+    vols, truth = pool_master
+    base = tmp_path_factory.mktemp("resume")
+    proj = base / "proj"
+    r1 = cryoal_subprocess(
+        ["select", "--volumes", str(vols), "--budget", "6", "--project", str(proj), *FAST_ARGS]
+    )
+    assert r1.returncode == 0, r1.stderr
+    labels = fill_labels(proj / "picks" / "round-001.csv", truth, base / "labels.csv")
+    ref = base / "ref"
+    shutil.copytree(proj, ref)
+    args = round2_args(vols, ref, labels)
+    done = cryoal_subprocess(args)
+    assert done.returncode == 0, done.stderr
+    return vols, proj, labels, read_table(ref / "picks" / "round-002.csv")
+
+
+def round2_args(vols: Path, proj: Path, labels: Path) -> list[str]:
+    return [
+        "select",
+        "--volumes",
+        str(vols),
+        "--labels",
+        str(labels),
+        "--budget",
+        "5",
+        "--project",
+        str(proj),
+        *FAST_ARGS,
+    ]
+
+
+KILL_FAST = ["training", "scoring", "picks"]
+KILL_SLOW = ["started", "trained", "scored", "picked"]
+
+
+@pytest.mark.parametrize(
+    "point", [*KILL_FAST, *[pytest.param(p, marks=pytest.mark.slow) for p in KILL_SLOW]]
+)
+def test_killed_select_resumes_to_same_picks(round2_setup, tmp_path: Path, point: str) -> None:
+    vols, proj0, labels, reference = round2_setup
+    proj = tmp_path / "proj"
+    shutil.copytree(proj0, proj)
+    args = round2_args(vols, proj, labels)
+    killed = cryoal_subprocess(args, env={"CRYOAL_TEST_KILL_AT": point})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with Project(proj, readonly=True) as p:
+        assert len(p.label_map()) == 6  # labels imported before the kill are kept
+        assert p.latest_round().n == 2  # type: ignore[union-attr]
+    resumed = cryoal_subprocess(args)
+    assert resumed.returncode == 0, resumed.stderr
+    if point != "picked":
+        assert "resumed round 2 from step" in resumed.stdout
+    got = read_table(proj / "picks" / "round-002.csv")
+    pd.testing.assert_frame_equal(got, reference)
+    assert not list(proj.glob("**/.*.tmp*"))  # no half-written file left behind
+    with Project(proj, readonly=True) as p:
+        assert p.label_map() == read_table(labels).set_index("id")["label"].to_dict()
+        assert [r.status for r in p.rounds()] == ["picked", "picked"]
