@@ -10,14 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from cryoal import transforms as T  # noqa: E402
-from cryoal._atomic import atomic_path  # noqa: E402
+from cryoal import transforms as T
+from cryoal._atomic import atomic_path
 
 BOX = 64
 VOXEL = 10.0  # Å
@@ -26,7 +23,9 @@ DEFOCUS = 5.0  # µm, underfocus
 
 def _object() -> torch.Tensor:
     """A smooth test object: a ring of Gaussian blobs plus a rod, ``(D, H, W)``."""
-    z, y, x = torch.meshgrid(*(torch.arange(BOX, dtype=torch.float64) - BOX // 2,) * 3, indexing="ij")
+    z, y, x = torch.meshgrid(
+        *(torch.arange(BOX, dtype=torch.float64) - BOX // 2,) * 3, indexing="ij"
+    )
     vol = torch.zeros(BOX, BOX, BOX, dtype=torch.float64)
     for k in range(8):
         a = torch.tensor(2 * torch.pi * k / 8)
@@ -36,10 +35,10 @@ def _object() -> torch.Tensor:
     return vol.float()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "figures" / "physics.png")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     box = (BOX, BOX, BOX)
     mask = T.missing_wedge_mask(box, (-60, 60))
@@ -47,18 +46,25 @@ def main() -> None:
     vol = _object()
     wedged = T.apply_missing_wedge(vol, mask)
     imaged = T.add_noise(
-        T.apply_missing_wedge(T.apply_ctf(vol, ctf), mask), 0.1, generator=torch.Generator().manual_seed(0)
+        T.apply_missing_wedge(T.apply_ctf(vol, ctf), mask),
+        0.1,
+        generator=torch.Generator().manual_seed(0),
     )
 
-    fig, axes = plt.subplots(2, 3, figsize=(11, 7))
-    shift = lambda a: torch.fft.fftshift(a)  # noqa: E731
+    fig = Figure(figsize=(11, 7))
+    axes = fig.subplots(2, 3)
+    shift = lambda a: torch.fft.fftshift(a).numpy()  # noqa: E731
     ext = [-0.5 / VOXEL, 0.5 / VOXEL, -0.5 / VOXEL, 0.5 / VOXEL]
     axes[0, 0].imshow(shift(mask[:, 0, :]), cmap="gray", origin="lower", extent=ext)
     axes[0, 0].set(title="missing wedge ±60°, tilt axis y", xlabel="kx (1/Å)", ylabel="kz (1/Å)")
-    axes[0, 1].imshow(shift(ctf[:, 0, :]), cmap="RdBu_r", origin="lower", extent=ext, vmin=-1, vmax=1)
-    axes[0, 1].set(title=f"CTF, {DEFOCUS:g} µm underfocus, 300 kV", xlabel="kx (1/Å)", ylabel="kz (1/Å)")
+    axes[0, 1].imshow(
+        shift(ctf[:, 0, :]), cmap="RdBu_r", origin="lower", extent=ext, vmin=-1, vmax=1
+    )
+    axes[0, 1].set(
+        title=f"CTF, {DEFOCUS:g} µm underfocus, 300 kV", xlabel="kx (1/Å)", ylabel="kz (1/Å)"
+    )
     k = torch.linspace(0, 0.5 / VOXEL, 500, dtype=torch.float64)
-    axes[0, 2].plot(k, T.ctf_1d(k, DEFOCUS), lw=1)
+    axes[0, 2].plot(k.numpy(), T.ctf_1d(k, DEFOCUS).numpy(), lw=1)
     for z in T.ctf_zero_frequencies(12, DEFOCUS):
         if z < k[-1]:
             axes[0, 2].axvline(z, color="k", lw=0.5, ls=":")
@@ -69,13 +75,12 @@ def main() -> None:
         ("object (x–z slice)", "after the missing wedge", "CTF + wedge + noise, SNR 0.1"),
         strict=True,
     ):
-        ax.imshow(v[:, BOX // 2, :], cmap="gray", origin="lower")
+        ax.imshow(v[:, BOX // 2, :].numpy(), cmap="gray", origin="lower")
         ax.set(title=title, xlabel="x (voxel)", ylabel="z (voxel)")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
 
 
 if __name__ == "__main__":
