@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from cryoal.acquisition._stream import PoolLike, Transform, check_pool, resolve_indices
 from cryoal.errors import ConfigError, EmptyPoolError, PoolExhaustedError
 from cryoal.runtime import resolve_device
+from cryoal.viz._html import html_repr
 
 __all__ = [
     "ScoreStrategy",
@@ -59,6 +60,8 @@ class Selection:
 
     def __len__(self) -> int:
         return int(self.indices.numel())
+
+    _repr_html_ = html_repr("selection")
 
 
 def select_topk(scores: Tensor, k: int, exclude: Iterable[int] | Tensor | None = None) -> Tensor:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from cryoal._version import __version__
 from cryoal.errors import ConfigError, InvalidLabelsError, ProjectError, ProjectLockedError
+from cryoal.viz._html import html_repr
 
 __all__ = [
     "LABEL_SOURCES",
@@ -326,6 +327,8 @@ class Project:
 
     def __repr__(self) -> str:
         return f"Project({str(self.path)!r})"
+
+    _repr_html_ = html_repr("project")
 
     def _make_dirs(self) -> None:
         try:

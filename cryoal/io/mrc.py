@@ -42,6 +42,7 @@ from mrcfile.dtypes import HEADER_DTYPE
 
 from cryoal._atomic import atomic_path
 from cryoal.errors import CryoalWarning, InvalidVolumeError
+from cryoal.viz._html import html_repr
 
 __all__ = [
     "COMPRESSIONS",
@@ -213,6 +214,8 @@ class Volume:
     def to_tensor(self) -> torch.Tensor:
         """The data as a float32 tensor ``(1, D, H, W)`` sharing memory with :attr:`data`."""
         return torch.from_numpy(self.data).unsqueeze(0)
+
+    _repr_html_ = html_repr("volume")
 
 
 def read_header(path: str | os.PathLike[str], *, permissive: bool = False) -> MrcHeader:

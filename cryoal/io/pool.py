@@ -52,6 +52,7 @@ from cryoal.io.mrc import (
     read_header,
     split_extension,
 )
+from cryoal.viz._html import html_repr
 
 __all__ = ["PoolDataset", "PoolSummary", "VolumePool"]
 
@@ -403,6 +404,8 @@ class VolumePool:
         return (
             f"VolumePool({len(self)} items, box {box}, root={str(self.root)!r}, {n_lab} labelled)"
         )
+
+    _repr_html_ = html_repr("pool")
 
     @property
     def box(self) -> tuple[int, ...]:
