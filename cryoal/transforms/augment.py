@@ -30,7 +30,7 @@ from cryoal.errors import ConfigError
 from cryoal.transforms.geometry import random_rotation, rotate_volume
 from cryoal.transforms.intensity import normalize
 from cryoal.transforms.noise import add_noise
-from cryoal.transforms.wedge import apply_missing_wedge, missing_wedge_mask
+from cryoal.transforms.wedge import apply_missing_wedge, check_tilt_axis, missing_wedge_mask
 
 __all__ = [
     "Compose",
@@ -293,10 +293,9 @@ class RandomMissingWedge(Transform):
             raise ConfigError(
                 f"RandomMissingWedge: need jitter >= 0 and step > 0 degrees, got jitter={jitter!r}, step={step!r}"
             )
-        missing_wedge_mask((2, 2, 2), (lo, hi), tilt_axis)  # validates tilt_axis
         self.tilt_range = (lo, hi)
         self.jitter = float(jitter)
-        self.tilt_axis = tilt_axis
+        self.tilt_axis = check_tilt_axis(tilt_axis)
         self.step = float(step)
 
     def _params(self) -> dict[str, Any]:

@@ -166,7 +166,7 @@ def _radius_cpu(shape: tuple[int, int, int]) -> torch.Tensor:
     return torch.sqrt(kz**2 + ky**2 + kx**2)
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=32)
 def _ctf_cpu(
     shape: tuple[int, int, int],
     voxel_size: float,

@@ -29,7 +29,8 @@ __all__ = ["apply_missing_wedge", "missing_wedge_mask", "tilt_angle_grid"]
 _ANGLE_TOL_DEG = 1e-7
 
 
-def _check_axis(tilt_axis: str) -> str:
+def check_tilt_axis(tilt_axis: str) -> str:
+    """Return ``tilt_axis`` lower-cased if it is ``'y'`` or ``'x'``; raise ConfigError otherwise."""
     axis = str(tilt_axis).lower()
     if axis not in ("x", "y"):
         raise ConfigError(f"missing wedge: tilt_axis must be 'y' or 'x', got {tilt_axis!r}")
@@ -71,7 +72,7 @@ def tilt_angle_grid(
         (unshifted FFT layout). Voxels on the tilt axis (every slice) hold NaN.
     """
     box = check_shape(shape, "tilt_angle_grid")
-    axis = _check_axis(tilt_axis)
+    axis = check_tilt_axis(tilt_axis)
     kz, ky, kx = frequency_grid(box, rfft=rfft)
     if axis == "y":
         num, den = kz, kx
@@ -85,7 +86,8 @@ def tilt_angle_grid(
     return torch.where(on_axis, torch.full_like(theta, float("nan")), theta)
 
 
-@lru_cache(maxsize=256)
+# 128 masks: 16 MiB at 32³, 1 GiB at 128³ (full layout, float32).
+@lru_cache(maxsize=128)
 def _mask_cpu(
     shape: tuple[int, int, int], a: float, b: float, axis: str, smooth: float
 ) -> torch.Tensor:
@@ -152,7 +154,7 @@ def missing_wedge_mask(
     """
     box = check_shape(tuple(shape), "missing_wedge_mask")
     a, b = _check_range(tilt_range)
-    axis = _check_axis(tilt_axis)
+    axis = check_tilt_axis(tilt_axis)
     smooth_f = float(smooth)
     if not math.isfinite(smooth_f) or smooth_f < 0:
         raise ConfigError(f"missing_wedge_mask: smooth must be >= 0 degrees, got {smooth!r}")
