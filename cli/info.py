@@ -41,7 +41,9 @@ def _row(name: str, value: object) -> None:
 def _stats(header: MrcHeader) -> tuple[float, float, float, float]:
     """min, max, mean, std over every item, one item at a time (float64 sums)."""
     lo, hi, total, total_sq, count = np.inf, -np.inf, 0.0, 0.0, 0
-    items: list[int | None] = [None] if header.n_items == 1 else list(range(header.n_items))
+    # compressed files are decompressed whole anyway: read them once
+    whole = header.n_items == 1 or header.compression is not None
+    items: list[int | None] = [None] if whole else list(range(header.n_items))
     for j in items:
         arr = _read_item(header, j).astype(np.float64)
         lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))

@@ -74,6 +74,7 @@ def _scan_directory(root: str, patterns: Sequence[str], recursive: bool) -> list
     regex = re.compile("|".join(fnmatch.translate(p) for p in patterns))
     found: list[str] = []
     pending = [("", root)]
+    linked = {os.path.realpath(root)}
     while pending:
         prefix, folder = pending.pop()
         with os.scandir(folder) as entries:
@@ -83,6 +84,11 @@ def _scan_directory(root: str, patterns: Sequence[str], recursive: bool) -> list
                     continue
                 if entry.is_dir():
                     if recursive:
+                        if entry.is_symlink():  # follow links to folders, but never in a loop
+                            real = os.path.realpath(entry.path)
+                            if real in linked:
+                                continue
+                            linked.add(real)
                         pending.append((prefix + name + "/", entry.path))
                 elif regex.match(name):
                     if is_volume_file(name):

@@ -130,3 +130,18 @@ def test_installed_script(volume_file, tmp_path: Path):
         f"Error: {bad}: truncated: the header says 16x16x16 voxels of mode 2 (17408 bytes with "
         "the 1024-byte header) but the file has 3000 bytes; re-copy or re-export it"
     ]
+
+
+@pytest.mark.parametrize("name", ["stack.mrcs", "stack.mrcs.gz"])
+def test_stack_info_stats_over_all_items(tmp_path: Path, name: str):
+    data = np.random.default_rng(3).normal(-1.0, 2.0, (3, 8, 8, 8)).astype(np.float32)
+    path = write_volume(tmp_path / name, data, 2.0)
+    code, out, _ = _run("info", str(path))
+    assert code == 0
+    lines = {line[:11].strip(): line[11:] for line in out.splitlines()}
+    assert lines["kind"].startswith("volume-stack")
+    assert lines["items"] == "3"
+    assert lines["shape"] == "8 x 8 x 8 (z, y, x)"
+    d64 = data.astype(np.float64)
+    assert lines["min / max"] == f"{data.min():.6g} / {data.max():.6g}"
+    assert lines["mean / std"] == f"{d64.mean():.6g} / {d64.std():.6g}"
