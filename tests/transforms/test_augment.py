@@ -203,3 +203,21 @@ def test_registry_names_and_did_you_mean() -> None:
 def test_augment_rejects_bad_input(build: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build()  # type: ignore[operator]
+
+
+def test_pipeline_drives_cryoal_train_reproducibly() -> None:
+    from cryoal import models, train
+
+    x = torch.randn(4, 1, 16, 16, 16, generator=_gen(0))
+    ds = torch.utils.data.TensorDataset(x, torch.tensor([0, 1, 0, 1]))
+    pipeline = T.from_config(
+        ["rotate", "missing-wedge", {"name": "noise", "snr_range": [0.5, 1.0]}, "normalize"]
+    )
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = models.create("dsrf3d", 2, (1, 16, 16, 16))
+        cfg = train.TrainConfig(epochs=1, batch_size=4, augment=pipeline, device="cpu", seed=3)
+        losses.append(train.fit(model, ds, config=cfg).train_loss)
+    assert losses[0] == losses[1]
+    assert math.isfinite(losses[0][0])
