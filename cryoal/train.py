@@ -358,7 +358,11 @@ def _batches(
     desc: str,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(logits float32 (b, C) on CPU, labels (b,))`` batch by batch in eval mode."""
+    """Yield ``(logits float32 (b, C) on device, labels (b,) on CPU)`` batch by batch.
+
+    Logits stay on the device so the host prepares the next batch while the device
+    computes (no per-batch synchronisation); callers move the gathered result once.
+    """
     loader = DataLoader(
         data,  # type: ignore[arg-type]
         batch_size=batch_size,
@@ -374,7 +378,7 @@ def _batches(
             x = x.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=amp):
                 logits = model(x)
-            yield logits.float().cpu(), y
+            yield logits.float(), y
 
 
 # --------------------------------------------------------------------------- public API
@@ -583,7 +587,8 @@ def predict(
         Map-style dataset whose items are tensors `(C_in, *spatial)` or tuples whose first
         element is one (labels are ignored).
     batch_size
-        Items per forward pass; memory is bounded by one batch.
+        Items per forward pass; memory is bounded by one batch plus the `(N, C)` result,
+        which is gathered on ``device`` and moved to the CPU once.
     device
         Device for the forward pass (default: the model's device).
     amp
@@ -624,7 +629,7 @@ def predict(
         model.train(was_training)
     if not chunks:
         return torch.zeros((0, _num_classes(model)))
-    return torch.cat(chunks)
+    return torch.cat(chunks).cpu()
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -685,7 +690,7 @@ def evaluate(
             labels_all.append(y)
     finally:
         model.train(was_training)
-    logits = torch.cat(logits_all) if logits_all else torch.zeros((0, num_classes))
+    logits = torch.cat(logits_all).cpu() if logits_all else torch.zeros((0, num_classes))
     labels = torch.cat(labels_all) if labels_all else torch.zeros(0, dtype=torch.long)
     mask = labels >= 0
     if not bool(mask.any()):
