@@ -298,3 +298,13 @@ def test_valid_file_raises_no_warning(data_dir: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_volume(data_dir / "mode2.mrc")
+
+
+def test_permissive_reads_a_file_without_map_id(tmp_path: Path, base_volume: np.ndarray, raw):
+    path = raw(tmp_path / "nomap.mrc", base_volume)
+    data = bytearray(path.read_bytes())
+    data[208:212] = b"\0\0\0\0"  # the 'MAP ' ID
+    path.write_bytes(bytes(data))
+    with pytest.warns(CryoalWarning, match=re.escape(f"{path}: not an MRC file (no 'MAP ' ID")):
+        vol = read_volume(path, permissive=True)
+    np.testing.assert_array_equal(vol.data, base_volume)

@@ -311,3 +311,11 @@ def test_matches_read_volume(data_dir: Path):
     pool = VolumePool.from_files([data_dir / "mode1.mrc", data_dir / "vol.mrc.gz"])
     for i in range(2):
         np.testing.assert_array_equal(pool[i][0].numpy(), read_volume(pool.path_of(i)).data)
+
+
+def test_symlinked_folders_followed_once(tmp_path: Path, raw, make_volumes):
+    raw(tmp_path / "a" / "v.mrc", make_volumes(1)[0])
+    (tmp_path / "a" / "up").symlink_to(tmp_path)  # a loop back to the root
+    (tmp_path / "alias").symlink_to(tmp_path / "a")  # a second way into a/
+    ids = VolumePool.from_directory(tmp_path).ids
+    assert ids == ["a/v.mrc", "alias/v.mrc"]  # the loop is cut, the alias kept
