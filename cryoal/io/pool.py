@@ -144,7 +144,7 @@ class PoolSummary:
     problems: list[str] = field(default_factory=list)
 
 
-class VolumePool:
+class VolumePool(Dataset[torch.Tensor]):
     """An ordered, lazily loaded collection of same-box subtomograms with stable ids.
 
     Build one with :meth:`from_directory`, :meth:`from_files`, :meth:`from_stack`,
