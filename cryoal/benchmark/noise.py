@@ -271,8 +271,8 @@ PRESETS: dict[str, NoiseBenchmarkConfig] = {
         strategies=("random", "entropy", "entropy-gradnorm"),
         snrs=(math.inf, 0.1),
         seeds=(0, 1),
-        model="dsrf3d",
-        model_kwargs={"width": 8, "fc_units": 128},
+        model="cb3d",
+        model_kwargs={},
         box=16,
         voxel_size=15.0,
         classes=("4V8R-A", "7PBL", "3O21", "2NWL"),
@@ -280,23 +280,23 @@ PRESETS: dict[str, NoiseBenchmarkConfig] = {
         n_test=25,
         initial=8,
         budget=8,
-        rounds=3,
-        epochs=12,
+        rounds=4,
+        epochs=30,
         batch_size=8,
         robustness_seeds=1,
-        robustness_epochs=12,
+        robustness_epochs=30,
     ),
     "standard": NoiseBenchmarkConfig(
         preset="standard",
         strategies=("random", "entropy", "entropy-gradnorm", "expected-gradnorm"),
         snrs=(math.inf, 0.1, 0.05, 0.03),
         seeds=(0, 1, 2),
-        model="dsrf3d",
-        model_kwargs={"width": 16, "fc_units": 256},
+        model="cb3d",
+        model_kwargs={},
         box=24,
         voxel_size=12.0,
-        classes=("6ZU5", "4V8R-A", "4JSV", "6WG6", "7PBL", "3O21"),
-        n_pool=60,
+        classes=("4V8R-A", "4JSV", "6WG6", "7PBL", "3O21", "6MSM"),
+        n_pool=50,
         n_test=40,
         initial=12,
         budget=12,
@@ -380,7 +380,7 @@ def _snr_dir_name(snr: float) -> str:
 
 
 def _simulate_split(
-    config: NoiseBenchmarkConfig, snr: float, n_per_class: int, seed: int
+    config: NoiseBenchmarkConfig, snr: float, n_per_class: int, seed: int, device: torch.device
 ) -> tuple[np.ndarray, list[str]]:
     """Simulate ``n_per_class`` subtomograms per class: ``(N, D, H, W)`` float32 and labels."""
     from cryoal.simulate.subtomograms import simulate_subtomograms
@@ -395,6 +395,7 @@ def _simulate_split(
         defocus=config.defocus_um,
         seed=seed,
         voltage_kv=config.voltage_kv,
+        device=device,
         progress=False,
     )
     volumes = sim.volumes.detach().cpu().numpy().astype(np.float32, copy=False)
@@ -403,7 +404,7 @@ def _simulate_split(
 
 
 def _prepare_data(
-    config: NoiseBenchmarkConfig, data_dir: Path, snr: float
+    config: NoiseBenchmarkConfig, data_dir: Path, snr: float, device: torch.device
 ) -> tuple[_Split, _Split]:
     """Simulate (or reuse) the pool and test set of one SNR under ``data_dir``."""
     from cryoal.io import read_labels, write_labels, write_volume
@@ -428,7 +429,7 @@ def _prepare_data(
     where.mkdir(parents=True)
     out = []
     for name, (n, seed) in splits.items():
-        volumes, labels = _simulate_split(config, snr, n, seed)
+        volumes, labels = _simulate_split(config, snr, n, seed, device)
         stack = write_volume(where / f"{name}.mrcs", volumes, voxel_size=config.voxel_size)
         split = _Split(Path(stack), labels)
         write_labels(where / f"{name}_labels.csv", pd.DataFrame({"id": split.ids, "label": labels}))
@@ -835,7 +836,7 @@ def _run_in(
         device,
     )
     for snr in config.snrs:
-        data[snr] = _prepare_data(config, out / "data", snr)
+        data[snr] = _prepare_data(config, out / "data", snr, device)
         test_split = data[snr][1]
         tests[snr] = (
             _load_tensor(test_split),

@@ -1,0 +1,191 @@
+"""``cryoal benchmark``: reproducible benchmarks (``noise``: strategies × SNR × seeds)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+from cryoal.cli._common import example_epilog
+
+EXAMPLES = """
+cryoal benchmark noise --preset quick --out bench/quick
+cryoal benchmark noise --preset standard --strategies random,entropy,expected-gradnorm --out bench/std
+cryoal benchmark noise --preset paper --device cuda --out bench/paper      # GPU-sized
+cryoal benchmark noise --preset quick --snr inf,0.05 --seeds 3 --out bench/q2
+cryoal benchmark noise --preset quick --print-config                       # show, run nothing
+cryoal benchmark noise --config my_benchmark.json --out bench/mine         # options from a file
+"""
+
+
+@click.group("benchmark", short_help="Benchmarks of the acquisition strategies.")
+def benchmark() -> None:
+    """Benchmarks of the acquisition strategies on simulated data with known truth."""
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise click.BadParameter("give at least one comma-separated value")
+    return items
+
+
+def _parse_snrs(value: str | None) -> tuple[float, ...] | None:
+    items = _split(value)
+    if items is None:
+        return None
+    out = []
+    for item in items:
+        try:
+            snr = math.inf if item.lower() in ("inf", "infinity", "none") else float(item)
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not a number (use e.g. inf,0.1,0.05)") from None
+        out.append(snr)
+    return tuple(out)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    from cryoal.errors import ConfigError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the benchmark config ({exc.strerror})") from exc
+    import yaml
+
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid JSON/YAML ({exc})") from exc
+    if isinstance(data, dict) and "arguments" in data and "benchmark" in data["arguments"]:
+        data = data["arguments"]["benchmark"]  # a config.json written by an earlier run
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of benchmark options")
+    return data
+
+
+@benchmark.command(
+    "noise",
+    epilog=example_epilog(EXAMPLES),
+    short_help="Noise robustness: strategies × SNR × seeds → curves, tables, report.",
+)
+@click.option(
+    "--preset",
+    "preset_name",
+    type=click.Choice(["quick", "standard", "paper"]),
+    default="quick",
+    show_default=True,
+    help="quick: ≤ 10 min on 2 CPU cores; standard: ≈ 1–2 h CPU; paper: GPU-sized.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON/YAML file of options (or an earlier run's config.json); replaces --preset.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (results.csv, summary.md, curves_snr*.png, robustness.png, config.json).",
+)
+@click.option(
+    "--strategies", help="Comma-separated acquisition strategies (include random, the baseline)."
+)
+@click.option("--snr", "snr", help="Comma-separated SNRs, var(signal)/var(noise); inf = no noise.")
+@click.option("--seeds", type=click.IntRange(min=1), help="Number of seeds (0 … N-1).")
+@click.option("--model", "model_name", help="Architecture from the model registry (e.g. dsrf3d).")
+@click.option(
+    "--task",
+    type=click.Choice(["classification3d"]),
+    default=None,
+    help="Benchmarked task [default: classification3d].",
+)
+@click.option(
+    "--device", default=None, help="cpu, cuda, cuda:N or auto [default: the preset's, auto]."
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Keep finished runs in --out and do only what is missing; --no-resume starts over.",
+)
+@click.option("--print-config", is_flag=True, help="Print the resolved options and exit.")
+@click.pass_context
+def noise(
+    ctx: click.Context,
+    preset_name: str,
+    config_file: Path | None,
+    out: Path | None,
+    strategies: str | None,
+    snr: str | None,
+    seeds: int | None,
+    model_name: str | None,
+    task: str | None,
+    device: str | None,
+    resume: bool,
+    print_config: bool,
+) -> None:
+    """Benchmark acquisition strategies on simulated subtomograms at several SNRs.
+
+    For each SNR a labelled pool and a held-out test set are simulated (or reused from
+    OUT/data), the simulated active loop runs for every strategy and seed from the same
+    initial labelled set per seed, and each round's model is tested. A model trained on
+    the whole pool at each SNR is tested at every SNR (robustness.png). An interrupted
+    run continues where it stopped when started again with the same options.
+    """
+    from cryoal.benchmark import noise as bench
+    from cryoal.errors import ConfigError
+
+    if config_file is not None:
+        config = bench.NoiseBenchmarkConfig.from_dict(_read_config_file(config_file))
+    else:
+        config = bench.preset(preset_name)
+    changes: dict[str, Any] = {}
+    if strategies is not None:
+        changes["strategies"] = tuple(_split(strategies) or ())
+    snrs = _parse_snrs(snr)
+    if snrs is not None:
+        changes["snrs"] = snrs
+    if seeds is not None:
+        changes["seeds"] = tuple(range(seeds))
+    if model_name is not None:
+        changes["model"] = model_name
+        if model_name != config.model:
+            changes["model_kwargs"] = {}
+    if task is not None:
+        changes["task"] = task
+    if device is not None:
+        changes["device"] = device
+    if changes:
+        config = config.replace(**changes)
+    if print_config:
+        click.echo(config.describe())
+        click.echo(
+            f"{'expected time':>18}: {bench.PRESET_RUNTIMES.get(config.preset, 'n/a (custom)')}"
+        )
+        return
+    if out is None:
+        raise ConfigError(
+            "--out is required: the folder for results.csv, summary.md and the figures"
+        )
+    arguments = {k: v for k, v in ctx.params.items() if k != "print_config"}
+    table = bench.run(config, out, resume=resume, arguments={"command": arguments})
+    from cryoal.benchmark.report import final_table, format_snr
+
+    final = final_table(table)
+    click.echo(f"noise benchmark ({config.preset}): final test accuracy, mean ± std over seeds")
+    for _, row in final.iterrows():
+        std = "n/a" if math.isnan(row["std"]) else f"{row['std']:.3f}"
+        click.echo(
+            f"  SNR {format_snr(float(row['snr'])):>6}  {row['strategy']:<20} "
+            f"{row['mean']:.3f} ± {std}  ({int(row['n_seeds'])} seeds, {row['n_labels']:.0f} labels)"
+        )
+    click.echo(f"report: {out / 'summary.md'}")

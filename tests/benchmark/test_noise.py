@@ -1,0 +1,202 @@
+"""The noise benchmark through its Python API: config, presets, a tiny run, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryoal.benchmark import noise, report
+from cryoal.errors import ConfigError
+
+Factory = Callable[..., noise.NoiseBenchmarkConfig]
+
+
+class Interrupt(Exception):
+    """Raised by the test hook to stop a benchmark after its first block."""
+
+
+# ---------------------------------------------------------------------- config
+def test_presets_follow_the_brief() -> None:
+    quick = noise.preset("quick")
+    assert 16 <= quick.box <= 24 and 3 <= len(quick.classes) <= 4
+    assert len(quick.snrs) == 2 and len(quick.seeds) == 2
+    assert {"random", "entropy-gradnorm"} <= set(quick.strategies) and len(quick.strategies) <= 3
+    paper = noise.preset("paper")
+    assert len(paper.classes) == 10 and paper.box == 32 and len(paper.seeds) == 5
+    assert paper.snrs == (math.inf, 0.1, 0.05, 0.03, 0.01)
+    assert set(noise.PRESET_RUNTIMES) == set(noise.PRESETS) == {"quick", "standard", "paper"}
+    assert noise.preset("quick", seeds=(3,)).seeds == (3,)
+
+
+def test_unknown_preset_suggests() -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'quik'. Did you mean 'quick'?"):
+        noise.preset("quik")
+
+
+def test_config_round_trips_through_json(tiny_config: Factory) -> None:
+    cfg = tiny_config(snrs=(math.inf, 0.1))
+    data = json.loads(json.dumps(cfg.to_dict()))
+    assert data["snrs"] == ["inf", 0.1]
+    assert noise.NoiseBenchmarkConfig.from_dict(data) == cfg
+    assert "strategies: ['random', 'entropy-gradnorm']" in cfg.describe()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"snrs": (0.1, -1.0)}, "snrs must be > 0 (inf = no noise), got [0.1, -1.0]"),
+        ({"strategies": ("random", "random")}, "strategies repeat: random, random"),
+        ({"classes": ("7PBL",)}, "classes must be at least two distinct names, got ['7PBL']"),
+        ({"task": "segmentation"}, "task 'segmentation' is not benchmarked (use classification3d)"),
+        (
+            {"rounds": 5},
+            "initial + (rounds + 1) × budget = 22 labels exceed the pool of 20 (n_pool 10 × 2 classes",
+        ),
+        ({"initial": 1}, "initial must be >= 2"),
+    ],
+)
+def test_config_errors(tiny_config: Factory, changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        tiny_config(**changes)
+    assert message in str(info.value)
+
+
+def test_unknown_option_is_named(tiny_config: Factory) -> None:
+    with pytest.raises(ConfigError, match="unknown option\\(s\\) epoch"):
+        tiny_config().replace(epoch=3)
+
+
+def test_initial_indices_balanced_and_deterministic() -> None:
+    labels = ["a"] * 10 + ["b"] * 6 + ["c"] * 2
+    first = noise.initial_indices(labels, 7, seed=3)
+    assert first == noise.initial_indices(labels, 7, seed=3)
+    assert first != noise.initial_indices(labels, 7, seed=4)
+    assert len(set(first)) == 7 and first == sorted(first)
+    counts = pd.Series([labels[i] for i in first]).value_counts().to_dict()
+    assert counts == {"a": 3, "b": 2, "c": 2}
+    # more than a class holds: the others fill in
+    counts = pd.Series(
+        [labels[i] for i in noise.initial_indices(labels, 12, seed=0)]
+    ).value_counts()
+    assert counts.to_dict() == {"a": 5, "b": 5, "c": 2}
+    with pytest.raises(ConfigError, match="initial labelled set of 19 exceeds the pool of 18"):
+        noise.initial_indices(labels, 19, seed=0)
+
+
+# ---------------------------------------------------------------------- a tiny run
+def test_tiny_run_table(tiny_run: tuple[Path, pd.DataFrame], tiny_config: Factory) -> None:
+    out, table = tiny_run
+    cfg = tiny_config()
+    assert list(table.columns) == list(report.RESULT_COLUMNS)
+    assert len(table) == len(cfg.strategies) * len(cfg.seeds) * (cfg.rounds + 1)
+    assert list(table["strategy"].unique()) == list(cfg.strategies)
+    for _, run in table.groupby(["strategy", "seed"]):
+        assert run["round"].tolist() == [0, 1, 2]
+        assert run["n_labels"].tolist() == [4, 7, 10]  # initial + r × budget
+    n_test = cfg.n_test * len(cfg.classes)
+    for col in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert table[col].between(0, 1).all()
+    # accuracy on 12 test volumes is a multiple of 1/12
+    assert np.allclose(table["accuracy"] * n_test, np.round(table["accuracy"] * n_test))
+    assert (table["wall_time"] > 0).all()
+    # the same initial set for every strategy: round 0 trains on the same labels with the
+    # same seed, so round-0 models agree
+    r0 = table[table["round"] == 0].set_index("strategy")
+    assert r0.loc["random", "accuracy"] == r0.loc["entropy-gradnorm", "accuracy"]
+
+
+def test_tiny_run_files(tiny_run: tuple[Path, pd.DataFrame]) -> None:
+    out, table = tiny_run
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "results.csv",
+        "robustness.csv",
+        "summary.md",
+        "curves_snr0.5.png",
+        "robustness.png",
+        "config.json",
+        "data",
+        "runs",
+    } <= names
+    on_disk = pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(on_disk, table, check_dtype=False)
+    record = json.loads((out / "config.json").read_text())
+    assert record["arguments"]["benchmark"]["preset"] == "tiny-test"
+    assert record["versions"]["torch"]
+    robust = table.attrs["robustness"]
+    assert robust[["train_snr", "test_snr", "seed"]].values.tolist() == [[0.5, 0.5, 0]]
+    summary = (out / "summary.md").read_text()
+    final = report.final_table(table).set_index("strategy")
+    acc = final.loc["entropy-gradnorm", "mean"]
+    assert f"| 0.5 | entropy-gradnorm | 1 | 10 | {acc:.3f} ± n/a |" in summary
+    # checkpoints are dropped once a block is recorded (keep_models=False)
+    assert not (out / "runs" / "snr-0.5" / "random" / "seed-0" / "models").exists()
+    assert (out / "data" / "snr-0.5" / "pool.mrcs").exists()
+
+
+def test_resume_after_interrupt_equals_uninterrupted(
+    tmp_path: Path, tiny_run: tuple[Path, pd.DataFrame], tiny_config: Factory
+) -> None:
+    _, reference = tiny_run
+    seen: list[tuple[Any, ...]] = []
+
+    def stop_after_first(kind: str, key: tuple[Any, ...], rows: list[dict[str, Any]]) -> None:
+        seen.append(key)
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        noise.run(tiny_config(), tmp_path, on_block=stop_after_first)
+    partial = pd.read_csv(tmp_path / "results.csv")
+    assert seen == [(0.5, "random", 0)]
+    assert set(partial["strategy"]) == {"random"} and len(partial) == 3
+    assert not (tmp_path / "robustness.csv").exists()
+
+    resumed_blocks: list[tuple[Any, ...]] = []
+    table = noise.run(
+        tiny_config(), tmp_path, on_block=lambda k, key, r: resumed_blocks.append(key)
+    )
+    assert resumed_blocks == [
+        (0.5, "entropy-gradnorm", 0),
+        (0.5, 0),
+    ]  # the random block is not redone
+    cols = [c for c in report.RESULT_COLUMNS if c != "wall_time"]
+    pd.testing.assert_frame_equal(table[cols], reference[cols])
+    robust_cols = ["train_snr", "test_snr", "seed", "accuracy", "balanced_accuracy", "macro_f1"]
+    pd.testing.assert_frame_equal(
+        table.attrs["robustness"][robust_cols], reference.attrs["robustness"][robust_cols]
+    )
+
+    # a third run has nothing left to do
+    again: list[tuple[Any, ...]] = []
+    noise.run(tiny_config(), tmp_path, on_block=lambda k, key, r: again.append(key))
+    assert again == []
+
+
+def test_resume_refuses_other_options(tmp_path: Path, tiny_config: Factory) -> None:
+    noise.run(tiny_config(strategies=("random",), robustness=False), tmp_path)
+    with pytest.raises(ConfigError) as info:
+        noise.run(tiny_config(strategies=("random",), robustness=False, epochs=3), tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path} holds results of a benchmark with other options (epochs 2 → 3); re-run "
+        "with the same options to resume, pass --no-resume to start over, or choose another --out"
+    )
+    # --no-resume starts over with the new options
+    table = noise.run(
+        tiny_config(strategies=("random",), robustness=False, epochs=3), tmp_path, resume=False
+    )
+    assert len(table) == 3
+    assert "robustness" not in {p.stem for p in tmp_path.glob("*.png")}
+
+
+def test_unknown_strategy_and_model(tiny_config: Factory) -> None:
+    with pytest.raises(ConfigError, match="unknown strategy\\(ies\\) gradnrom; available: "):
+        noise.run(tiny_config(strategies=("random", "gradnrom")))
+    with pytest.raises(ConfigError, match="unknown model 'dsrf'"):
+        noise.run(tiny_config(model="dsrf"))
