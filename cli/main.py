@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "select": "select:select",
     "label": "label:label",
     "status": "status:status",
+    "benchmark": "benchmark:benchmark",
+    "simulate": "simulate:simulate",
 }
 
 
