@@ -202,7 +202,7 @@ def simulate_tomogram(
         c = int(rng.integers(n_cls))
         r = radii[c]
         for _try in range(max_tries):
-            p = rng.uniform(r, size_xyz - 1 - r)
+            p = np.rint(rng.uniform(r, size_xyz - 1 - r))
             if any(np.linalg.norm(p - q) < r + rq + gap for _, q, rq in placed):
                 continue
             if any(
@@ -210,7 +210,7 @@ def simulate_tomogram(
                 for nrm, off in planes
             ):
                 continue
-            placed.append((c, np.rint(p), r))
+            placed.append((c, p, r))
             break
     if len(placed) < n_particles:
         log.warning("placed %d of %d particles: the crop is too crowded", len(placed), n_particles)
