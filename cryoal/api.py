@@ -567,6 +567,7 @@ def label_widget(
     pool: VolumePool | None = None,
     *,
     round: int | None = None,
+    classes: Sequence[str] | None = None,
     annotator: str | None = None,
 ) -> LabelWidget:
     """The Jupyter labelling widget for a round's picks (default: the latest round).
@@ -576,4 +577,4 @@ def label_widget(
     """
     from cryoal.active.widgets import LabelWidget
 
-    return LabelWidget(project, pool, round=round, annotator=annotator)
+    return LabelWidget(project, pool, round=round, classes=classes, annotator=annotator)

@@ -573,7 +573,8 @@ class Project:
     def _max_seq(self) -> int:
         row = self._conn.execute(
             "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM labels "
-            "UNION ALL SELECT MAX(seq) FROM label_history)"
+            "UNION ALL SELECT MAX(seq) FROM label_history "
+            "UNION ALL SELECT MAX(replaced_seq) FROM label_history)"
         ).fetchone()
         return int(row[0] or 0)
 
@@ -713,15 +714,48 @@ class Project:
         if as_of_seq is None:
             return {r.id: r.label for r in self.labels()}
         rows = self._conn.execute(
-            "SELECT id, label, seq FROM (SELECT id, label, seq FROM labels WHERE seq <= ? "
-            "UNION ALL SELECT id, label, seq FROM label_history WHERE seq <= ?) ORDER BY seq",
+            "SELECT id, label, seq, gone FROM (SELECT id, label, seq, NULL AS gone FROM labels "
+            "WHERE seq <= ? UNION ALL SELECT id, label, seq, replaced_seq FROM label_history "
+            "WHERE seq <= ?) ORDER BY seq",
             (as_of_seq, as_of_seq),
         )
         out: dict[str, str] = {}
         for r in rows:
-            out[r["id"]] = r["label"]
+            if r["gone"] is not None and r["gone"] <= as_of_seq:
+                out.pop(r["id"], None)  # replaced (a later row sets it) or withdrawn by then
+            else:
+                out[r["id"]] = r["label"]
         order = {vid: i for i, vid in enumerate(self.pool_ids())}
         return dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
+
+    def retract_labels(self, ids: Sequence[str]) -> list[str]:
+        """Withdraw the current labels of ``ids`` (an expert's undo); nothing is deleted.
+
+        Each withdrawn label moves to the history table with the time and sequence number
+        of its withdrawal, so :meth:`label_map` with an earlier ``as_of_seq`` still shows
+        it and a round started before the withdrawal trains on it. Ids without a label
+        are skipped.
+
+        Returns
+        -------
+        list[str]
+            The ids whose label was withdrawn, in the order given.
+        """
+        current = {r.id for r in self.labels()}
+        todo = list(dict.fromkeys(str(v) for v in ids if str(v) in current))
+        stamp = _now()
+        with self._transaction() as conn:
+            seq = self._max_seq()
+            for vid in todo:
+                seq += 1
+                conn.execute(
+                    "INSERT INTO label_history(id, label, source, annotator, time, round, seq, "
+                    "replaced_time, replaced_seq) SELECT id, label, source, annotator, time, "
+                    "round, seq, ?, ? FROM labels WHERE id = ?",
+                    (stamp, seq, vid),
+                )
+                conn.execute("DELETE FROM labels WHERE id = ?", (vid,))
+        return todo
 
     def label_history(self, vid: str | None = None) -> list[dict[str, Any]]:
         """Replaced labels (oldest first), optionally for one id."""
