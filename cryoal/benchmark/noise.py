@@ -50,6 +50,7 @@ __all__ = [
     "PRESET_RUNTIMES",
     "NoiseBenchmarkConfig",
     "initial_indices",
+    "manifest_physics",
     "preset",
     "run",
 ]
@@ -69,9 +70,7 @@ _DATA_FIELDS = (
     "voxel_size",
     "n_pool",
     "n_test",
-    "tilt_range",
-    "defocus_um",
-    "voltage_kv",
+    "manifest",
     "data_seed",
 )
 _RUN_FIELDS = (
@@ -127,9 +126,11 @@ class NoiseBenchmarkConfig:
     robustness, robustness_seeds, robustness_epochs
         Whether to compute the cross-SNR matrix, with how many seeds (the first
         ``robustness_seeds`` of ``seeds``) and how many epochs on the full pool.
-    tilt_range, defocus_um, voltage_kv
-        Physics of the simulation: tilt range (degrees, tilt axis y), defocus (µm,
-        positive = underfocus), acceleration voltage (kV).
+    manifest
+        Data manifest (bundled name or YAML path, :mod:`cryoal.manifests`) whose
+        physics the simulation uses: tilt range and axis, defocus, voltage, Cs,
+        amplitude contrast, B-factor, shift, noise recipe (see :func:`manifest_physics`).
+        Structures, box, voxel size and counts come from this config.
     data_seed
         Seed of the simulated pool (test set: ``data_seed + 1``).
     device
@@ -161,9 +162,7 @@ class NoiseBenchmarkConfig:
     robustness: bool = True
     robustness_seeds: int = 1
     robustness_epochs: int = 15
-    tilt_range: tuple[float, float] = (-60.0, 60.0)
-    defocus_um: float = 5.0
-    voltage_kv: float = 300.0
+    manifest: str = "snr-benchmark"
     data_seed: int = 0
     device: str = "auto"
     keep_models: bool = False
@@ -173,7 +172,6 @@ class NoiseBenchmarkConfig:
         object.__setattr__(self, "snrs", tuple(float(s) for s in self.snrs))
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
-        object.__setattr__(self, "tilt_range", tuple(float(t) for t in self.tilt_range))
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         problems = []
         if self.task not in TASKS:
@@ -221,8 +219,6 @@ class NoiseBenchmarkConfig:
             problems.append(f"voxel_size must be > 0 Å, got {self.voxel_size}")
         if not 1 <= self.robustness_seeds:
             problems.append(f"robustness_seeds must be >= 1, got {self.robustness_seeds}")
-        if len(self.tilt_range) != 2 or not self.tilt_range[0] < self.tilt_range[1]:
-            problems.append(f"tilt_range must be (min, max) degrees, got {self.tilt_range}")
         if problems:
             raise ConfigError("noise benchmark config: " + "; ".join(problems))
 
@@ -231,7 +227,7 @@ class NoiseBenchmarkConfig:
         """Plain JSON-able view (``inf`` SNR as the string ``"inf"``)."""
         out = dataclasses.asdict(self)
         out["snrs"] = [format_snr(s) if math.isinf(s) else s for s in self.snrs]
-        for key in ("strategies", "seeds", "classes", "tilt_range"):
+        for key in ("strategies", "seeds", "classes"):
             out[key] = list(out[key])
         return out
 
@@ -379,24 +375,77 @@ def _snr_dir_name(snr: float) -> str:
     return f"snr-{format_snr(snr)}"
 
 
+#: Manifest keys that describe the image formation (passed to the simulator).
+PHYSICS_KEYS: tuple[str, ...] = (
+    "tilt_range",
+    "tilt_axis",
+    "defocus_um",
+    "voltage_kv",
+    "cs_mm",
+    "amplitude_contrast",
+    "bfactor",
+    "shift_max",
+    "noise",
+)
+
+
+def manifest_physics(manifest: str | Path) -> dict[str, Any]:
+    """The image-formation parameters of a subtomogram manifest (JSON-able values).
+
+    Parameters
+    ----------
+    manifest
+        Bundled manifest name (``snr-benchmark``) or a YAML path.
+
+    Returns
+    -------
+    dict
+        The keys of :data:`PHYSICS_KEYS` the manifest sets: ``tilt_range`` (degrees),
+        ``tilt_axis``, ``defocus_um`` (µm, positive = underfocus), ``voltage_kv`` (kV),
+        ``cs_mm`` (mm), ``amplitude_contrast``, ``bfactor`` (Å²), ``shift_max`` (voxels),
+        ``noise`` (recipe).
+
+    Raises
+    ------
+    ManifestError
+        Unknown or invalid manifest.
+    ConfigError
+        The manifest does not describe subtomograms.
+    """
+    from cryoal.manifests import load_manifest
+
+    m = load_manifest(manifest)
+    if m.kind != "subtomograms":
+        raise ConfigError(
+            f"manifest {manifest!r} describes {m.kind!r}, not subtomograms: the noise benchmark "
+            "needs a subtomogram recipe such as snr-benchmark"
+        )
+    out = {k: m.spec[k] for k in PHYSICS_KEYS if m.spec.get(k) is not None}
+    if "tilt_range" in out:
+        out["tilt_range"] = [float(t) for t in out["tilt_range"]]
+    return out
+
+
 def _simulate_split(
     config: NoiseBenchmarkConfig, snr: float, n_per_class: int, seed: int, device: torch.device
 ) -> tuple[np.ndarray, list[str]]:
     """Simulate ``n_per_class`` subtomograms per class: ``(N, D, H, W)`` float32 and labels."""
     from cryoal.simulate.subtomograms import simulate_subtomograms
 
+    physics = dict(manifest_physics(config.manifest))
+    tilt = physics.pop("tilt_range", None)
     sim = simulate_subtomograms(
         list(config.classes),
         n_per_class,
         box=config.box,
         voxel_size=config.voxel_size,
         snr=snr,
-        tilt_range=(config.tilt_range[0], config.tilt_range[1]),
-        defocus=config.defocus_um,
+        tilt_range=None if tilt is None else (tilt[0], tilt[1]),
+        defocus=physics.pop("defocus_um", None),
         seed=seed,
-        voltage_kv=config.voltage_kv,
         device=device,
         progress=False,
+        **physics,
     )
     volumes = sim.volumes.detach().cpu().numpy().astype(np.float32, copy=False)
     volumes = volumes.reshape(volumes.shape[0], *volumes.shape[-3:])
@@ -411,7 +460,11 @@ def _prepare_data(
 
     where = data_dir / _snr_dir_name(snr)
     meta_path = where / "meta.json"
-    want = {**config._subset(_DATA_FIELDS), "snr": format_snr(snr)}
+    want = {
+        **config._subset(_DATA_FIELDS),
+        "physics": manifest_physics(config.manifest),
+        "snr": format_snr(snr),
+    }
     splits = {
         "pool": (config.n_pool, config.data_seed),
         "test": (config.n_test, config.data_seed + 1),
@@ -677,6 +730,14 @@ def _check_resumable(out: Path, config: NoiseBenchmarkConfig) -> None:
         ) from exc
     want = config._subset(_DATA_FIELDS + _RUN_FIELDS)
     diff = sorted(k for k in want if recorded.get(k) != want[k])
+    physics = manifest_physics(config.manifest)
+    try:
+        recorded_physics = json.loads(path.read_text(encoding="utf-8"))["arguments"]["physics"]
+    except (KeyError, TypeError):
+        recorded_physics = physics
+    if recorded_physics != physics:
+        diff.append("physics")
+        recorded["physics"], want["physics"] = recorded_physics, physics
     if diff:
         shown = ", ".join(f"{k} {recorded.get(k)!r} → {want[k]!r}" for k in diff)
         raise ConfigError(
