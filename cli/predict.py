@@ -54,7 +54,7 @@ def predict(
     progress: bool,
     device: str,
 ) -> None:
-    """Write one row per volume: id, predicted class, its probability, and p_<class> columns.
+    """Write one row per volume: id, predicted class, its probability (confidence), p_<class> columns.
 
     Volumes are z-scored one by one, as in training; their box (and voxel size, within
     1 %) must match the checkpoint's.
@@ -88,7 +88,7 @@ def predict(
         {
             "id": pool.ids,
             "predicted": [classes[i] for i in best.tolist()],
-            "probability": confidence.numpy().round(6),
+            "confidence": confidence.numpy().round(6),
             **{f"p_{name}": probs[:, c].numpy().round(6) for c, name in enumerate(classes)},
         }
     )

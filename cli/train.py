@@ -10,7 +10,7 @@ from cryoal.cli._common import device_option, example_epilog, seed_option
 
 EXAMPLES = """
 cryoal train --volumes subtomos/ --labels labels.csv --out model.pt
-cryoal train --volumes subtomos/ --labels labels.star --model cb3d --epochs 40 --out runs/cb3d.pt
+cryoal train --volumes subtomos/ --labels labels.star --model cb3d --epochs 40 --augment rotate --out runs/cb3d.pt
 cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e-3 --out m.pt
 """
 
@@ -71,6 +71,13 @@ cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e
     help="Class-balanced batch sampling.",
 )
 @click.option(
+    "--augment",
+    default="",
+    show_default=False,
+    help="Comma-separated training augmentations from cryoal.transforms, e.g. 'rotate' or "
+    "'rotate,noise' (volumes are z-scored again after them). Default: none.",
+)
+@click.option(
     "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -86,6 +93,7 @@ def train(
     batch_size: int,
     lr: float,
     balanced: bool,
+    augment: str,
     pattern: str,
     progress: bool,
     seed: int,
@@ -105,14 +113,18 @@ def train(
     from cryoal.runtime import resolve_device, write_run_config
     from cryoal.train import TrainConfig, evaluate, fit, stratified_split
     from cryoal.transforms import normalize
+    from cryoal.transforms.augment import from_config
 
     arguments = dict(click.get_current_context().params)
     dev = resolve_device(device)
+    names = [n.strip() for n in augment.split(",") if n.strip()]
+    pipeline = from_config([*names, "normalize"]) if names else None
     config = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
         balanced=balanced,
+        augment=pipeline,
         seed=seed,
         device=str(dev),
         progress=progress,

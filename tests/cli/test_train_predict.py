@@ -181,11 +181,11 @@ def test_predict_table(
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"48 volumes -> {out}: rod ")
     table = read_table(out)
-    assert list(table.columns) == ["id", "predicted", "probability", "p_rod", "p_sphere"]
+    assert list(table.columns) == ["id", "predicted", "confidence", "p_rod", "p_sphere"]
     assert table["id"].tolist() == truth["id"].tolist()
     p = table[["p_rod", "p_sphere"]].to_numpy(dtype=float)
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(table["probability"].to_numpy(dtype=float), p.max(1), atol=1e-6)
+    np.testing.assert_allclose(table["confidence"].to_numpy(dtype=float), p.max(1), atol=1e-6)
     assert (table["predicted"] == np.where(p[:, 0] > p[:, 1], "rod", "sphere")).all()
     assert float((table["predicted"] == truth["label"]).mean()) >= 0.9
 
@@ -346,3 +346,32 @@ def test_installed_script_predicts(
     )
     assert proc.returncode == 0, proc.stderr
     assert len(read_table(out)) == 48
+
+
+def test_train_with_augmentation(data: tuple[Path, Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, labels, _ = data
+    out = tmp_path / "aug.pt"
+    args = ["train", "--volumes", str(vols), "--labels", str(labels), "--model", "cb3d"]
+    args += ["--epochs", "1", "--batch-size", "8", "--out", str(out), "--device", "cpu"]
+    result = CliRunner().invoke(cli, [*args, "--augment", "rotate,flip", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    augment = load_checkpoint(out)[1].train_config["augment"]
+    assert "RandomRotate" in augment and "RandomFlip" in augment and "Normalize" in augment
+
+
+def test_unknown_augmentation(data: tuple[Path, Path, pd.DataFrame], tmp_path: Path) -> None:
+    vols, labels, _ = data
+    _fails(
+        [
+            "train",
+            "--volumes",
+            str(vols),
+            "--labels",
+            str(labels),
+            "--augment",
+            "rotat",
+            "--out",
+            str(tmp_path / "m.pt"),
+        ],
+        "unknown transform 'rotat' (did you mean 'rotate'?)",
+    )
