@@ -219,3 +219,18 @@ def test_shared_tied_own_params_and_batch_stats(cls: type[nn.Module]) -> None:
 def test_batch_statistics_use_loop_fallback() -> None:
     assert _needs_loop(_BatchStats()) == "bn normalises with batch statistics"
     assert _needs_loop(TinyConv3d().eval()) is None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_dsrf3d_matches_loop_and_amp_close() -> None:
+    torch.manual_seed(9)
+    model = randomize_bn(create("dsrf3d", 10, (1, 32, 32, 32))).cuda().double().eval()
+    x = torch.randn(6, 1, 32, 32, 32, dtype=torch.float64, device="cuda")
+    fast = per_sample_grad_norms(model, x, entropy_loss, reduction="layerwise-sum")
+    naive = naive_norms(model, x, entropy_loss, "layerwise-sum")
+    torch.testing.assert_close(fast, naive, rtol=1e-8, atol=0)
+    cls = per_sample_class_grad_norms(model, x, top_k=3)[0]
+    model.float()
+    amp = per_sample_class_grad_norms(model, x.float(), top_k=3, amp=True)[0]
+    torch.testing.assert_close(amp.double(), cls, rtol=5e-2, atol=1e-4)

@@ -73,12 +73,25 @@ class StrategyTemplate:
     def test_cuda_matches_cpu(self, pool3d: TensorPool) -> None:
         torch.manual_seed(0)
         model = TinyConv3d().eval()
-        cpu = self.make(device="cpu").select(model, pool3d, 4, generator=torch.Generator().manual_seed(1))
-        gpu = self.make(device="cuda").select(model, pool3d, 4, generator=torch.Generator().manual_seed(1))
-        model.cpu()
-        if self.name not in ("bald", "random"):  # dropout masks differ between devices
-            assert gpu.indices.tolist() == cpu.indices.tolist()
-            torch.testing.assert_close(gpu.scores, cpu.scores, rtol=1e-3, atol=1e-5)
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            gen = torch.Generator().manual_seed(1)
+            cpu = self.make(device="cpu").select(model, pool3d, 4, generator=gen)
+            gen = torch.Generator().manual_seed(1)
+            gpu = self.make(device="cuda").select(model, pool3d, 4, generator=gen)
+            if self.name != "random":  # random never runs the model
+                assert next(model.parameters()).device.type == "cuda"
+            assert len(gpu) == 4 and torch.isfinite(gpu.scores).all()
+            if self.name != "bald":  # dropout masks come from a different RNG on CUDA
+                assert gpu.indices.tolist() == cpu.indices.tolist()
+                torch.testing.assert_close(gpu.scores, cpu.scores, rtol=1e-3, atol=1e-5)
+            if self.name not in ("bald", "coreset", "badge"):
+                amp = self.make(device="cuda", amp=True).select(model, pool3d, 4, generator=gen)
+                assert torch.isfinite(amp.scores).all()
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
+            model.cpu()
 
 
 class ScoreTemplate(StrategyTemplate):
