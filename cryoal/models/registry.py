@@ -17,6 +17,7 @@ from cryoal.models._base import ArchSpec, Classifier
 from cryoal.models.cnn2d import CNN2D
 from cryoal.models.cnn3d import CB3D, DSRF3D, RB3D
 from cryoal.models.monai_nets import MonaiClassifier, monai_builders
+from cryoal.models.unet import MonaiUNet
 
 __all__ = ["available", "create", "describe", "register"]
 
@@ -26,13 +27,24 @@ class _Entry:
     build: Callable[..., Classifier]
     dims: int
     summary: str
+    kind: str = "classification"
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register(name: str, build: Callable[..., Classifier], *, dims: int, summary: str) -> None:
+def register(
+    name: str,
+    build: Callable[..., Classifier],
+    *,
+    dims: int,
+    summary: str,
+    kind: str = "classification",
+) -> None:
     """Add a model builder ``build(num_classes, in_shape, **kw) -> Classifier`` under ``name``.
+
+    ``kind`` is ``"classification"`` (logits `(B, K)`) or ``"segmentation"`` (per-voxel
+    logits `(B, K, *spatial)`, see :mod:`cryoal.models.unet`).
 
     Raises
     ------
@@ -43,12 +55,22 @@ def register(name: str, build: Callable[..., Classifier], *, dims: int, summary:
         raise ConfigError(f"model {name!r} is already registered")
     if dims not in (2, 3):
         raise ConfigError(f"model {name!r}: dims must be 2 or 3, got {dims}")
-    _REGISTRY[name] = _Entry(build, dims, summary)
+    if kind not in ("classification", "segmentation"):
+        raise ConfigError(f"model {name!r}: kind must be classification or segmentation")
+    _REGISTRY[name] = _Entry(build, dims, summary, kind)
 
 
-def available(dims: int | None = None) -> list[str]:
-    """Registered model names, sorted; only 2D or 3D models when ``dims`` is given."""
-    return sorted(n for n, e in _REGISTRY.items() if dims is None or e.dims == dims)
+def available(dims: int | None = None, kind: str | None = "classification") -> list[str]:
+    """Registered model names, sorted; only 2D or 3D models when ``dims`` is given.
+
+    ``kind`` filters by what the model outputs: ``"classification"`` (default),
+    ``"segmentation"``, or ``None`` for every model.
+    """
+    return sorted(
+        n
+        for n, e in _REGISTRY.items()
+        if (dims is None or e.dims == dims) and (kind is None or e.kind == kind)
+    )
 
 
 def describe(name: str) -> str:
@@ -98,7 +120,7 @@ def create(name: str, num_classes: int, in_shape: Sequence[int], **kw: Any) -> C
         want = "(C, D, H, W)" if entry.dims == 3 else "(C, H, W)"
         raise ConfigError(
             f"model {name!r} is {entry.dims}D and needs in_shape {want}, got {shape}; "
-            f"{entry.dims}D models: {', '.join(available(entry.dims))}"
+            f"{entry.dims}D models: {', '.join(available(entry.dims, entry.kind))}"
         )
     if int(num_classes) < 2:
         raise ConfigError(f"model {name!r}: num_classes must be at least 2, got {num_classes}")
@@ -134,3 +156,17 @@ for _variant, (_, _min) in monai_builders.items():
         dims=2,
         summary=f"MONAI {_variant} (2D, images ≥ {_min}) with a linear head",
     )
+register(
+    "monai-unet",
+    MonaiUNet,
+    dims=3,
+    summary="MONAI UNet (3D segmentation): per-voxel logits (B, K, D, H, W), see models/unet.py",
+    kind="segmentation",
+)
+register(
+    "monai-unet-2d",
+    MonaiUNet,
+    dims=2,
+    summary="MONAI UNet (2D segmentation): per-pixel logits (B, K, H, W)",
+    kind="segmentation",
+)
