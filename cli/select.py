@@ -26,6 +26,8 @@ cryoal select --volumes subtomos/ --model model.pt --budget 50 --project scored/
 
 DEFAULT_PROJECT = Path("cryoal-project")
 DEFAULT_DEMO_PROJECT = Path("cryoal-demo")
+DEFAULT_ARCH = "dsrf3d"
+DEMO_ARCH = "cb3d"
 
 
 @click.command(
@@ -91,9 +93,9 @@ DEFAULT_DEMO_PROJECT = Path("cryoal-demo")
 )
 @click.option(
     "--arch",
-    default="dsrf3d",
-    show_default=True,
-    help="Model architecture when training (dsrf3d, rb3d, cb3d, monai-resnet10, ...).",
+    default=None,
+    help="Model architecture when training (dsrf3d, rb3d, cb3d, monai-resnet10, ...) "
+    "[default: dsrf3d; cb3d with --demo, so the demo runs in minutes on a CPU].",
 )
 @click.option(
     "--cold-start",
@@ -167,8 +169,9 @@ def select(**kw: Any) -> None:
             click.echo(name)
         return
     if kw["demo"]:
-        _run_demo(kw)
+        _run_demo({**kw, "arch": kw["arch"] or DEMO_ARCH})
         return
+    kw["arch"] = kw["arch"] or DEFAULT_ARCH
     if kw["volumes"] is None:
         raise click.UsageError("--volumes is required (or use --demo)")
     _run_select(kw)
@@ -300,37 +303,46 @@ def format_picks(table: Any, limit: int = 30) -> str:
 
 
 def _run_demo(kw: dict[str, Any]) -> None:
-    from cryoal.active.demo import demo_pool
-
     from cryoal.active import Oracle, Project
+    from cryoal.active.demo import demo_pool
     from cryoal.active.loop import run
     from cryoal.io import VolumePool, read_labels
 
-    config = _config({**kw, "arch": kw["arch"]})
-    volumes, labels_path = demo_pool(progress=kw["progress"])
-    pool = VolumePool.from_path(volumes)
-    truth = read_labels(labels_path)
+    config = _config(kw)
+    click.echo("demo: building the simulated demo pool (once; cached afterwards) ...")
+    demo = demo_pool(progress=kw["progress"])
+    pool = VolumePool.from_path(demo.volumes)
+    truth = read_labels(demo.labels)
     oracle = Oracle(dict(zip(truth["id"], truth["label"], strict=True)), annotator="demo-oracle")
+    classes = sorted(set(truth["label"]))
+    test_set = None
+    if demo.test_volumes is not None and demo.test_labels is not None:
+        test_pool = VolumePool.from_path(demo.test_volumes).with_labels(demo.test_labels)
+        test_set = test_pool.dataset(class_names=classes)
     project_dir = kw["project"] or DEFAULT_DEMO_PROJECT
     click.echo(
-        f"demo pool: {len(pool)} simulated subtomograms in {volumes} "
-        f"(ground truth {labels_path}); project {project_dir}"
+        f"demo pool: {len(pool)} simulated subtomograms of {len(classes)} classes "
+        f"({', '.join(classes)}) in {demo.volumes}"
+        + (f", {len(test_set)} held out for testing" if test_set is not None else "")
     )
+    click.echo(
+        f"a simulated expert labels each round's {config.budget} picks from the ground truth; "
+        f"project {project_dir}"
+    )
+
+    def show(result: Any, row: dict[str, Any]) -> None:
+        rnd = result.round
+        line = f"round {rnd.n}: {rnd.mode:<5} {rnd.strategy:<18} labels {rnd.n_labels:>3}"
+        if "test_accuracy" in row:
+            line += f"  test accuracy {row['test_accuracy']:.2f}"
+        counts: dict[str, int] = {}
+        for p in result.picks:
+            counts[oracle.truth[p.id]] = counts.get(oracle.truth[p.id], 0) + 1
+        line += "  picked " + ", ".join(f"{c} {counts.get(c, 0)}" for c in classes)
+        click.echo(line)
+
     project = Project(project_dir)
     try:
-
-        def show(result: Any, row: dict[str, Any]) -> None:
-            rnd = result.round
-            truth_of = oracle.truth
-            hits = sum(truth_of[p.id] == p.predicted for p in result.picks if p.predicted)
-            line = (
-                f"round {rnd.n} ({rnd.mode}, {rnd.strategy}): trained on {rnd.n_labels} labels, "
-                f"picked {len(result.picks)}"
-            )
-            if rnd.mode != "cold":
-                line += f"; model right on {hits}/{len(result.picks)} of its picks"
-            click.echo(line)
-
         with project.lock(timeout=kw["lock_timeout"]):
             history = run(
                 project,
@@ -340,12 +352,16 @@ def _run_demo(kw: dict[str, Any]) -> None:
                 config.budget,
                 pool=pool,
                 config=config,
+                test_set=test_set,
+                test_classes=classes,
                 on_round=show,
             )
     finally:
         project.close()
     last = history[-1]["round"]
     click.echo(
-        f"done: {len(history)} rounds; see {project_dir}/picks/round-{last:03d}.csv and "
-        f"{project_dir}/gallery/round-{last:03d}.png, and `cryoal status --project {project_dir}`"
+        f"done. picks: {project_dir}/picks/round-{last:03d}.csv, gallery: "
+        f"{project_dir}/gallery/round-{last:03d}.png\n"
+        f"next: cryoal status --project {project_dir}\n"
+        f"      cryoal select --volumes {demo.volumes} --budget 24   # your own first round"
     )
