@@ -14,6 +14,9 @@ and ``cryoal --version`` stay fast:
 from __future__ import annotations
 
 import importlib
+import inspect
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from cryoal._version import __version__
@@ -22,13 +25,11 @@ from cryoal.errors import CryoalError
 if TYPE_CHECKING:
     from cryoal import viz
     from cryoal.active.project import Project
-    from cryoal.api import TrainedModel, label_widget, open_pool, select, simulate, train
+    from cryoal.api import TrainedModel, label_widget, open_pool, select
 
 #: public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
     "open_pool": "cryoal.api",
-    "simulate": "cryoal.api",
-    "train": "cryoal.api",
     "select": "cryoal.api",
     "label_widget": "cryoal.api",
     "TrainedModel": "cryoal.api",
@@ -50,7 +51,43 @@ __all__ = [
 ]
 
 
+#: ``cryoal.simulate`` and ``cryoal.train`` are subpackages *and* the notebook API's
+#: ``ca.simulate(...)`` / ``ca.train(...)``: the module objects are made callable (calling
+#: one runs :func:`cryoal.api.simulate` / :func:`cryoal.api.train`), whatever the order
+#: in which they are imported, and ``from cryoal.train import fit`` keeps working.
+_CALLABLE_MODULES = ("simulate", "train")
+
+
+class _CallableModule(types.ModuleType):
+    """A submodule that can also be called as the API function of the same name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from cryoal import api
+
+        return getattr(api, self.__name__.rsplit(".", 1)[1])(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        from cryoal import api
+
+        return inspect.signature(getattr(api, self.__name__.rsplit(".", 1)[1]))
+
+
+class _Package(types.ModuleType):
+    """The ``cryoal`` package module; makes the callable submodules callable on import."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _CALLABLE_MODULES and type(value) is types.ModuleType:
+            value.__class__ = _CallableModule
+        super().__setattr__(name, value)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _CALLABLE_MODULES:
+        module = importlib.import_module(f"cryoal.{name}")
+        if type(module) is types.ModuleType:
+            module.__class__ = _CallableModule
+        return module
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'cryoal' has no attribute {name!r}")
@@ -61,4 +98,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_CALLABLE_MODULES))
+
+
+sys.modules[__name__].__class__ = _Package
