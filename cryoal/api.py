@@ -429,7 +429,7 @@ def train(
 
     describe(model)  # unknown name: fail before reading any volume
     labelled_idx = pool.labelled_indices()
-    classes = sorted({pool.labels[i] for i in labelled_idx if pool.labels[i] is not None})
+    classes: list[str] = sorted({lab for lab in pool.labels if lab is not None})
     if len(classes) < 2:
         raise InvalidLabelsError(
             f"training needs labelled volumes of at least two classes; the pool has "
