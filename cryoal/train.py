@@ -107,6 +107,12 @@ class TrainConfig:
         SGD momentum; step schedule period (epochs) and factor.
     progress
         Show a tqdm progress bar.
+    distributed
+        Data-parallel training over the ``torch.distributed`` process group (torchrun):
+        DistributedDataParallel, and each rank draws its share of every epoch
+        (:func:`cryoal.distributed.train_sampler`). ``batch_size`` is per rank; every
+        rank must call :func:`fit` with the same arguments and ends with the same weights
+        and BatchNorm statistics. Without a process group it trains in one process.
     """
 
     epochs: int = 20
@@ -131,6 +137,7 @@ class TrainConfig:
     step_size: int = 10
     gamma: float = 0.1
     progress: bool = True
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -339,6 +346,35 @@ class _Augmented(Dataset[tuple[torch.Tensor, int]]):
         return self.augment(x, generator=g), y
 
 
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _sync_epoch(
+    model: nn.Module,
+    loss_sum: torch.Tensor,
+    correct: torch.Tensor,
+    history: History,
+    seen_before: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DDP epoch end: rank 0's BatchNorm statistics everywhere, epoch sums over ranks."""
+    from cryoal import distributed
+
+    distributed.broadcast_module(model)
+    totals = torch.stack(
+        [
+            loss_sum.double(),
+            correct.double(),
+            loss_sum.new_tensor(history.samples_seen - seen_before, dtype=torch.float64),
+        ]
+    )
+    distributed.all_reduce_sum(totals)
+    history.samples_seen = seen_before + int(totals[2])
+    return totals[0], totals[1].long()
+
+
 def _num_classes(model: nn.Module) -> int:
     head = getattr(model, "head", None)
     if isinstance(head, nn.Linear):
@@ -442,8 +478,10 @@ def fit(
         _apply_init(model, cfg.init)
 
     model.to(device)
-    batch_size = min(cfg.batch_size, n)
-    drop_last = cfg.drop_last and n >= cfg.batch_size
+    world = _world_size() if cfg.distributed else 1
+    n_rank = -(-n // world)  # items per rank and epoch
+    batch_size = min(cfg.batch_size, n_rank)
+    drop_last = cfg.drop_last and n_rank >= cfg.batch_size
     if batch_size < cfg.batch_size:
         log.info(
             "training set (%d) is smaller than batch_size %d: one batch per epoch",
@@ -460,6 +498,17 @@ def fit(
         )
     else:
         sampler = RandomSampler(train_ds, generator=sampler_gen)  # type: ignore[arg-type]
+    net = model
+    if world > 1:
+        from cryoal import distributed
+
+        sampler = distributed.train_sampler(
+            train_ds,
+            seed=base_seed,
+            weights=weights if cfg.balanced else None,
+            generator=sampler_gen,
+        )
+        net = distributed.wrap_ddp(model, device)
     ds: Dataset[Any] = (
         train_ds if cfg.augment is None else _Augmented(train_ds, cfg.augment, base_seed)
     )
@@ -492,6 +541,8 @@ def fit(
         for epoch in bar:
             if isinstance(ds, _Augmented):
                 ds.epoch = epoch
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
             model.train()
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
@@ -502,7 +553,7 @@ def fit(
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
-                    logits = model(x)
+                    logits = net(x)
                     loss = loss_fn(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -515,6 +566,8 @@ def fit(
                 loss_sum += loss.detach() * y.shape[0]
                 correct += (logits.detach().argmax(1) == y).sum()
                 history.samples_seen += int(y.shape[0])
+            if world > 1:
+                loss_sum, correct = _sync_epoch(model, loss_sum, correct, history, seen_before)
             n_seen = max(history.samples_seen - seen_before, 1)
             history.train_loss.append(float(loss_sum) / n_seen)
             history.train_accuracy.append(int(correct) / n_seen)
