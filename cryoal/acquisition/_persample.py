@@ -261,8 +261,16 @@ def _generic_grads(
     b = g.shape[0]
     args = rec.args
     batched = [isinstance(x, Tensor) and x.dim() > 0 and x.shape[0] == b for x in args]
-    bargs = [x.detach() for x, is_b in zip(args, batched, strict=True) if is_b]
     pvals = {n: p.detach() for n, p in direct.items()}
+    dtype = next(iter(pvals.values())).dtype
+    # under autocast the recorded input/grad may be half precision: recompute in the
+    # parameters' precision
+    bargs = [
+        x.detach().to(dtype) if x.is_floating_point() else x.detach()
+        for x, is_b in zip(args, batched, strict=True)
+        if is_b
+    ]
+    g = g.to(dtype)
 
     def one(pv: dict[str, Tensor], xs: list[Tensor], gi: Tensor) -> dict[str, Tensor]:
         it = iter(xs)
@@ -350,9 +358,7 @@ def _hooked(
         for p in direct_of[id(r.module)].values():
             count[id(p)] = count.get(id(p), 0) + 1
     rules = [_module_rule(r.module, r) for r in cap.records]
-    sq = x.new_zeros(
-        (len(pairs), b, len(chosen)), dtype=torch.promote_types(x.dtype, torch.float32)
-    )
+    sq = x.new_zeros((len(pairs), b, len(chosen)), dtype=_float(chosen[0][1].dtype))
     outs = [r.output for r in cap.records]
     for v, (root, grad_out) in enumerate(pairs):
         grads = torch.autograd.grad(

@@ -131,7 +131,8 @@ def kmeanspp_factored(
 
 
 class _EmbeddingStrategy(Strategy):
-    def _embed(self, model: nn.Module, pool: PoolLike, badge: bool) -> Tensor:
+    def _embed(self, model: nn.Module, pool: PoolLike, indices: Tensor, badge: bool) -> Tensor:
+        """``(len(indices), F)`` features, or ``(len(indices), C + F)`` ``[p − e_ŷ, h]`` rows."""
         features, head = _features_and_head(model, self.name)
         device = self._prepare(model)
         amp = self._use_amp(device)
@@ -146,12 +147,11 @@ class _EmbeddingStrategy(Strategy):
             u[torch.arange(p.shape[0]), p.argmax(1)] -= 1.0
             return torch.cat([u, h], dim=1)
 
-        n = len(pool)
         with eval_mode(model):
             return stream_scores(
                 fn,
                 pool,
-                torch.arange(n),
+                indices,
                 batch_size=self.batch_size,
                 device=device,
                 transform=self.transform,
@@ -179,7 +179,7 @@ class Coreset(_EmbeddingStrategy):
         generator: torch.Generator | None = None,
     ) -> Selection:
         lab, unl = self._unlabelled(pool, budget, labelled)
-        emb = self._embed(model, pool, badge=False)
+        emb = self._embed(model, pool, torch.arange(len(pool)), badge=False)
         picks, scores = kcenter_greedy(emb, budget, lab, unl)
         return Selection(indices=picks, scores=scores, strategy=self.name)
 
@@ -206,9 +206,9 @@ class BADGE(_EmbeddingStrategy):
         head = getattr(model, "head", None)
         if not isinstance(head, nn.Linear):
             raise ConfigError(f"badge needs a linear head; {type(model).__name__} has none")
-        emb = self._embed(model, pool, badge=True)
+        emb = self._embed(model, pool, unl, badge=True)  # rows follow ``unl``
         c = head.out_features
         picks, scores = kmeanspp_factored(
-            emb[:, :c], emb[:, c:], budget, unl, self._generator(generator)
+            emb[:, :c], emb[:, c:], budget, torch.arange(len(unl)), self._generator(generator)
         )
-        return Selection(indices=picks, scores=scores, strategy=self.name)
+        return Selection(indices=unl[picks], scores=scores, strategy=self.name)
