@@ -246,11 +246,14 @@ class History:
 # --------------------------------------------------------------------------- helpers
 
 
-def _split_item(item: Any) -> tuple[torch.Tensor, int]:
+def _split_item(item: Any) -> tuple[torch.Tensor, Any]:
+    """``(x, y)``: ``y`` an int class index, or a label map tensor (voxel targets)."""
     if isinstance(item, torch.Tensor):
         return item, -1
     if isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
         label = item[1] if len(item) > 1 else -1
+        if isinstance(label, torch.Tensor) and label.dim() > 0:
+            return item[0], label.long()
         return item[0], int(label)
     raise ConfigError(
         f"dataset items must be a tensor (C, ...) or a tuple (tensor, label), got {type(item).__name__}"
@@ -265,6 +268,8 @@ def _collate(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
             f"dataset items have different shapes {sorted(shapes)}; all volumes must share one box"
         )
     xs = torch.stack([x for x, _ in pairs]).float()
+    if isinstance(pairs[0][1], torch.Tensor):
+        return xs, torch.stack([y for _, y in pairs]).long()
     ys = torch.tensor([y for _, y in pairs], dtype=torch.long)
     return xs, ys
 
@@ -279,7 +284,10 @@ def _dataset_targets(ds: Dataset[Any]) -> torch.Tensor:
         value = getattr(ds, attr, None)
         if value is not None:
             return torch.as_tensor(list(value), dtype=torch.long).reshape(-1)
-    return torch.tensor([_split_item(ds[i])[1] for i in range(len(ds))], dtype=torch.long)  # type: ignore[arg-type]
+    ys = [_split_item(ds[i])[1] for i in range(len(ds))]  # type: ignore[arg-type]
+    if ys and isinstance(ys[0], torch.Tensor):
+        return torch.stack(ys).long()  # voxel targets (N, *spatial)
+    return torch.tensor(ys, dtype=torch.long)
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:
@@ -375,6 +383,16 @@ def _sync_epoch(
     return totals[0], totals[1].long()
 
 
+def _n_correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Correct items of a batch; for voxel targets the per-item fraction of correct
+    annotated voxels, summed over the batch."""
+    hit = logits.argmax(1) == y
+    if y.dim() == 1:
+        return hit.sum()
+    valid = (y >= 0).flatten(1)
+    return ((hit.flatten(1) & valid).sum(1) / valid.sum(1).clamp_min(1)).sum()
+
+
 def _num_classes(model: nn.Module) -> int:
     head = getattr(model, "head", None)
     if isinstance(head, nn.Linear):
@@ -434,7 +452,10 @@ def fit(
         A classifier whose ``model(x)`` returns logits `(B, num_classes)`; moved to
         ``config.device`` and left there in eval mode.
     train_ds
-        Map-style dataset of ``(x (C, *spatial) float32, y int)``, every item labelled.
+        Map-style dataset of ``(x (C, *spatial) float32, y int)``, every item labelled;
+        for per-voxel models (segmentation, logits `(B, K, *spatial)`) ``y`` is a label
+        map `(*spatial)` int64, ``-1`` on unannotated voxels (skipped by the loss), and
+        the accuracy is the mean per-item fraction of correct voxels.
     val_ds
         Optional validation dataset, evaluated after every epoch; with it the weights of
         the best epoch (by ``config.monitor``) are restored at the end.
@@ -462,13 +483,15 @@ def fit(
         raise EmptyPoolError(f"training needs at least 2 labelled items, got {n}")
     num_classes = _num_classes(model)
     targets = _dataset_targets(train_ds)
+    # voxel targets (segmentation): -1 marks unannotated voxels, which the loss skips
+    voxel = targets.dim() > 1
     unlabelled = torch.nonzero(targets == -1).reshape(-1)
-    if unlabelled.numel():
+    if unlabelled.numel() and not voxel:
         raise ConfigError(
             f"training set holds {unlabelled.numel()} unlabelled items (label -1, first at index "
             f"{int(unlabelled[0])}); train on the labelled subset only"
         )
-    bad = targets[(targets < 0) | (targets >= num_classes)]
+    bad = targets[(targets < (-1 if voxel else 0)) | (targets >= num_classes)]
     if bad.numel():
         raise ConfigError(
             f"training labels must be class indices in [0, {num_classes}); found "
@@ -490,7 +513,9 @@ def fit(
         )
     base_seed = int(cfg.seed)
     sampler_gen = torch.Generator().manual_seed(base_seed)
-    if cfg.balanced:
+    if cfg.balanced and voxel:
+        log.info("balanced sampling ignored for voxel targets: batches are shuffled")
+    if cfg.balanced and not voxel:
         counts = torch.bincount(targets, minlength=num_classes).double()
         weights = 1.0 / counts[targets]
         sampler: Any = WeightedRandomSampler(
@@ -505,7 +530,7 @@ def fit(
         sampler = distributed.train_sampler(
             train_ds,
             seed=base_seed,
-            weights=weights if cfg.balanced else None,
+            weights=weights if cfg.balanced and not voxel else None,
             generator=sampler_gen,
         )
         net = distributed.wrap_ddp(model, device)
@@ -528,7 +553,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))
     amp_dtype = _amp_dtype(device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and amp_dtype == torch.float16)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, ignore_index=-1)
 
     history = History()
     best_score = -math.inf
@@ -546,7 +571,7 @@ def fit(
             model.train()
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
+            correct = torch.zeros((), device=device, dtype=torch.float32 if voxel else torch.long)
             seen_before = history.samples_seen
             history.lr.append(float(optimizer.param_groups[0]["lr"]))
             for x, y in loader:
@@ -564,13 +589,13 @@ def fit(
                 scaler.update()
                 scheduler.step()
                 loss_sum += loss.detach() * y.shape[0]
-                correct += (logits.detach().argmax(1) == y).sum()
+                correct += _n_correct(logits.detach(), y)
                 history.samples_seen += int(y.shape[0])
             if world > 1:
                 loss_sum, correct = _sync_epoch(model, loss_sum, correct, history, seen_before)
             n_seen = max(history.samples_seen - seen_before, 1)
             history.train_loss.append(float(loss_sum) / n_seen)
-            history.train_accuracy.append(int(correct) / n_seen)
+            history.train_accuracy.append(float(correct) / n_seen)
             history.epoch_seconds.append(time.perf_counter() - t0)
             postfix = {
                 "loss": f"{history.train_loss[-1]:.3f}",
@@ -745,6 +770,9 @@ def evaluate(
         model.train(was_training)
     logits = torch.cat(logits_all).cpu() if logits_all else torch.zeros((0, num_classes))
     labels = torch.cat(labels_all) if labels_all else torch.zeros(0, dtype=torch.long)
+    if logits.dim() > 2:  # voxel targets: every annotated voxel is one item
+        logits = logits.movedim(1, -1).reshape(-1, num_classes)
+        labels = labels.reshape(-1)
     mask = labels >= 0
     if not bool(mask.any()):
         raise ConfigError("evaluation set has no labelled item (every label is -1 or it is empty)")
