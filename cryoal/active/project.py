@@ -22,13 +22,14 @@ import contextlib
 import difflib
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -557,6 +558,73 @@ class Project:
                 self._set_meta("box", list(box))
                 self._set_meta("voxel_size", float(voxel_size))
         return len(new)
+
+    def register_pool_rows(
+        self,
+        rows: Iterable[tuple[str, str, str, str]],
+        *,
+        root: str | os.PathLike[str],
+        box: Sequence[int],
+        voxel_size: float,
+        chunk_size: int = 50_000,
+    ) -> int:
+        """Bulk-register pool entries streamed as rows, in bounded memory (large pools).
+
+        Rows are inserted ``chunk_size`` at a time with ``executemany`` inside one
+        transaction; ids already registered are skipped. Unlike :meth:`register_pool` it
+        does not re-check registered entries (that needs them all in memory); the
+        round loop's :meth:`register_pool` still does.
+
+        Parameters
+        ----------
+        rows
+            ``(id, path relative to root, box as JSON "[D, H, W]", checksum)`` per volume,
+            in pool order (see :func:`cryoal.io.index.project_index`).
+        root, box, voxel_size
+            As recorded by :meth:`register_pool` (Å for ``voxel_size``).
+        chunk_size
+            Rows per ``executemany`` call.
+
+        Returns
+        -------
+        int
+            How many volumes were newly registered.
+
+        Raises
+        ------
+        ProjectError
+            The project belongs to a different pool root or box size.
+        """
+        root_str = str(Path(root).resolve())
+        known_root = self.get_meta("pool_root")
+        if known_root is not None and known_root != root_str:
+            raise ProjectError(
+                f"project {self.path} was created for the volumes in {known_root}, not {root_str}; "
+                "pass --project with a new directory for this pool"
+            )
+        known_box = self.get_meta("box")
+        if known_box is not None and tuple(known_box) != tuple(box):
+            raise ProjectError(
+                f"pool {root_str} now has box {tuple(box)} but project {self.path} was built on "
+                f"box {tuple(known_box)}; use a new --project"
+            )
+        sql = "INSERT OR IGNORE INTO pool(id, path, box, checksum) VALUES (?, ?, ?, ?)"
+        added = 0
+        with self._transaction() as conn:
+            it = iter(rows)
+            while chunk := list(itertools.islice(it, max(1, chunk_size))):
+                before = conn.total_changes
+                conn.executemany(sql, chunk)
+                added += conn.total_changes - before
+            if known_root is None:
+                self._set_meta("pool_root", root_str)
+                self._set_meta("box", [int(s) for s in box])
+                self._set_meta("voxel_size", float(voxel_size))
+        return added
+
+    def pool_size(self) -> int:
+        """Number of registered volumes."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM pool").fetchone()[0])
 
     def pool_ids(self) -> list[str]:
         """Registered volume ids, in registration order."""

@@ -1,0 +1,780 @@
+"""PoolIndex: a compact index of up to millions of subtomograms, built in bounded memory.
+
+A :class:`~cryoal.io.VolumePool` keeps one Python string per id and per file, fine up
+to ~10^5 items. :class:`PoolIndex` stores the same information as a few numpy arrays —
+UTF-8 bytes of every id and path in one buffer plus ``int64`` offsets, ``int32`` stack
+positions and ``int32`` label codes — so 10^6 entries cost a few tens of MB, and it
+is built without ever holding one Python object per entry:
+
+* :meth:`PoolIndex.from_directory` walks a folder with ``os.scandir`` and appends each
+  matching name's bytes to a growing buffer; entries are then ordered by relative path
+  (the order of :meth:`VolumePool.from_directory`, so indices agree) with a chunked
+  numpy sort of fixed-width byte keys;
+* :meth:`PoolIndex.from_table` streams a CSV list in chunks (``path`` column, optional
+  ``id`` and ``label``) or reads a RELION STAR list (``_rlnImageName``, optional
+  ``_cryoalLabel``);
+* :meth:`PoolIndex.save` / :meth:`PoolIndex.load` persist it as one ``.npz`` (atomic);
+* :func:`project_index` builds it once per project: the index is saved in the project
+  directory and its entries bulk-inserted into the project's ``pool`` table in chunks.
+
+A PoolIndex is itself a map-style dataset (``index[i]`` is a float32 tensor
+``(1, D, H, W)``, raw values), so acquisition strategies and
+:func:`cryoal.distributed.sharded_score` stream over it directly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import fnmatch
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from cryoal._atomic import atomic_path
+from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
+from cryoal.io.mrc import (
+    STACK_EXTENSIONS,
+    is_volume_file,
+    read_header,
+    read_volume,
+    split_extension,
+)
+
+__all__ = ["PoolIndex", "StringArray", "entry_checksum", "project_index"]
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "cryoal-pool-index"
+_FORMAT_VERSION = 1
+_SORT_CHUNK = 65_536
+_RELION = re.compile(r"^(\d+)@(.+)$")
+_HASH = re.compile(r"^(.+)#(\d+)$")
+
+
+class _Builder:
+    """Append-only UTF-8 strings: one bytearray and int64 end offsets (no str objects kept)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.ends: list[int] = []  # grows by 8 B/entry (list of ints is compacted below)
+        self._chunks: list[np.ndarray] = []
+
+    def add(self, s: str) -> None:
+        self.buf += s.encode("utf-8")
+        self.ends.append(len(self.buf))
+        if len(self.ends) >= _SORT_CHUNK:
+            self._chunks.append(np.asarray(self.ends, dtype=np.int64))
+            self.ends = []
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._chunks) + len(self.ends)
+
+    def build(self) -> StringArray:
+        ends = np.concatenate([*self._chunks, np.asarray(self.ends, dtype=np.int64)])
+        offsets = np.zeros(len(ends) + 1, dtype=np.int64)
+        offsets[1:] = ends
+        return StringArray(np.frombuffer(bytes(self.buf), dtype=np.uint8), offsets)
+
+
+class StringArray(Sequence[str]):
+    """An immutable sequence of strings stored as one UTF-8 buffer plus offsets.
+
+    Parameters
+    ----------
+    data
+        ``(B,)`` uint8, the concatenated UTF-8 bytes.
+    offsets
+        ``(N + 1,)`` int64; string ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
+    """
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+        self.data = np.ascontiguousarray(data, dtype=np.uint8)
+        self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+
+    @classmethod
+    def from_strings(cls, strings: Iterable[str]) -> StringArray:
+        """Pack any iterable of strings (consumed one at a time)."""
+        b = _Builder()
+        for s in strings:
+            b.add(str(s))
+        return b.build()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = int(i) + n if int(i) < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"string index {i} out of range for {n} entries")
+        return bytes(self.data[self.offsets[j] : self.offsets[j + 1]]).decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        raw = self.data.tobytes()
+        off = self.offsets.tolist() if len(self) < _SORT_CHUNK else None
+        for j in range(len(self)):
+            if off is not None:
+                yield raw[off[j] : off[j + 1]].decode("utf-8")
+            else:
+                yield raw[int(self.offsets[j]) : int(self.offsets[j + 1])].decode("utf-8")
+
+    def take(self, rows: np.ndarray) -> StringArray:
+        """The strings at ``rows`` (int array), in that order, packed anew."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.offsets[rows + 1] - self.offsets[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        out = np.empty(int(offsets[-1]), dtype=np.uint8)
+        for start in range(0, len(rows), _SORT_CHUNK):
+            block = rows[start : start + _SORT_CHUNK]
+            src = _gather_positions(self.offsets[block], lengths[start : start + len(block)])
+            out[offsets[start] : offsets[start + len(block)]] = self.data[src]
+        return StringArray(out, offsets)
+
+    def argsort(self) -> np.ndarray:
+        """Indices that sort the strings (UTF-8 byte order = code-point order), stable."""
+        n = len(self)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        lengths = np.diff(self.offsets)
+        width = max(int(lengths.max()), 1)
+        keys = np.zeros(n, dtype=f"S{width}")
+        view = keys.view(np.uint8).reshape(n, width)
+        for start in range(0, n, _SORT_CHUNK):
+            stop = min(start + _SORT_CHUNK, n)
+            ln = lengths[start:stop]
+            cols = np.arange(width)
+            mask = cols[None, :] < ln[:, None]
+            src = self.offsets[start:stop, None] + cols[None, :]
+            block = np.zeros((stop - start, width), dtype=np.uint8)
+            block[mask] = self.data[src[mask]]
+            view[start:stop] = block
+        return np.argsort(keys, kind="stable")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffer and offsets."""
+        return int(self.data.nbytes + self.offsets.nbytes)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StringArray):
+            return np.array_equal(self.offsets, other.offsets) and np.array_equal(
+                self.data, other.data
+            )
+        if isinstance(other, Sequence):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(s) for s in self[:3])
+        return f"StringArray([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
+
+
+def _gather_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(start, start + length)`` for each pair, vectorised."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    block_starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=block_starts[1:])
+    return np.repeat(starts - block_starts, lengths) + np.arange(total, dtype=np.int64)
+
+
+def entry_checksum(path: str | os.PathLike[str]) -> str:
+    """SHA-1 of a file's first 1024 bytes (the MRC header) and its size, hex.
+
+    The checksum a project records per pool entry (see
+    :func:`cryoal.active.loop.pool_entries`): cheap for a million files, and it changes
+    when a file is replaced.
+
+    Raises
+    ------
+    InvalidVolumeError
+        The file cannot be read.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(1024)
+        size = p.stat().st_size
+    except OSError as exc:
+        raise InvalidVolumeError(
+            f"{p}: cannot read ({exc.strerror}); restore the file or remove it from the pool"
+        ) from exc
+    return hashlib.sha1(head + str(size).encode()).hexdigest()
+
+
+class PoolIndex(Dataset[torch.Tensor]):
+    """Compact, lazily read index of a pool: ids, paths, stack positions, labels.
+
+    Build one with :meth:`from_directory`, :meth:`from_table` or :meth:`load`.
+
+    Attributes
+    ----------
+    root
+        Folder that ``paths`` are relative to.
+    ids
+        :class:`StringArray` of N unique ids (``run1/a.mrc``, ``stack.mrcs#4``), the same
+        ids :class:`~cryoal.io.VolumePool` gives the same files.
+    paths
+        :class:`StringArray` of N file paths relative to ``root`` (posix separators).
+    index_in_file
+        ``(N,)`` int32: position inside a stack file, -1 for single-volume files.
+    label_codes
+        ``(N,)`` int32 index into ``classes``, -1 for unlabelled items.
+    classes
+        Sorted class names.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        ids: StringArray,
+        paths: StringArray,
+        index_in_file: np.ndarray,
+        label_codes: np.ndarray | None = None,
+        classes: Sequence[str] = (),
+        *,
+        box: tuple[int, ...] | None = None,
+        voxel_size: float | None = None,
+    ) -> None:
+        n = len(ids)
+        if n == 0:
+            raise EmptyPoolError(f"{root}: the pool index holds no volumes")
+        if len(paths) != n or len(index_in_file) != n:
+            raise InvalidVolumeError(
+                f"{root}: pool index arrays disagree ({n} ids, {len(paths)} paths, "
+                f"{len(index_in_file)} stack positions)"
+            )
+        self.root = Path(root)
+        self.ids = ids
+        self.paths = paths
+        self.index_in_file = np.asarray(index_in_file, dtype=np.int32)
+        self.label_codes = (
+            np.full(n, -1, dtype=np.int32)
+            if label_codes is None
+            else np.asarray(label_codes, dtype=np.int32)
+        )
+        self.classes = list(classes)
+        self._box = box
+        self._voxel_size = voxel_size
+        self._order: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_directory(
+        cls,
+        root: str | os.PathLike[str],
+        pattern: str | Sequence[str] = "*.mrc",
+        recursive: bool = True,
+    ) -> PoolIndex:
+        """Index the MRC files under a folder in bounded memory (no file opened but stacks).
+
+        Parameters
+        ----------
+        root
+            The folder; ids are paths relative to it, ordered as
+            :meth:`VolumePool.from_directory` orders them.
+        pattern
+            Glob(s) on file names (``"*.mrc"``, ``["*.mrc", "*.mrcs"]``).
+        recursive
+            Descend into sub-folders (hidden names are skipped, links followed once).
+
+        Raises
+        ------
+        InvalidVolumeError
+            ``root`` is not a folder; a stack's header is bad.
+        EmptyPoolError
+            No matching file.
+        """
+        base = Path(root)
+        if not base.is_dir():
+            what = "does not exist" if not base.exists() else "is not a directory"
+            raise InvalidVolumeError(f"{base}: {what}; pass a folder of MRC files")
+        patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+        names = _Builder()
+        for rel in _walk(os.fspath(base), patterns, recursive):
+            names.add(rel)
+        if not len(names):
+            where = "under" if recursive else "in"
+            raise EmptyPoolError(
+                f"{base}: no files matching {' or '.join(patterns)} {where} this folder; "
+                "check the path or the pattern"
+            )
+        files = names.build()
+        files = files.take(files.argsort())
+        return cls._expand_stacks(base, files)
+
+    @classmethod
+    def _expand_stacks(cls, base: Path, files: StringArray) -> PoolIndex:
+        """One entry per single-volume file, ``n_items`` entries per stack file."""
+        stack_ext = tuple(STACK_EXTENSIONS)
+        ids, paths = _Builder(), _Builder()
+        positions: list[np.ndarray] = []
+        run: list[int] = []
+        for rel in files:
+            ext = split_extension(rel)[0]
+            if ext in stack_ext:
+                n_items = read_header(base / rel).n_items
+                for j in range(n_items):
+                    ids.add(f"{rel}#{j}")
+                    paths.add(rel)
+                run.extend(range(n_items))
+            else:
+                ids.add(rel)
+                paths.add(rel)
+                run.append(-1)
+            if len(run) >= _SORT_CHUNK:
+                positions.append(np.asarray(run, dtype=np.int32))
+                run = []
+        positions.append(np.asarray(run, dtype=np.int32))
+        return cls(base, ids.build(), paths.build(), np.concatenate(positions))
+
+    @classmethod
+    def from_table(
+        cls,
+        path: str | os.PathLike[str],
+        root: str | os.PathLike[str] | None = None,
+        *,
+        chunksize: int = 100_000,
+    ) -> PoolIndex:
+        """Index the volumes listed in a CSV or STAR table (order kept).
+
+        Parameters
+        ----------
+        path
+            ``.csv`` with a ``path`` column (``vol.mrc``, ``stack.mrcs#4`` or RELION's
+            1-based ``000005@stack.mrcs``), optional ``id`` (default: the path, as
+            :class:`VolumePool` names it) and ``label`` columns; or ``.star`` with
+            ``_rlnImageName`` and optional ``_cryoalLabel``. Read in chunks of
+            ``chunksize`` rows (CSV).
+        root
+            Folder the paths are relative to (default: the table's folder).
+
+        Raises
+        ------
+        InvalidLabelsError
+            Unknown extension, missing ``path`` column, duplicate ids (first five listed).
+        InvalidVolumeError
+            A path with an extension cryoal cannot read.
+        EmptyPoolError
+            The table has no rows.
+        """
+        table = Path(path)
+        base = Path(root) if root is not None else table.resolve().parent
+        name = table.name.lower()
+        if name.endswith(".csv"):
+            chunks: Any = pd.read_csv(table, dtype=str, keep_default_na=False, chunksize=chunksize)
+            path_col, label_col = "path", "label"
+        elif name.endswith(".star"):
+            import starfile
+
+            data = starfile.read(table, always_dict=True)
+            frame = next((v for v in data.values() if isinstance(v, pd.DataFrame)), None)
+            if frame is None:
+                raise InvalidLabelsError(f"{table}: no data table in the STAR file")
+            chunks = contextlib.nullcontext([frame.astype(str)])
+            path_col, label_col = "rlnImageName", "cryoalLabel"
+        else:
+            raise InvalidLabelsError(
+                f"{table}: unknown list extension {table.suffix or '(none)'!r}; use .csv or .star"
+            )
+        ids, paths = _Builder(), _Builder()
+        positions: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
+        classes: dict[str, int] = {}
+        row0 = 0
+        with chunks as frames:
+            for frame in frames:
+                if path_col not in frame.columns:
+                    raise InvalidLabelsError(
+                        f"{table}: no {path_col!r} column (columns: {', '.join(map(str, frame.columns))}); "
+                        f"list one volume per row in {path_col!r}"
+                    )
+                has_id = "id" in frame.columns
+                has_label = label_col in frame.columns
+                pos = np.empty(len(frame), dtype=np.int32)
+                codes = np.full(len(frame), -1, dtype=np.int32)
+                given_ids = frame["id"].tolist() if has_id else None
+                given_labels = frame[label_col].tolist() if has_label else None
+                for k, raw in enumerate(frame[path_col].tolist()):
+                    file, j = _split_item(str(raw).strip())
+                    if not is_volume_file(file):
+                        split_extension(file)  # raises, naming the extension
+                    paths.add(file)
+                    pos[k] = j
+                    vid = given_ids[k].strip() if given_ids is not None else ""
+                    ids.add(vid or (file if j < 0 else f"{file}#{j}"))
+                    lab = given_labels[k].strip() if given_labels is not None else ""
+                    if lab and lab.lower() not in ("nan", "none", "null"):
+                        codes[k] = classes.setdefault(lab, len(classes))
+                positions.append(pos)
+                labels.append(codes)
+                row0 += len(frame)
+        if row0 == 0:
+            raise EmptyPoolError(f"{table}: the list holds no rows")
+        built = cls(
+            base,
+            ids.build(),
+            paths.build(),
+            np.concatenate(positions),
+            np.concatenate(labels),
+        )
+        built._sort_classes(list(classes))
+        built._check_unique(table)
+        return built
+
+    def _sort_classes(self, first_seen: list[str]) -> None:
+        """Recode labels so ``classes`` is sorted."""
+        order = sorted(first_seen)
+        if order == first_seen:
+            self.classes = order
+            return
+        remap = np.array([order.index(c) for c in first_seen] + [-1], dtype=np.int32)
+        self.label_codes = remap[self.label_codes]  # -1 indexes the trailing -1
+        self.classes = order
+
+    def _check_unique(self, where: Path) -> None:
+        order = self._sorted_ids()
+        dups: list[str] = []
+        for start in range(0, len(order) - 1, _SORT_CHUNK):
+            stop = min(start + _SORT_CHUNK + 1, len(order))
+            block = [self.ids[int(i)] for i in order[start:stop]]
+            dups += [a for a, b in zip(block, block[1:], strict=False) if a == b]
+            if len(dups) >= 5:
+                break
+        if dups:
+            raise InvalidLabelsError(
+                f"{where}: duplicate ids in the list: {', '.join(repr(d) for d in dups[:5])}; "
+                "every volume must be listed once"
+            )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the index to one ``.npz`` file (atomically); returns the path."""
+        meta = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "root": os.fspath(self.root),
+            "classes": self.classes,
+            "box": list(self._box) if self._box is not None else None,
+            "voxel_size": self._voxel_size,
+        }
+        target = Path(path)
+        with atomic_path(target, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                id_data=self.ids.data,
+                id_offsets=self.ids.offsets,
+                path_data=self.paths.data,
+                path_offsets=self.paths.offsets,
+                index_in_file=self.index_in_file,
+                label_codes=self.label_codes,
+            )
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PoolIndex:
+        """Read an index written by :meth:`save`.
+
+        Raises
+        ------
+        InvalidVolumeError
+            Missing, unreadable or not a cryoal pool index.
+        """
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                if meta.get("format") != _FORMAT:
+                    raise InvalidVolumeError(f"{p}: not a cryoal pool index")
+                index = cls(
+                    meta["root"],
+                    StringArray(z["id_data"], z["id_offsets"]),
+                    StringArray(z["path_data"], z["path_offsets"]),
+                    z["index_in_file"],
+                    z["label_codes"],
+                    meta["classes"],
+                    box=tuple(meta["box"]) if meta["box"] is not None else None,
+                    voxel_size=meta["voxel_size"],
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise InvalidVolumeError(
+                f"{p}: unreadable pool index ({exc}); delete it to rebuild the index"
+            ) from None
+        return index
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        n_lab = int((self.label_codes >= 0).sum())
+        return f"PoolIndex({len(self)} items, root={str(self.root)!r}, {n_lab} labelled)"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the index arrays (ids, paths, positions, labels)."""
+        return (
+            self.ids.nbytes
+            + self.paths.nbytes
+            + int(self.index_in_file.nbytes)
+            + int(self.label_codes.nbytes)
+        )
+
+    @property
+    def labels(self) -> list[str | None]:
+        """One label per item (None where unlabelled); built on demand."""
+        names = self.classes
+        return [names[c] if c >= 0 else None for c in self.label_codes.tolist()]
+
+    def path_of(self, index: int) -> Path:
+        """Absolute path of the file holding item ``index``."""
+        return self.root / self.paths[index]
+
+    def _sorted_ids(self) -> np.ndarray:
+        if self._order is None:
+            self._order = self.ids.argsort()
+        return self._order
+
+    def index_of(self, id: str) -> int:
+        """Position of the item with this id (binary search over the sorted ids).
+
+        Raises
+        ------
+        InvalidLabelsError
+            The id is not in the pool.
+        """
+        order = self._sorted_ids()
+        keys = _LazyKeys(self.ids, order)
+        k = bisect.bisect_left(keys, id)
+        if k < len(order) and self.ids[int(order[k])] == id:
+            return int(order[k])
+        raise InvalidLabelsError(
+            f"id {id!r} is not in the pool ({len(self)} items under {self.root}); "
+            f"ids look like {self.ids[0]!r}"
+        )
+
+    def _header0(self) -> tuple[tuple[int, ...], float]:
+        if self._box is None or self._voxel_size is None:
+            header = read_header(self.path_of(0))
+            self._box = header.item_shape
+            self._voxel_size = header.voxel_size
+        return self._box, float(self._voxel_size)
+
+    @property
+    def box(self) -> tuple[int, ...]:
+        """``(D, H, W)`` of item 0 (every read checks its item against it)."""
+        return self._header0()[0]
+
+    @property
+    def voxel_size(self) -> float:
+        """Voxel size in Å of item 0."""
+        return self._header0()[1]
+
+    def read(self, index: int) -> np.ndarray:
+        """Item ``index`` as a new float32 array ``(D, H, W)`` (raw values).
+
+        Raises
+        ------
+        IndexError
+            ``index`` out of range.
+        InvalidVolumeError
+            The file is bad, or the item's box differs from :attr:`box`.
+        """
+        n = len(self)
+        i = int(index) + n if int(index) < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"pool index {index} out of range for {n} items")
+        j = int(self.index_in_file[i])
+        arr = read_volume(self.path_of(i), index=None if j < 0 else j).data
+        if arr.shape != self.box:
+            shape = "x".join(map(str, arr.shape))
+            box = "x".join(map(str, self.box))
+            raise InvalidVolumeError(
+                f"{self.path_of(i)}: box {shape} differs from the pool box {box} (of "
+                f"{self.ids[0]}); all volumes of a pool must share one box size"
+            )
+        return arr
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """Item ``index`` as a float32 tensor ``(1, D, H, W)`` (raw values)."""
+        return torch.from_numpy(self.read(index)).unsqueeze(0)
+
+    def to_pool(self) -> Any:
+        """The equivalent :class:`~cryoal.io.VolumePool` (same ids, order and labels).
+
+        It holds one Python string per id: use it for pools that fit (≲10^6 items).
+        """
+        from cryoal.io.pool import VolumePool
+
+        files = [os.fspath(self.root / p) for p in self.paths]
+        pool = VolumePool(
+            root=self.root,
+            ids=list(self.ids),
+            files=files,
+            file_of=np.arange(len(self), dtype=np.int64),
+            index_in_file=self.index_in_file.astype(np.int64),
+            labels=self.labels,
+            box=self._box,
+            voxel_size=self._voxel_size,
+        )
+        return pool
+
+    def iter_entries(self, chunk: int = 50_000) -> Iterator[list[tuple[str, str, int]]]:
+        """``(id, relative path, position in file)`` rows, ``chunk`` at a time."""
+        for start in range(0, len(self), chunk):
+            stop = min(start + chunk, len(self))
+            yield [
+                (self.ids[i], self.paths[i], int(self.index_in_file[i])) for i in range(start, stop)
+            ]
+
+
+class _LazyKeys(Sequence[str]):
+    """The ids in sorted order, decoded on access (for :func:`bisect.bisect_left`)."""
+
+    def __init__(self, ids: StringArray, order: np.ndarray) -> None:
+        self.ids, self.order = ids, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, k: Any) -> Any:
+        return self.ids[int(self.order[k])]
+
+
+def _split_item(raw: str) -> tuple[str, int]:
+    """``stack.mrcs#4`` → (stack.mrcs, 4); ``000005@stack.mrcs`` → (stack.mrcs, 4)."""
+    m = _RELION.match(raw)
+    if m:
+        return m.group(2), int(m.group(1)) - 1
+    m = _HASH.match(raw)
+    if m:
+        return m.group(1), int(m.group(2))
+    return raw, -1
+
+
+def _walk(root: str, patterns: Sequence[str], recursive: bool) -> Iterator[str]:
+    """Relative posix paths of matching volume files (unsorted, streamed, no stat)."""
+    regex = re.compile("|".join(fnmatch.translate(p) for p in patterns))
+    pending = [("", root)]
+    linked = {os.path.realpath(root)}
+    while pending:
+        prefix, folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    if recursive:
+                        if entry.is_symlink():
+                            real = os.path.realpath(entry.path)
+                            if real in linked:
+                                continue
+                            linked.add(real)
+                        pending.append((prefix + name + "/", entry.path))
+                elif regex.match(name) and is_volume_file(name):
+                    yield prefix + name
+
+
+def project_index(
+    project: Any,
+    source: str | os.PathLike[str],
+    *,
+    pattern: str | Sequence[str] = "*.mrc",
+    chunk_size: int = 50_000,
+    checksums: bool = True,
+    rebuild: bool = False,
+) -> PoolIndex:
+    """The project's pool index: built once from ``source``, then loaded from the project.
+
+    The first call indexes ``source`` (a folder, or a ``.csv``/``.star`` list), saves the
+    index as ``pool-index.npz`` in the project directory, and registers every entry in
+    the project's ``pool`` table with chunked bulk inserts (``executemany``,
+    ``chunk_size`` rows at a time, one transaction). Later calls with the same source
+    load the saved index instead of walking the folder again.
+
+    Parameters
+    ----------
+    project
+        An open :class:`cryoal.active.Project` (writable).
+    source
+        Folder of MRC files, or a CSV/STAR list (see :meth:`PoolIndex.from_table`).
+    pattern
+        File pattern(s) for a folder.
+    chunk_size
+        Rows per ``executemany`` batch.
+    checksums
+        Record each file's header checksum (:func:`entry_checksum`, one 1 KiB read per
+        file); without it the ``checksum`` column holds ``""`` and changed files are not
+        detected.
+    rebuild
+        Index ``source`` again even when a saved index exists (new files are added to the
+        pool table; :func:`cryoal.active.loop.register_pool` checks registered ones).
+
+    Returns
+    -------
+    PoolIndex
+        In pool order; ``project.pool_ids()`` lists the same ids.
+
+    Raises
+    ------
+    ProjectError
+        The project was built on another pool, or registered entries are missing.
+    """
+    from cryoal.errors import ProjectError
+
+    src = Path(source).resolve()
+    saved = project.path / "pool-index.npz"
+    recorded = project.get_meta("pool_index_source")
+    if not rebuild and saved.exists() and recorded == str(src):
+        index = PoolIndex.load(saved)
+        log.info("loaded the pool index of %d items from %s", len(index), saved)
+        return index
+    if recorded is not None and recorded != str(src):
+        raise ProjectError(
+            f"project {project.path} indexes the pool {recorded}, not {src}; "
+            "pass --project with a new directory for this pool"
+        )
+    index = PoolIndex.from_directory(src, pattern) if src.is_dir() else PoolIndex.from_table(src)
+    box = index.box
+    rows = _pool_rows(index, json.dumps([int(s) for s in box]), checksums)
+    project.register_pool_rows(
+        rows, root=index.root, box=box, voxel_size=index.voxel_size, chunk_size=chunk_size
+    )
+    index.save(saved)
+    project.set_meta("pool_index_source", str(src))
+    return index
+
+
+def _pool_rows(index: PoolIndex, box: str, checksums: bool) -> Iterator[tuple[str, str, str, str]]:
+    """``(id, path, box, checksum)`` per entry, one checksum per file (stacks share one)."""
+    last_path, last_sum = "", ""
+    for i in range(len(index)):
+        rel = index.paths[i]
+        if checksums and rel != last_path:
+            last_path, last_sum = rel, entry_checksum(index.root / rel)
+        yield index.ids[i], rel, box, last_sum
