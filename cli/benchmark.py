@@ -164,6 +164,8 @@ def noise(
         changes["task"] = task
     if device is not None:
         changes["device"] = device
+    if set(changes) - {"device"}:
+        changes["preset"] = f"{config.preset} (modified)"
     if changes:
         config = config.replace(**changes)
     if print_config:

@@ -335,9 +335,18 @@ PRESETS: dict[str, NoiseBenchmarkConfig] = {
 
 #: Expected wall time of each preset and the machine it was measured or estimated on.
 PRESET_RUNTIMES: dict[str, str] = {
-    "quick": "≤ 10 min on a 2-core CPU (measured, see docs/benchmarks/noise/)",
-    "standard": "≈ 1–2 h on a 2-core CPU (estimated from the quick run's per-sample costs)",
-    "paper": "≈ 3–6 h on one H100 GPU; days on a CPU (estimated)",
+    "quick": (
+        "≈ 2–3 min on an idle 2-core CPU (2.1 min of CPU time, 1 thread); 10.5 min wall "
+        "measured on the shared 2-core dev VM at load average ≈ 11 (docs/benchmarks/noise/)"
+    ),
+    "standard": (
+        "≈ 40–60 min on an idle 2-core CPU (estimated: 266k training samples at 24³ × ~7 ms, "
+        "scaled from the quick run's ~2 ms per 16³ sample; not run)"
+    ),
+    "paper": (
+        "≈ 7 h on one H200 GPU (extrapolated from a measured paper-size probe: ~0.8 ms per "
+        "training sample, ~8 s per expected-gradnorm scoring of 3,000 volumes; not run)"
+    ),
 }
 
 

@@ -200,3 +200,32 @@ def test_unknown_strategy_and_model(tiny_config: Factory) -> None:
         noise.run(tiny_config(strategies=("random", "gradnrom")))
     with pytest.raises(ConfigError, match="unknown model 'dsrf'"):
         noise.run(tiny_config(model="dsrf"))
+
+
+def test_run_without_out_keeps_nothing(tiny_config: Factory) -> None:
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("cryoal-noise-*"))
+    table = noise.run(tiny_config(strategies=("random",), rounds=1))
+    assert table["n_labels"].tolist() == [4, 7]
+    assert list(table.attrs["robustness"]["test_snr"]) == [0.5]
+    assert set(Path(tempfile.gettempdir()).glob("cryoal-noise-*")) == before
+
+
+def test_manifest_physics_of_the_snr_benchmark() -> None:
+    physics = noise.manifest_physics("snr-benchmark")
+    assert physics["tilt_range"] == [-60.0, 60.0]
+    assert physics["defocus_um"] == 5.0 and physics["voltage_kv"] == 300.0
+    assert physics["noise"] == "two-stage"
+
+
+@pytest.mark.cuda
+def test_tiny_run_on_cuda(tmp_path: Path, tiny_config: Factory) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    table = noise.run(tiny_config(device="cuda", robustness=False), tmp_path)
+    assert len(table) == 6 and table["accuracy"].between(0, 1).all()
+    record = json.loads((tmp_path / "config.json").read_text())
+    assert record["arguments"]["device_resolved"].startswith("cuda")

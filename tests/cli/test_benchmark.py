@@ -96,6 +96,8 @@ def test_overrides_apply() -> None:
     assert "strategies: ['random', 'margin']" in result.output
     assert "model: dsrf3d" in result.output and "model_kwargs: {}" in result.output
     assert "device: cpu" in result.output
+    assert "preset: quick (modified)" in result.output
+    assert "expected time: n/a (custom)" in result.output
 
 
 @pytest.mark.parametrize(
