@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
 from cryoal.cli._common import device_option, example_epilog
+
 from cryoal.errors import ConfigError
 
 EXAMPLES = """
@@ -29,7 +29,8 @@ def _list() -> None:
 def _verify(manifest: str, root: Path, write_checksums: Path | None) -> None:
     from tqdm.auto import tqdm
 
-    from cryoal.manifests import load_manifest, verify, write_checksums as record
+    from cryoal.manifests import load_manifest, verify
+    from cryoal.manifests import write_checksums as record
 
     m = load_manifest(manifest)
     with tqdm(desc="verify", unit="file") as bar:
@@ -57,7 +58,9 @@ def _verify(manifest: str, root: Path, write_checksums: Path | None) -> None:
     short_help="Simulate a labelled data set from a manifest (or verify an external one).",
 )
 @click.argument("manifest", required=False)
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--out", "out", type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
 @click.option(
     "--seed",
     type=int,
@@ -121,4 +124,6 @@ def simulate(
     click.echo(f"wrote {result.n_volumes} volume(s) of '{m.name}' to {out}")
     first = result.sets[0]
     if m.kind == "subtomograms":
-        click.echo(f"next: cryoal select --volumes {first / 'volumes'} --budget 8 --project {Path(out) / 'project'}")
+        click.echo(
+            f"next: cryoal select --volumes {first / 'volumes'} --budget 8 --project {Path(out) / 'project'}"
+        )

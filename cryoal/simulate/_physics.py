@@ -109,7 +109,13 @@ def form_images(
     spec = torch.fft.rfftn(x, dim=(-3, -2, -1))
     ones = torch.ones((1, d, h, w // 2 + 1), device=x.device)
     wedge = (
-        missing_wedge_mask(shape, tuple(tilt_range), tilt_axis, rfft=True, device=x.device).unsqueeze(0)  # type: ignore[arg-type]
+        missing_wedge_mask(
+            shape,
+            (float(tilt_range[0]), float(tilt_range[1])),
+            tilt_axis,
+            rfft=True,
+            device=x.device,
+        ).unsqueeze(0)
         if tilt_range is not None
         else ones
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import bz2
 import functools
 import importlib.resources
-
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +53,17 @@ DEFAULT_BENCHMARK_SET: tuple[str, ...] = (
     "3ENL",
 )
 
-_MODEL_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".pdb.bz2", ".cif.bz2")
+_MODEL_SUFFIXES = (
+    ".pdb",
+    ".ent",
+    ".cif",
+    ".mmcif",
+    ".pdb.gz",
+    ".ent.gz",
+    ".cif.gz",
+    ".pdb.bz2",
+    ".cif.bz2",
+)
 _MAP_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs")
 _SKIP_RESIDUES = ("HOH", "WAT", "DOD", "DUM")
 
@@ -357,7 +366,10 @@ def load_structure(
 
             vol = read_volume(path)
             dens = resample_map(vol.data, float(vol.voxel_size), voxel_size)
-            info: dict[str, object] = {"source_path": str(path), "source_voxel_size": vol.voxel_size}
+            info: dict[str, object] = {
+                "source_path": str(path),
+                "source_voxel_size": vol.voxel_size,
+            }
         else:
             atoms = read_atoms(path, chains=chains)
             res = 2.0 * voxel_size if resolution is None else resolution
@@ -398,5 +410,3 @@ def load_structure(
         src = finer[-1]
         dens = resample_map(lib[_key(key, src)].astype(np.float32), src, voxel_size)
     return Structure(name or key, _fit_box(dens, box), float(voxel_size), row)
-
-

@@ -91,7 +91,9 @@ def as_structures(
 ) -> list[Structure]:
     """Load names/paths and resample given maps so every template is ``(box,)*3`` at ``voxel_size``."""
     if len(structures) == 0:
-        raise ConfigError("no structures given; pass bundled names (see cryoal.simulate.list_structures())")
+        raise ConfigError(
+            "no structures given; pass bundled names (see cryoal.simulate.list_structures())"
+        )
     out: list[Structure] = []
     for s in structures:
         if isinstance(s, Structure):
@@ -108,7 +110,9 @@ def as_structures(
     return out
 
 
-def _range(value: float | Sequence[float] | None, n: int, g: torch.Generator, what: str) -> torch.Tensor | None:
+def _range(
+    value: float | Sequence[float] | None, n: int, g: torch.Generator, what: str
+) -> torch.Tensor | None:
     if value is None:
         return None
     if isinstance(value, (int, float)):
@@ -209,7 +213,11 @@ def simulate_subtomograms(
     check_recipe(noise)
     dev = torch.device(device)
     templates = as_structures(structures, voxel_size, box)
-    counts = [int(n_per_class)] * len(templates) if isinstance(n_per_class, int) else [int(c) for c in n_per_class]
+    counts = (
+        [int(n_per_class)] * len(templates)
+        if isinstance(n_per_class, int)
+        else [int(c) for c in n_per_class]
+    )
     if len(counts) != len(templates) or min(counts) < 0:
         raise ConfigError(
             f"n_per_class must be a non-negative int or one count per structure ({len(templates)}), got {n_per_class}"
@@ -231,7 +239,9 @@ def simulate_subtomograms(
     elif rotation == "none":
         rots = torch.eye(3).expand(n, 3, 3).clone()
     else:
-        raise ConfigError(f"rotation must be 'uniform', 'none' or an (N, 3, 3) tensor, got {rotation!r}")
+        raise ConfigError(
+            f"rotation must be 'uniform', 'none' or an (N, 3, 3) tensor, got {rotation!r}"
+        )
     shifts = (torch.rand(n, 3, generator=g, dtype=torch.float64) * 2 - 1) * shift_max
     defoci = _range(defocus, n, g, "defocus")
     seeds = torch.randint(0, 2**62, (n,), generator=g).tolist()

@@ -187,7 +187,9 @@ def simulate_tomogram(
     for _ in range(membranes):
         normal = rng.normal(size=3)
         normal /= np.linalg.norm(normal)
-        centre = np.array(dims[::-1], dtype=np.float64) / 2 + rng.uniform(-0.3, 0.3, 3) * np.array(dims[::-1])
+        centre = np.array(dims[::-1], dtype=np.float64) / 2 + rng.uniform(-0.3, 0.3, 3) * np.array(
+            dims[::-1]
+        )
         offset = float(normal @ centre)
         dist, profile = _membrane(dims, normal, offset, voxel_size)
         vol += (membrane_contrast * peak * profile).astype(np.float32)
@@ -270,5 +272,10 @@ def simulate_tomogram(
     cols = ["class_name", "label", "x", "y", "z", "rot", "tilt", "psi", "radius"]
     particles = pd.DataFrame(rows, columns=cols).sort_values(["z", "y", "x"], ignore_index=True)
     return SimulatedTomogram(
-        noisy[0].cpu(), torch.from_numpy(lab), class_names, particles, float(voxel_size), clean[0].cpu()
+        noisy[0].cpu(),
+        torch.from_numpy(lab),
+        class_names,
+        particles,
+        float(voxel_size),
+        clean[0].cpu(),
     )

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoal.io import write_labels, write_table, write_volume
 from cryoal.simulate.subtomograms import SimulatedSet
 from cryoal.simulate.tomograms import SimulatedTomogram
 
@@ -53,6 +52,8 @@ def write_simulated(
     """
     from tqdm.auto import tqdm
 
+    from cryoal.io import write_labels, write_table, write_volume
+
     out = Path(out_dir)
     vdir = out / "volumes"
     vdir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +85,8 @@ def write_tomogram(out_dir: str | Path, tomo: SimulatedTomogram, name: str) -> P
     Path
         Path of the tomogram MRC.
     """
+    from cryoal.io import write_table, write_volume
+
     out = Path(out_dir)
     path = write_volume(out / "tomograms" / f"{name}.mrc", tomo.volume.numpy(), tomo.voxel_size)
     write_volume(

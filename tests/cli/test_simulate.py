@@ -47,7 +47,9 @@ def test_list_shows_bundled_manifests() -> None:
 
 def test_build_layout_and_config(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code, stdout, _ = _run("simulate", str(_manifest(tmp_path)), "--out", str(out), "--device", "cpu")
+    code, stdout, _ = _run(
+        "simulate", str(_manifest(tmp_path)), "--out", str(out), "--device", "cpu"
+    )
     assert code == 0, stdout
     assert "wrote 6 volume(s) of 'tiny'" in stdout
     pool = VolumePool.from_directory(out / "volumes").with_labels(out / "labels.csv")
@@ -90,9 +92,13 @@ def test_verify_external_layout(tmp_path: Path) -> None:
         for name in ("reconstruction.mrc", "class_mask.mrc", "particle_locations.txt"):
             (data / f"model_{i}" / name).write_bytes(b"x")
     code, out, _ = _run("simulate", "shrec2021", "--verify", str(data))
-    assert code == 0 and out.splitlines()[-1].startswith(f"OK {data} matches 'shrec2021': 30 file(s)")
+    assert code == 0 and out.splitlines()[-1].startswith(
+        f"OK {data} matches 'shrec2021': 30 file(s)"
+    )
     pinned = tmp_path / "pinned.yaml"
-    code, out, _ = _run("simulate", "shrec2021", "--verify", str(data), "--write-checksums", str(pinned))
+    code, out, _ = _run(
+        "simulate", "shrec2021", "--verify", str(data), "--write-checksums", str(pinned)
+    )
     assert code == 0 and pinned.exists()
     (data / "model_3" / "class_mask.mrc").write_bytes(b"y")
     code, out, err = _run("simulate", str(pinned), "--verify", str(data))

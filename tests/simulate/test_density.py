@@ -70,7 +70,9 @@ def test_single_atom_scattering_sums_to_f0() -> None:
 
 def test_axes_are_zyx_and_centre_option() -> None:
     # an atom at x = +10 Å from the centre lands 5 voxels along the last axis
-    m = density_from_atoms(np.array([[10.0, 0.0, 0.0]]), [6], 2.0, 32, resolution=4.0, center=(0, 0, 0))
+    m = density_from_atoms(
+        np.array([[10.0, 0.0, 0.0]]), [6], 2.0, 32, resolution=4.0, center=(0, 0, 0)
+    )
     assert np.unravel_index(m.argmax(), m.shape) == (16, 16, 21)
 
 

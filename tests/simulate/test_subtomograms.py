@@ -46,12 +46,16 @@ def test_measured_snr_matches_request(noise: str, snr: float) -> None:
 
 
 def test_two_stage_noise_lies_outside_the_wedge_only() -> None:
-    s = simulate_subtomograms(SMALL, 4, box=24, snr=0.1, noise="two-stage", seed=2, return_clean=True)
+    s = simulate_subtomograms(
+        SMALL, 4, box=24, snr=0.1, noise="two-stage", seed=2, return_clean=True
+    )
     assert s.clean is not None
     wedge = missing_wedge_mask((24, 24, 24)) == 0
     power = torch.fft.fftn(s.volumes - s.clean, dim=(-3, -2, -1)).abs() ** 2
     assert power[:, wedge].sum() < 1e-8 * power.sum()
-    white = simulate_subtomograms(SMALL, 4, box=24, snr=0.1, noise="white", seed=2, return_clean=True)
+    white = simulate_subtomograms(
+        SMALL, 4, box=24, snr=0.1, noise="white", seed=2, return_clean=True
+    )
     assert white.clean is not None
     wp = torch.fft.fftn(white.volumes - white.clean, dim=(-3, -2, -1)).abs() ** 2
     assert wp[:, wedge].sum() > 0.2 * wp.sum()  # white noise fills the wedge too
@@ -72,7 +76,9 @@ def test_recorded_euler_angles_reproduce_the_volume() -> None:
     tmpl = torch.from_numpy(load_structure("7PBL", 10.0, box=24).density)
     angles = torch.tensor(s.metadata[["rot", "tilt", "psi"]].to_numpy())
     expected = rotate_volume(tmpl.expand(5, 1, 24, 24, 24), euler_to_matrix(angles).float())
-    torch.testing.assert_close(s.volumes, expected.squeeze(1), atol=1e-3 * tmpl.max().item(), rtol=0)
+    torch.testing.assert_close(
+        s.volumes, expected.squeeze(1), atol=1e-3 * tmpl.max().item(), rtol=0
+    )
 
 
 def test_snr_inf_is_noise_free(small_set: SimulatedSet) -> None:
@@ -87,19 +93,25 @@ def test_phase_ramp_with_integer_shifts_equals_roll() -> None:
     spec = torch.fft.rfftn(x, dim=(-3, -2, -1)) * phase_ramp(shifts, (8, 10, 12))
     moved = torch.fft.irfftn(spec, s=(8, 10, 12), dim=(-3, -2, -1))
     for i, (sx, sy, sz) in enumerate(shifts.int().tolist()):
-        torch.testing.assert_close(moved[i], torch.roll(x[i], (sz, sy, sx), dims=(0, 1, 2)), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            moved[i], torch.roll(x[i], (sz, sy, sx), dims=(0, 1, 2)), atol=1e-5, rtol=0
+        )
 
 
 @pytest.mark.parametrize("width", [12, 13])
 def test_half_spectrum_power_equals_full_grid_mean(width: int) -> None:
     full = missing_wedge_mask((10, 11, width), (-50, 40))
     half = missing_wedge_mask((10, 11, width), (-50, 40), rfft=True)
-    assert half_spectrum_power(half, width).item() == pytest.approx(full.square().mean().item(), rel=1e-6)
+    assert half_spectrum_power(half, width).item() == pytest.approx(
+        full.square().mean().item(), rel=1e-6
+    )
 
 
 def test_same_seed_same_volumes_any_batch_size() -> None:
     a = simulate_subtomograms(SMALL, 3, box=16, snr=0.2, shift_max=2, seed=7, noise="two-stage")
-    b = simulate_subtomograms(SMALL, 3, box=16, snr=0.2, shift_max=2, seed=7, noise="two-stage", batch_size=2)
+    b = simulate_subtomograms(
+        SMALL, 3, box=16, snr=0.2, shift_max=2, seed=7, noise="two-stage", batch_size=2
+    )
     c = simulate_subtomograms(SMALL, 3, box=16, snr=0.2, shift_max=2, seed=8, noise="two-stage")
     torch.testing.assert_close(a.volumes, b.volumes, atol=1e-5, rtol=0)
     assert torch.equal(a.labels, b.labels)

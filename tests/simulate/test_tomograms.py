@@ -34,7 +34,9 @@ def test_particles_do_not_overlap_and_are_labelled(tomo: SimulatedTomogram) -> N
     r = p["radius"].to_numpy()
     for i in range(len(p)):
         for j in range(i + 1, len(p)):
-            assert np.linalg.norm(xyz[i] - xyz[j]) >= r[i] + r[j] + 1.0 - 0.02  # gap 1, radii rounded
+            assert (
+                np.linalg.norm(xyz[i] - xyz[j]) >= r[i] + r[j] + 1.0 - 0.02
+            )  # gap 1, radii rounded
         # the particle's centre voxel carries its class (or is at least not membrane)
         x, y, z = (int(v) for v in xyz[i])
         assert int(tomo.labels[z, y, x]) in (0, int(p["label"].iloc[i]))
