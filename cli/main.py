@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "status": "status:status",
     "benchmark": "benchmark:benchmark",
     "simulate": "simulate:simulate",
+    "pack": "pack:pack",
 }
 
 
