@@ -645,8 +645,6 @@ def _run_block(
                     "wall_time": _seconds(rnd.started, rnd.picked),
                 }
             )
-        if not config.keep_models:
-            shutil.rmtree(project.path / "models", ignore_errors=True)
     return rows
 
 
@@ -798,6 +796,8 @@ def run(
     resume
         Keep finished blocks of an earlier run in ``out`` with the same options and run
         only what is missing; ``False`` deletes earlier results and runs (not the data).
+        Rows of blocks the config no longer asks for (a dropped strategy, say) stay in
+        ``results.csv`` but not in the returned table or the report.
     on_block
         Called after each finished block as ``on_block(kind, key, rows)`` with ``kind``
         ``"run"`` (key ``(snr, strategy, seed)``) or ``"robustness"`` (key
@@ -882,7 +882,6 @@ def _run_in(
         (float(a), int(b))
         for a, b in robust[["train_snr", "seed"]].drop_duplicates().itertuples(index=False)
     }
-    # drop rows of blocks this config does not ask for (kept on disk, not in the report)
     data: dict[float, tuple[_Split, _Split]] = {}
     tests: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
     class_index = {c: i for i, c in enumerate(config.classes)}
@@ -926,6 +925,8 @@ def _run_in(
                 config, project_dir, data[snr][0], *tests[snr], snr, strategy, seed, device
             )
             results = _append_csv(results_path, results, rows, RESULT_COLUMNS)
+            if not config.keep_models:  # only once the rows are safe on disk
+                shutil.rmtree(project_dir / "models", ignore_errors=True)
             bar.update(1)
             if on_block is not None:
                 on_block("run", (snr, strategy, seed), rows)
