@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from cryoal.errors import ConfigError
 from cryoal.simulate._physics import check_recipe, form_images
-from cryoal.simulate.structures import Structure, load_structure, resample_map
+from cryoal.simulate.structures import Structure, _fit_box, load_structure, resample_map
 from cryoal.transforms import matrix_to_euler, random_rotation, rotate_volume
 
 __all__ = ["SimulatedSet", "as_structures", "simulate_subtomograms", "subtomogram_ids"]
@@ -87,9 +87,13 @@ def subtomogram_ids(n: int, prefix: str = "sub") -> list[str]:
 
 
 def as_structures(
-    structures: Sequence[StructureLike], voxel_size: float, box: int
+    structures: Sequence[StructureLike], voxel_size: float, box: int | None
 ) -> list[Structure]:
-    """Load names/paths and resample given maps so every template is ``(box,)*3`` at ``voxel_size``."""
+    """Load names/paths and resample given maps to ``voxel_size``.
+
+    With ``box`` every template is padded or cropped (centred) to ``(box,) * 3``;
+    with ``None`` each keeps its own (even) size.
+    """
     if len(structures) == 0:
         raise ConfigError(
             "no structures given; pass bundled names (see cryoal.simulate.list_structures())"
@@ -98,8 +102,6 @@ def as_structures(
     for s in structures:
         if isinstance(s, Structure):
             dens = resample_map(s.density, s.voxel_size, voxel_size)
-            from cryoal.simulate.structures import _fit_box
-
             out.append(Structure(s.name, _fit_box(dens, box), float(voxel_size), dict(s.info)))
         else:
             out.append(load_structure(s, voxel_size, box=box))

@@ -23,7 +23,7 @@ import torch
 
 from cryoal.errors import ConfigError
 from cryoal.simulate._physics import check_recipe, form_images
-from cryoal.simulate.structures import Structure
+from cryoal.simulate.structures import Structure, _fit_box
 from cryoal.simulate.subtomograms import StructureLike, as_structures
 from cryoal.transforms import matrix_to_euler, random_rotation, rotate_volume
 
@@ -160,7 +160,7 @@ def simulate_tomogram(
     g = torch.Generator().manual_seed(int(seed))
 
     # templates in their own (even) boxes, just large enough for the structure
-    loaded = as_structures(structures, voxel_size, min(dims))
+    loaded = as_structures(structures, voxel_size, None)
     templates: list[Structure] = []
     radii: list[float] = []
     for s in loaded:
@@ -171,8 +171,6 @@ def simulate_tomogram(
                 f"{dims} crop at {voxel_size} Å/voxel; use a larger crop or voxel size"
             )
         edge = 2 * math.ceil(r + 2)
-        from cryoal.simulate.structures import _fit_box
-
         templates.append(Structure(s.name, _fit_box(s.density, edge), s.voxel_size, s.info))
         radii.append(r)
     n_cls = len(templates)

@@ -117,3 +117,19 @@ def test_bad_model_file_is_a_typed_error(tmp_path: Path) -> None:
         read_atoms(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_structure(tmp_path / "missing.cif", 10.0)
+
+
+def test_model_files_without_gemmi_raise_missing_dependency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from cryoal.errors import MissingDependencyError
+
+    path = tmp_path / "tiny.pdb"
+    path.write_text(PDB_TEXT)
+    monkeypatch.setitem(sys.modules, "gemmi", None)  # what an environment without gemmi sees
+    with pytest.raises(MissingDependencyError, match=r"pip install 'cryoal\[structures\]'"):
+        load_structure(path, 10.0)
+    # bundled maps need no gemmi
+    assert load_structure("1UBI", 10.0).density.size > 0
