@@ -22,6 +22,8 @@ cryoal label import picks-labelled.csv --project cryoal-project
 cryoal select --volumes subtomos/ --budget 24               # round 2: train, score, pick
 cryoal select --volumes subtomos/ --labels old.csv --strategy entropy --out next.csv
 cryoal select --volumes subtomos/ --model model.pt --budget 50 --project scored/
+cryoal select --task image2d --images digits/images --labels digits/initial.csv --budget 20
+cryoal select --task segmentation --volumes crops/ --masks masks/ --patch 16 --budget 8
 """
 
 DEFAULT_PROJECT = Path("cryoal-project")
@@ -39,6 +41,37 @@ DEMO_ARCH = "cb3d"
     "--volumes",
     type=click.Path(path_type=Path),
     help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["classification3d", "image2d", "segmentation"]),
+    default="classification3d",
+    show_default=True,
+    help="Pipeline: subtomograms (--volumes), 2D images (--images) or 3D segmentation "
+    "(--volumes crops + --masks label maps); see docs/pipelines.md.",
+)
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path),
+    help="--task image2d: folder of PNG/TIFF/2D MRC/.npy images.",
+)
+@click.option(
+    "--masks",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="--task segmentation: folder of integer MRC label maps named like the crops "
+    "(-1 = not annotated; classes.txt names the values).",
+)
+@click.option(
+    "--patch",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=4),
+    help="--task segmentation: patch edge in voxels.",
+)
+@click.option(
+    "--classes",
+    help="--task segmentation: comma-separated class names, index = label value "
+    "[default: MASKS/classes.txt].",
 )
 @click.option(
     "--labels",
@@ -146,6 +179,12 @@ DEMO_ARCH = "cb3d"
     type=click.IntRange(min=1),
     help="Rounds to run with --demo.",
 )
+@click.option(
+    "--demo-manifest",
+    default="demo",
+    show_default=True,
+    help="Manifest the --demo pool is built from (a bundled name or a YAML file).",
+)
 @click.option("--list-strategies", is_flag=True, help="List the acquisition strategies and exit.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @seed_option
@@ -164,6 +203,11 @@ def select(**kw: Any) -> None:
     """
     from cryoal import acquisition
 
+    if kw["task"] != "classification3d":
+        from cryoal.cli._task_select import run_task
+
+        run_task(kw)
+        return
     if kw["list_strategies"]:
         for name in acquisition.available():
             click.echo(name)
@@ -310,7 +354,7 @@ def _run_demo(kw: dict[str, Any]) -> None:
 
     config = _config(kw)
     click.echo("demo: building the simulated demo pool (once; cached afterwards) ...")
-    demo = demo_pool(progress=kw["progress"])
+    demo = demo_pool(manifest=kw["demo_manifest"], progress=kw["progress"])
     pool = VolumePool.from_path(demo.volumes)
     truth = read_labels(demo.labels)
     oracle = Oracle(dict(zip(truth["id"], truth["label"], strict=True)), annotator="demo-oracle")

@@ -423,3 +423,44 @@ def test_killed_select_resumes_to_same_picks(round2_setup, tmp_path: Path, point
     with Project(proj, readonly=True) as p:
         assert p.label_map() == read_table(labels).set_index("id")["label"].to_dict()
         assert [r.status for r in p.rounds()] == ["picked", "picked"]
+
+
+def test_demo_runs_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = tmp_path / "tiny.yaml"
+    manifest.write_text(
+        "name: tiny-demo\nkind: subtomograms\ndescription: tiny\nseed: 0\n"
+        "structures: [6ZU5, 7PBL]\nbox: 16\nvoxel_size: 20.0\nn_per_class: 6\nsnr: 1.0\n"
+        "tilt_range: [-60, 60]\ndefocus_um: 5.0\nnoise: white\ntest: {n_per_class: 2}\n"
+    )
+    monkeypatch.setenv("CRYOAL_CACHE", str(tmp_path / "cache"))
+    res = invoke(
+        "select",
+        "--demo",
+        "--demo-manifest",
+        manifest,
+        "--rounds",
+        "2",
+        "--budget",
+        "4",
+        "--project",
+        tmp_path / "demo",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert any(
+        line.startswith("demo pool: 12 simulated subtomograms of 2 classes (6ZU5, 7PBL)")
+        for line in lines
+    )
+    assert any(line.startswith("round 1: cold  coreset") for line in lines)
+    assert any(
+        line.startswith("round 2: train expected-gradnorm  labels   4  test accuracy")
+        for line in lines
+    )
+    with Project(tmp_path / "demo", readonly=True) as p:
+        assert len(p.label_map()) == 8 and {r.source for r in p.labels()} == {"oracle"}
+        assert 0.0 <= p.get_round(2).metrics["test_accuracy"] <= 1.0
