@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
@@ -30,6 +31,7 @@ from cryoal.tasks.seg_metrics import IGNORE
 __all__ = [
     "PatchPool",
     "SegmentationDataset",
+    "annotate_from_truth",
     "grid_starts",
     "read_mask",
     "write_segmentation_example",
@@ -503,3 +505,50 @@ def write_segmentation_example(
     for folder in (base / "truth", masks):
         atomic_write_text(folder / "classes.txt", "\n".join(names) + "\n")
     return {"volumes": base / "tomograms", "masks": masks, "truth": base / "truth"}
+
+
+def annotate_from_truth(
+    picks: pd.DataFrame, truth: str | os.PathLike[str], masks: str | os.PathLike[str]
+) -> list[Path]:
+    """Simulated expert: copy the true labels of picked patches into the masks folder.
+
+    For each row of ``picks`` (columns ``volume, z, y, x, size`` as written by a
+    segmentation round) the voxels of the patch are copied from ``truth/<volume>`` into
+    ``masks/<volume>``; a mask that does not exist yet is created filled with ``-1`` (not
+    annotated). ``classes.txt`` is copied along when missing.
+
+    Returns
+    -------
+    list[Path]
+        The mask files written.
+
+    Raises
+    ------
+    InvalidLabelsError
+        A truth map is missing or unreadable, or ``picks`` lacks a column.
+    """
+    from cryoal.io import write_volume
+
+    need = {"volume", "z", "y", "x", "size"}
+    if not need <= set(picks.columns):
+        raise InvalidLabelsError(f"picks table lacks columns {sorted(need - set(picks.columns))}")
+    troot, mroot = Path(truth), Path(masks)
+    edited: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    for row in picks.itertuples(index=False):
+        vid = str(row.volume)
+        if vid not in edited:
+            t, size = read_mask(troot / vid)
+            mpath = mroot / vid
+            m = read_mask(mpath)[0] if mpath.is_file() else np.full(t.shape, IGNORE, np.int64)
+            edited[vid] = (m, t, size)
+        m, t, _ = edited[vid]
+        z, y, x, s = int(row.z), int(row.y), int(row.x), int(row.size)  # type: ignore[call-overload]
+        m[z : z + s, y : y + s, x : x + s] = t[z : z + s, y : y + s, x : x + s]
+    written = []
+    for vid, (m, _, size) in edited.items():
+        written.append(write_volume(mroot / vid, m.astype(np.int16), size))
+    if (troot / "classes.txt").is_file() and not (mroot / "classes.txt").is_file():
+        from cryoal._atomic import atomic_write_text
+
+        atomic_write_text(mroot / "classes.txt", (troot / "classes.txt").read_text("utf-8"))
+    return written
