@@ -58,7 +58,10 @@ def test_expected_gradnorm_equals_naive_loop(unet: nn.Module, generator: torch.G
     want = torch.stack(
         [
             torch.stack(
-                [_grad_norm(unet, F.cross_entropy(unet(x[i : i + 1]), maps[s, i : i + 1])) for s in range(4)]
+                [
+                    _grad_norm(unet, F.cross_entropy(unet(x[i : i + 1]), maps[s, i : i + 1]))
+                    for s in range(4)
+                ]
             ).mean()
             for i in range(3)
         ]
@@ -77,7 +80,9 @@ def test_sampled_maps_follow_the_prediction() -> None:
     assert 0.73 < frac < 0.77 and not bool((maps == 1).any())
 
 
-def test_expected_loss_with_detached_p_has_zero_gradient(unet: nn.Module, generator: torch.Generator) -> None:
+def test_expected_loss_with_detached_p_has_zero_gradient(
+    unet: nn.Module, generator: torch.Generator
+) -> None:
     """Why expected-gradnorm samples maps: Σ_y p_y ∇CE(y) = 0 per voxel when p is detached,
     and with p attached the expected loss is the mean voxel entropy."""
     x = torch.randn(1, 1, 8, 8, 8, generator=generator)

@@ -41,7 +41,8 @@ def test_dice_skips_unannotated_voxels() -> None:
     target = torch.tensor([1, 1, -1, -1])
     pred = torch.tensor([1, 1, 0, 0])
     torch.testing.assert_close(
-        dice_scores(pred, target, 2), torch.tensor([math.nan, 1.0], dtype=torch.float64),
+        dice_scores(pred, target, 2),
+        torch.tensor([math.nan, 1.0], dtype=torch.float64),
         equal_nan=True,
     )
 

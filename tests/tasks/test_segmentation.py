@@ -41,7 +41,9 @@ def test_patch_pool_layout(seg_example: dict[str, Path]) -> None:
     assert bool((y == -1).all())
 
 
-def _tree(tmp_path: Path, mask: np.ndarray, vol_shape: tuple[int, ...] = (16, 16, 16)) -> tuple[Path, Path]:
+def _tree(
+    tmp_path: Path, mask: np.ndarray, vol_shape: tuple[int, ...] = (16, 16, 16)
+) -> tuple[Path, Path]:
     vols, masks = tmp_path / "vols", tmp_path / "masks"
     write_volume(vols / "a.mrc", np.zeros(vol_shape, np.float32), 10.0)
     write_volume(masks / "a.mrc", mask, 10.0)
@@ -50,7 +52,9 @@ def _tree(tmp_path: Path, mask: np.ndarray, vol_shape: tuple[int, ...] = (16, 16
 
 def test_mask_shape_must_match_volume(tmp_path: Path) -> None:
     vols, masks = _tree(tmp_path, np.zeros((16, 16, 8), np.int16))
-    with pytest.raises(InvalidLabelsError, match=r"masks/a.mrc: label map is 16x16x8 but volume a.mrc is 16x16x16"):
+    with pytest.raises(
+        InvalidLabelsError, match=r"masks/a.mrc: label map is 16x16x8 but volume a.mrc is 16x16x16"
+    ):
         PatchPool.from_directories(vols, masks, patch=8)
 
 
