@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
-
 from cryoal.cli.main import cli
+
 from cryoal.io import read_table, write_table, write_volume
 from cryoal.tasks.seg_data import PatchPool, annotate_from_truth
 
