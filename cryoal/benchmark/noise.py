@@ -867,6 +867,7 @@ def _run_in(
         shutil.rmtree(out / "runs", ignore_errors=True)
     record_args = {
         "benchmark": config.to_dict(),
+        "physics": manifest_physics(config.manifest),
         "device_resolved": str(device),
         **(arguments or {}),
     }

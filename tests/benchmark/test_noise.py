@@ -130,6 +130,7 @@ def test_tiny_run_files(tiny_run: tuple[Path, pd.DataFrame]) -> None:
     record = json.loads((out / "config.json").read_text())
     assert record["arguments"]["benchmark"]["preset"] == "tiny-test"
     assert record["versions"]["torch"]
+    assert record["arguments"]["physics"] == noise.manifest_physics("snr-benchmark")
     robust = table.attrs["robustness"]
     assert robust[["train_snr", "test_snr", "seed"]].values.tolist() == [[0.5, 0.5, 0]]
     summary = (out / "summary.md").read_text()
@@ -183,6 +184,7 @@ def test_resume_refuses_other_options(tmp_path: Path, tiny_config: Factory) -> N
     noise.run(tiny_config(strategies=("random",), robustness=False), tmp_path)
     with pytest.raises(ConfigError) as info:
         noise.run(tiny_config(strategies=("random",), robustness=False, epochs=3), tmp_path)
+    assert "physics" not in str(info.value)
     assert str(info.value) == (
         f"{tmp_path} holds results of a benchmark with other options (epochs 2 → 3); re-run "
         "with the same options to resume, pass --no-resume to start over, or choose another --out"
@@ -229,3 +231,17 @@ def test_tiny_run_on_cuda(tmp_path: Path, tiny_config: Factory) -> None:
     assert len(table) == 6 and table["accuracy"].between(0, 1).all()
     record = json.loads((tmp_path / "config.json").read_text())
     assert record["arguments"]["device_resolved"].startswith("cuda")
+
+
+def test_resume_refuses_changed_manifest_physics(tmp_path: Path, tiny_config: Factory) -> None:
+    from cryoal.manifests import load_manifest
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(load_manifest("snr-benchmark").text)
+    cfg = tiny_config(strategies=("random",), robustness=False, rounds=1, manifest=str(recipe))
+    noise.run(cfg, tmp_path / "out")
+    meta = json.loads((tmp_path / "out" / "data" / "snr-0.5" / "meta.json").read_text())
+    assert meta["physics"]["defocus_um"] == 5.0
+    recipe.write_text(recipe.read_text().replace("defocus_um: 5.0", "defocus_um: 3.0"))
+    with pytest.raises(ConfigError, match="other options \\(physics .*'defocus_um': 3.0"):
+        noise.run(cfg, tmp_path / "out")
