@@ -296,3 +296,20 @@ def test_select_config_validation() -> None:
         SelectConfig(cold_start="kmeans")
     key = dataclasses.replace(SelectConfig(), model="x.pt").resume_key()
     assert Path(key["model"]).is_absolute()
+
+
+def test_warm_start_uses_previous_round_model(
+    sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    root, truth = sim_pool
+    pool = VolumePool.from_directory(root)
+    oracle = Oracle(_truth(truth))
+    proj = Project(tmp_path / "proj")
+    cfg = _cfg(cold_start="random", warm_start=True, budget=9)
+    run(proj, oracle, "entropy", 3, 9, pool=pool, config=cfg)
+    r2, r3 = proj.get_round(2), proj.get_round(3)
+    assert r2.metrics["warm_start"] is None  # no earlier trained round
+    if r3.metrics["classes"] == r2.metrics["classes"]:
+        assert r3.metrics["warm_start"] == str(tmp_path / "proj" / "models" / "round-002.pt")
+    else:  # a class appeared: the head changes shape, so round 3 trains from scratch
+        assert r3.metrics["warm_start"] is None
