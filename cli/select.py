@@ -9,6 +9,7 @@ killed resumes from its last finished step when the same command is run again.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ cryoal label import picks-labelled.csv --project cryoal-project
 cryoal select --volumes subtomos/ --budget 24               # round 2: train, score, pick
 cryoal select --volumes subtomos/ --labels old.csv --strategy entropy --out next.csv
 cryoal select --volumes subtomos/ --model model.pt --budget 50 --project scored/
+torchrun --nproc-per-node 4 -m cryoal.cli select --volumes subtomos/ --workers 4  # 4 ranks
 cryoal select --task image2d --images digits/images --labels digits/initial.csv --budget 20
 cryoal select --task segmentation --volumes crops/ --masks masks/ --patch 16 --budget 8
 """
@@ -186,6 +188,21 @@ DEMO_ARCH = "cb3d"
     help="Manifest the --demo pool is built from (a bundled name or a YAML file).",
 )
 @click.option("--list-strategies", is_flag=True, help="List the acquisition strategies and exit.")
+@click.option(
+    "--workers",
+    "num_workers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="DataLoader processes reading volumes while training and scoring.",
+)
+@click.option(
+    "--distributed/--no-distributed",
+    default=None,
+    help="Train with DDP and score the pool in shards over torchrun's processes "
+    "(rank 0 writes the picks) [default: on under torchrun]. Launch with "
+    "`torchrun --nproc-per-node N -m cryoal.cli select ...`.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @seed_option
 @device_option
@@ -212,6 +229,19 @@ def select(**kw: Any) -> None:
         for name in acquisition.available():
             click.echo(name)
         return
+    if not _distributed(kw):
+        _dispatch(kw)
+        return
+    from cryoal import distributed
+
+    with distributed.session(device=kw["device"]) as info:
+        if info.rank == 0:
+            _dispatch(kw)  # rank 0 drives the round; training and scoring run on all ranks
+        else:
+            distributed.serve()
+
+
+def _dispatch(kw: dict[str, Any]) -> None:
     if kw["demo"]:
         _run_demo({**kw, "arch": kw["arch"] or DEMO_ARCH})
         return
@@ -219,6 +249,22 @@ def select(**kw: Any) -> None:
     if kw["volumes"] is None:
         raise click.UsageError("--volumes is required (or use --demo)")
     _run_select(kw)
+
+
+def _distributed(kw: dict[str, Any]) -> bool:
+    """--distributed, or torchrun's environment with more than one process."""
+    from cryoal.distributed import in_torchrun
+
+    if kw["distributed"] is None:
+        return in_torchrun() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if kw["distributed"] and not in_torchrun():
+        from cryoal.errors import ConfigError
+
+        raise ConfigError(
+            "--distributed needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, "
+            "MASTER_PORT): launch with `torchrun --nproc-per-node N -m cryoal.cli select ...`"
+        )
+    return bool(kw["distributed"])
 
 
 def _config(kw: dict[str, Any]) -> Any:
@@ -240,6 +286,7 @@ def _config(kw: dict[str, Any]) -> Any:
         batch_size=kw["batch_size"],
         device=str(_device(kw["device"])),
         progress=kw["progress"],
+        num_workers=kw["num_workers"],
     )
 
 

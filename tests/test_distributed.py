@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.utils.data import Subset, TensorDataset
@@ -188,3 +189,100 @@ def test_ddp_training_gives_the_same_model_on_both_ranks(kind: str, gloo_run: Pa
     assert h0["train_loss"] == h1["train_loss"]
     assert h0["val_loss"] == h1["val_loss"]
     assert h0["best_epoch"] == h1["best_epoch"]
+
+
+# ----------------------------------------------------------------------------- cryoal select under torchrun
+
+
+def _select_args(volumes: Path, project: Path, out: Path, extra: list[str]) -> list[str]:
+    return [
+        "select",
+        "--volumes",
+        str(volumes),
+        "--project",
+        str(project),
+        "--out",
+        str(out),
+        "--budget",
+        "6",
+        "--device",
+        "cpu",
+        "--seed",
+        "4",
+        "--batch-size",
+        "4",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _cryoal_torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={nproc}", "-m", "cryoal.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_select_under_torchrun_writes_the_single_process_picks(
+    volumes_dir: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+    from cryoal.cli.main import cli
+
+    from cryoal.models import save_checkpoint
+
+    ckpt = save_checkpoint(
+        tmp_path / "model.pt", worker.tiny_model(), class_names=["a", "b", "c"], voxel_size=4.0
+    )
+    extra = ["--model", str(ckpt), "--strategy", "expected-gradnorm"]
+    single = CliRunner().invoke(
+        cli, _select_args(volumes_dir, tmp_path / "p1", tmp_path / "one.csv", extra)
+    )
+    assert single.exit_code == 0, single.output
+    proc = _cryoal_torchrun(_select_args(volumes_dir, tmp_path / "p2", tmp_path / "two.csv", extra))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("round 1: scored with") == 1  # rank 0 alone reports
+    one = pd.read_csv(tmp_path / "one.csv")
+    two = pd.read_csv(tmp_path / "two.csv")
+    assert two["id"].tolist() == one["id"].tolist()
+    assert two["rank"].tolist() == list(range(1, 7))
+    np.testing.assert_allclose(two["score"], one["score"], rtol=1e-5)
+    assert not (tmp_path / "p2" / "picks" / "round-002.csv").exists()
+
+
+@pytest.mark.slow
+def test_select_training_round_under_torchrun_uses_ddp(volumes_dir: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"id": [f"v{i:03d}.mrc" for i in range(12)], "label": ["x", "y", "z"] * 4}).to_csv(
+        labels, index=False
+    )
+    extra = ["--labels", str(labels), "--arch", "cb3d", "--epochs", "2", "--strategy", "entropy"]
+    proc = _cryoal_torchrun(_select_args(volumes_dir, tmp_path / "p", tmp_path / "p.csv", extra))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "round 1: trained on 12 labels" in proc.stdout
+    picks = pd.read_csv(tmp_path / "p.csv")
+    assert len(picks) == 6
+    assert not set(picks["id"]) & {f"v{i:03d}.mrc" for i in range(12)}
+    from cryoal.models import load_checkpoint
+
+    _, info = load_checkpoint(tmp_path / "p" / "models" / "round-001.pt")
+    assert info.train_config["distributed"] is True
+
+
+def test_distributed_flag_outside_torchrun_is_one_clear_line(
+    volumes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+    from cryoal.cli.main import cli
+
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    result = CliRunner().invoke(
+        cli, _select_args(volumes_dir, tmp_path / "p", tmp_path / "o.csv", ["--distributed"])
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "Error: --distributed needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, "
+        "MASTER_PORT): launch with `torchrun --nproc-per-node N -m cryoal.cli select ...`"
+    )

@@ -48,6 +48,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Subset
 
+from cryoal import distributed
 from cryoal._atomic import atomic_path
 from cryoal.active.gallery import write_gallery
 from cryoal.active.oracle import Oracle
@@ -123,6 +124,8 @@ class SelectConfig:
         Picks shown in the gallery (the first ones by rank); 0 disables the gallery.
     progress
         Show progress bars.
+    num_workers
+        DataLoader worker processes reading volumes while training and scoring.
     """
 
     strategy: str = "expected-gradnorm"
@@ -141,6 +144,7 @@ class SelectConfig:
     device: str = "auto"
     gallery_size: int = 24
     progress: bool = True
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
@@ -149,6 +153,8 @@ class SelectConfig:
             raise ConfigError(f"cold_start must be 'coreset' or 'random', got {self.cold_start!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
 
     def resume_key(self) -> dict[str, Any]:
         """The options that define a round's picks: a resumed round must match them."""
@@ -466,8 +472,11 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
             device=config.device,
             init=init,
             progress=config.progress,
+            num_workers=config.num_workers,
+            distributed=distributed.current().distributed,
         )
-        history = fit(model, train_ds, None, cfg)
+        # under torchrun every rank trains (DDP); elsewhere a plain call
+        history = distributed.run_everywhere(fit, model, train_ds, None, cfg)
         _kill_point("training")
         train_eval = evaluate(model, train_ds, batch_size=config.batch_size)
         metrics.update(
@@ -534,12 +543,15 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         transform=_normalize_batch,
         progress=config.progress,
         seed=rnd.seed,
+        num_workers=config.num_workers,
     )
     sub = Subset(pool, unl)
     generator = torch.Generator().manual_seed(rnd.seed)
     all_scores: torch.Tensor | None = None
     if isinstance(strategy, ScoreStrategy):
-        all_scores = strategy.score(model, sub).float().cpu()
+        # under torchrun each rank scores its shard (same scores as one process)
+        all_scores = distributed.run_everywhere(distributed.sharded_score, strategy, model, sub)
+        all_scores = all_scores.float().cpu()
         order = select_topk(all_scores, rnd.budget)
         pick_global = [unl[j] for j in order.tolist()]
         pick_scores = all_scores[order].tolist()
@@ -557,6 +569,7 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
             device=device,
             transform=_normalize,
             progress=config.progress,
+            num_workers=config.num_workers,
         )
     rows: list[tuple[str, float | None, str | None, dict[str, float] | None]] = []
     for j, i in enumerate(unl):
