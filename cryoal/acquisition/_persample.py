@@ -344,9 +344,18 @@ def _hooked(
         return cap.unsupported
     b = x.shape[0]
     fired = {id(r.module) for r in cap.records}
-    for m, direct in owners:
-        if id(m) not in fired:
-            return f"{type(m).__name__} owns parameters ({', '.join(direct)}) but was never called"
+    unfired = [(m, direct) for m, direct in owners if id(m) not in fired]
+    if unfired:
+        # parameters of modules that never ran: unused (zero gradient) or used elsewhere
+        loose = [p for _, direct in unfired for p in direct.values()]
+        root, grad_out = pairs[0]
+        used = torch.autograd.grad(
+            root, loose, grad_outputs=grad_out, retain_graph=True, allow_unused=True
+        )
+        for (m, direct), g in zip([(m, d) for m, d in unfired for _ in d], used, strict=True):
+            if g is not None:
+                return f"{type(m).__name__} owns parameters ({', '.join(direct)}) used outside its forward"
+        owners = [(m, direct) for m, direct in owners if id(m) in fired]
     for r in cap.records:
         if r.output.dim() == 0 or r.output.shape[0] != b:
             return f"{type(r.module).__name__} output {tuple(r.output.shape)} has no batch dim"
@@ -361,6 +370,8 @@ def _hooked(
     sq = x.new_zeros((len(pairs), b, len(chosen)), dtype=_float(chosen[0][1].dtype))
     outs = [r.output for r in cap.records]
     for v, (root, grad_out) in enumerate(pairs):
+        if not outs:  # every measured parameter is unused: zero gradients
+            break
         grads = torch.autograd.grad(
             root, outs, grad_outputs=grad_out, retain_graph=True, allow_unused=True
         )

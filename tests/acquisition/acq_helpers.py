@@ -119,5 +119,3 @@ class TensorPool(torch.utils.data.Dataset[tuple[Tensor, int]]):
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         return self.x[i], -1
-
-

@@ -54,7 +54,9 @@ def test_conv2d_prelu_groupnorm_sequence_linear_matches_loop(reduction: str) -> 
     x = torch.randn(4, 1, 10, 10, dtype=torch.float64)
     _assert_hooked(model, x)
     fast = per_sample_grad_norms(model, x, entropy_loss, reduction=reduction)
-    torch.testing.assert_close(fast, naive_norms(model, x, entropy_loss, reduction), rtol=1e-10, atol=0)
+    torch.testing.assert_close(
+        fast, naive_norms(model, x, entropy_loss, reduction), rtol=1e-10, atol=0
+    )
 
 
 def test_float32_matches_loop_to_1e4() -> None:
@@ -73,7 +75,9 @@ def test_dsrf3d_matches_loop(reduction: str) -> None:
     x = torch.randn(3, 1, 16, 16, 16, dtype=torch.float64)
     _assert_hooked(model, x)
     fast = per_sample_grad_norms(model, x, entropy_loss, reduction=reduction)
-    torch.testing.assert_close(fast, naive_norms(model, x, entropy_loss, reduction), rtol=1e-10, atol=0)
+    torch.testing.assert_close(
+        fast, naive_norms(model, x, entropy_loss, reduction), rtol=1e-10, atol=0
+    )
     cls = per_sample_class_grad_norms(model, x, reduction=reduction)[0]
     torch.testing.assert_close(cls, naive_class_norms(model, x, reduction), rtol=1e-10, atol=0)
 
@@ -131,7 +135,10 @@ def test_frozen_params_and_params_selection() -> None:
     torch.testing.assert_close(head_only, naive_head, rtol=1e-10, atol=0)
     by_tensor = per_sample_grad_norms(model, x, entropy_loss, params=[model.head.weight])
     torch.testing.assert_close(
-        by_tensor, naive_norms(model, x, entropy_loss, params=[model.head.weight]), rtol=1e-10, atol=0
+        by_tensor,
+        naive_norms(model, x, entropy_loss, params=[model.head.weight]),
+        rtol=1e-10,
+        atol=0,
     )
 
 
@@ -204,7 +211,31 @@ class _BatchStats(nn.Module):
         return self.bn(torch.stack([h, h * h], dim=2)).sum(2)
 
 
-@pytest.mark.parametrize("cls", [_Shared, _OwnParam, _BatchStats])
+class _Unused(nn.Module):
+    """An auxiliary layer that forward never calls: zero gradient, fast path kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.aux = nn.Linear(4, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lin(x)
+
+
+class _Functional(nn.Module):
+    """A layer whose weight is used functionally, never through its own forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.proj = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(torch.tanh(self.lin(x)), self.proj.weight)
+
+
+@pytest.mark.parametrize("cls", [_Shared, _OwnParam, _BatchStats, _Unused, _Functional])
 def test_shared_tied_own_params_and_batch_stats(cls: type[nn.Module]) -> None:
     torch.manual_seed(8)
     model = cls().double().eval()
@@ -214,6 +245,16 @@ def test_shared_tied_own_params_and_batch_stats(cls: type[nn.Module]) -> None:
         torch.testing.assert_close(
             fast, naive_norms(model, x, entropy_loss, reduction), rtol=1e-10, atol=0
         )
+
+
+def test_engine_choice_for_unused_and_functional_params() -> None:
+    x = torch.randn(3, 4)
+    _assert_hooked(_Unused(), x)
+    model = _Functional()
+    res = _hooked(
+        model, x, lambda z: [(entropy_loss(z).sum(), None)], select_params(model), amp=False
+    )
+    assert res == "Linear owns parameters (weight, bias) used outside its forward"
 
 
 def test_batch_statistics_use_loop_fallback() -> None:

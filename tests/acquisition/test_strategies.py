@@ -54,7 +54,8 @@ class StrategyTemplate:
         with pytest.raises(ConfigError, match="budget must be a positive integer, got 0"):
             s.select(tiny3d, pool3d, 0)
         with pytest.raises(
-            PoolExhaustedError, match="budget 4 exceeds the 3 unlabelled volumes left in the pool of 13"
+            PoolExhaustedError,
+            match="budget 4 exceeds the 3 unlabelled volumes left in the pool of 13",
         ):
             s.select(tiny3d, pool3d, 4, labelled=range(10))
         with pytest.raises(EmptyPoolError, match="the pool holds no volumes"):
@@ -121,7 +122,9 @@ class TestEntropy(ScoreTemplate):
     def test_values(self, tiny3d: nn.Module, pool3d: TensorPool) -> None:
         p = torch.softmax(tiny3d(pool3d.x), 1)
         expect = -(p * p.log()).sum(1)
-        torch.testing.assert_close(self.make().score(tiny3d, pool3d), expect.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            self.make().score(tiny3d, pool3d), expect.detach(), rtol=1e-5, atol=1e-6
+        )
 
 
 class TestMargin(ScoreTemplate):
@@ -138,7 +141,9 @@ class TestLeastConfidence(ScoreTemplate):
     def test_values(self, tiny3d: nn.Module, pool3d: TensorPool) -> None:
         p = torch.softmax(tiny3d(pool3d.x), 1)
         expect = 1 - p.max(1).values
-        torch.testing.assert_close(self.make().score(tiny3d, pool3d), expect.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            self.make().score(tiny3d, pool3d), expect.detach(), rtol=1e-5, atol=1e-6
+        )
 
 
 class TestBALD(ScoreTemplate):
@@ -176,7 +181,9 @@ class TestBALD(ScoreTemplate):
         model = TinyConv3d(dropout=0.5)
         seen: dict[str, bool] = {}
         for name, m in model.named_modules():
-            m.register_forward_hook(lambda mod, i, o, name=name: seen.__setitem__(name, mod.training))
+            m.register_forward_hook(
+                lambda mod, i, o, name=name: seen.__setitem__(name, mod.training)
+            )
         self.make().score(model, TensorPool(pool3d.x[:2]))
         assert seen["body.7"] is True  # dropout
         assert seen["body.1"] is False  # batchnorm uses running stats
@@ -187,13 +194,17 @@ class TestCoreset(StrategyTemplate):
 
     def test_hand_checked_kcenter(self) -> None:
         emb = torch.tensor([[0.0], [1.0], [10.0], [4.0], [9.0]])
-        picks, scores = acquisition.kcenter_greedy(emb, 2, torch.tensor([0]), torch.tensor([1, 2, 3, 4]))
+        picks, scores = acquisition.kcenter_greedy(
+            emb, 2, torch.tensor([0]), torch.tensor([1, 2, 3, 4])
+        )
         assert picks.tolist() == [2, 3]  # 10 is farthest from 0; then 4 (4 from 0, 6 from 10)
         torch.testing.assert_close(scores, torch.tensor([10.0, 4.0]))
 
     def test_no_labelled_starts_farthest_from_mean_and_ties(self) -> None:
         emb = torch.tensor([[0.0, 0.0], [2.0, 0.0], [-2.0, 0.0], [0.0, 1.0]])
-        picks, _ = acquisition.kcenter_greedy(emb, 2, torch.zeros(0, dtype=torch.long), torch.arange(4))
+        picks, _ = acquisition.kcenter_greedy(
+            emb, 2, torch.zeros(0, dtype=torch.long), torch.arange(4)
+        )
         # mean (0, .25): 1 and 2 tie at the largest distance -> lower index 1; then 2 (dist 4)
         assert picks.tolist() == [1, 2]
 
@@ -249,7 +260,9 @@ class TestExpectedGradNorm(ScoreTemplate):
         torch.testing.assert_close(scores, expect.float(), rtol=1e-5, atol=0)
         top1 = self.make(reduction=reduction, top_k=1).score(model, pool)
         best = p.argmax(1, keepdim=True)
-        expect1 = (p.gather(1, best) * naive_class_norms(model, pool.x, reduction).gather(1, best))[:, 0]
+        expect1 = (p.gather(1, best) * naive_class_norms(model, pool.x, reduction).gather(1, best))[
+            :, 0
+        ]
         torch.testing.assert_close(top1, expect1.float(), rtol=1e-5, atol=0)
 
     @pytest.mark.parametrize("reduction", ["l2", "layerwise-sum"])
@@ -263,10 +276,14 @@ class TestExpectedGradNorm(ScoreTemplate):
         torch.testing.assert_close(ref, ent, rtol=1e-6, atol=0)
         z = model(pool.x)
         torch.testing.assert_close(acquisition.expected_ce(z), acquisition.entropy(z))
+
         # ...and the released code's per-sample loop gives the same numbers
         def released(zz: Tensor) -> Tensor:
             p = torch.softmax(zz, 1)
-            return sum(p[:, y] * F.cross_entropy(zz, torch.full((zz.shape[0],), y), reduction="none") for y in range(4))
+            return sum(
+                p[:, y] * F.cross_entropy(zz, torch.full((zz.shape[0],), y), reduction="none")
+                for y in range(4)
+            )
 
         naive = naive_norms(model, pool.x, released, reduction)  # type: ignore[arg-type]
         torch.testing.assert_close(ref, naive.float(), rtol=1e-5, atol=0)
@@ -289,7 +306,9 @@ class TestLastLayerGradNorm(ScoreTemplate):
     name = "last-layer-gradnorm"
 
     @pytest.mark.parametrize("target", ["expected", "entropy"])
-    def test_closed_form_equals_autograd(self, tiny3d: nn.Module, pool3d: TensorPool, target: str) -> None:
+    def test_closed_form_equals_autograd(
+        self, tiny3d: nn.Module, pool3d: TensorPool, target: str
+    ) -> None:
         scores = self.make(target=target).score(tiny3d, pool3d)
         head = [tiny3d.head.weight, tiny3d.head.bias]
         if target == "entropy":
@@ -298,6 +317,7 @@ class TestLastLayerGradNorm(ScoreTemplate):
             p = torch.softmax(tiny3d(pool3d.x), 1).detach()
             cols = []
             for y in range(p.shape[1]):
+
                 def ce(z: Tensor, y: int = y) -> Tensor:
                     return F.cross_entropy(z, torch.full((z.shape[0],), y), reduction="none")
 
@@ -322,10 +342,23 @@ def test_select_topk_ties_and_nan() -> None:
 
 def test_registry_names_and_errors() -> None:
     assert acquisition.available() == sorted(
-        ["random", "entropy", "margin", "least-confidence", "bald", "coreset", "badge",
-         "expected-gradnorm", "entropy-gradnorm", "last-layer-gradnorm"]
+        [
+            "random",
+            "entropy",
+            "margin",
+            "least-confidence",
+            "bald",
+            "coreset",
+            "badge",
+            "expected-gradnorm",
+            "entropy-gradnorm",
+            "last-layer-gradnorm",
+        ]
     )
-    with pytest.raises(ConfigError, match="unknown acquisition strategy 'expected-gradnrom'; did you mean expected-gradnorm"):
+    with pytest.raises(
+        ConfigError,
+        match="unknown acquisition strategy 'expected-gradnrom'; did you mean expected-gradnorm",
+    ):
         get("expected-gradnrom")
     with pytest.raises(ConfigError, match="bad options for strategy 'entropy'"):
         get("entropy", bogus=1)
@@ -338,7 +371,9 @@ def test_volume_pool_with_normalize(tmp_path: Any) -> None:
 
     g = torch.Generator().manual_seed(0)
     for i in range(6):
-        write_volume(tmp_path / f"v{i}.mrc", (torch.randn(8, 8, 8, generator=g) * 5 + i).numpy(), 10.0)
+        write_volume(
+            tmp_path / f"v{i}.mrc", (torch.randn(8, 8, 8, generator=g) * 5 + i).numpy(), 10.0
+        )
     pool = VolumePool.from_directory(tmp_path)
     torch.manual_seed(0)
     model = TinyConv3d().eval()
