@@ -15,6 +15,7 @@ without a Python loop over samples (see ``docs/acquisition.md``).
 from __future__ import annotations
 
 from cryoal.acquisition._stream import eval_mode, iter_batches, mc_dropout_mode, stream_scores
+from cryoal.acquisition.auto import Auto, choose
 from cryoal.acquisition.base import (
     ScoreStrategy,
     Selection,
@@ -25,6 +26,7 @@ from cryoal.acquisition.base import (
     register,
     select_topk,
 )
+from cryoal.acquisition.diverse import DiverseEntropyGradNorm, DiverseExpectedGradNorm
 from cryoal.acquisition.diversity import BADGE, Coreset, kcenter_greedy, kmeanspp_factored
 from cryoal.acquisition.gradnorm import (
     EntropyGradNorm,
@@ -36,6 +38,7 @@ from cryoal.acquisition.gradnorm import (
     per_sample_class_grad_norms,
     per_sample_grad_norms,
 )
+from cryoal.acquisition.typicality import Typicality, typiclust_select
 from cryoal.acquisition.uncertainty import (
     BALD,
     Entropy,
@@ -48,9 +51,12 @@ from cryoal.acquisition.uncertainty import (
 )
 
 __all__ = [
+    "Auto",
     "BADGE",
     "BALD",
     "Coreset",
+    "DiverseEntropyGradNorm",
+    "DiverseExpectedGradNorm",
     "Entropy",
     "EntropyGradNorm",
     "ExpectedGradNorm",
@@ -61,9 +67,11 @@ __all__ = [
     "ScoreStrategy",
     "Selection",
     "Strategy",
+    "Typicality",
     "available",
     "bald_scores",
     "check_budget",
+    "choose",
     "entropy",
     "entropy_of",
     "eval_mode",
@@ -80,4 +88,5 @@ __all__ = [
     "register",
     "select_topk",
     "stream_scores",
+    "typiclust_select",
 ]

@@ -15,7 +15,7 @@ import difflib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -52,11 +52,15 @@ class Selection:
         of the pick, e.g. the distance to the nearest centre).
     strategy
         Registered name of the strategy that made the selection.
+    info
+        Plain extra facts about the selection (e.g. ``auto``'s ``choice`` and
+        ``reason``); empty for most strategies.
     """
 
     indices: Tensor
     scores: Tensor
     strategy: str
+    info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.indices.numel())

@@ -1,0 +1,607 @@
+"""Self-supervised pretraining of a classifier's encoder on the unlabelled pool.
+
+A structural biologist starting a new dataset has thousands of subtomograms and no
+labels. Their appearance alone says a lot: :func:`pretrain_encoder` trains the
+``model.features`` encoder with a SimCLR-style contrastive objective (NT-Xent, Chen et
+al. 2020) so that two augmented views of one subtomogram embed close together and views
+of different subtomograms apart. The views come from the cryo-ET physics of
+:mod:`cryoal.transforms`: a uniform random rotation (orientation is a nuisance), a
+missing wedge re-imposed in the lab frame after the rotation (tilt range jittered), extra
+Gaussian noise at a random SNR, then per-volume z-scoring.
+
+The pretrained encoder is used twice (see :mod:`cryoal.acquisition.typicality`,
+:mod:`cryoal.acquisition.diverse` and the active loop):
+
+(a) as the embedding of the unlabelled pool for the cold start (typicality), core-set,
+    BADGE and the diversity step of diverse gradnorm;
+(b) as the initialisation of each round's classifier (:func:`init_from_encoder`: every
+    weight but the linear head).
+
+An encoder is stored as a regular cryoal checkpoint (:func:`cryoal.models.save_checkpoint`,
+written atomically) of the classifier it was trained in, with ``extra["kind"] ==
+"encoder"``, the pretraining configuration, the loss curve and a cache key;
+:func:`cached_encoder` keeps one per project (``PROJECT/models/encoder.pt``) and trains
+again only when the pool, the architecture or the configuration changed.
+
+>>> from cryoal import models, pretrain
+>>> model = models.create("cb3d", 2, (1, 32, 32, 32))
+>>> result = pretrain.pretrain_encoder(model, pool, pretrain.PretrainConfig(epochs=30))
+>>> clf = pretrain.init_from_encoder(models.create("cb3d", 10, (1, 32, 32, 32)), result.state)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, RandomSampler, Subset
+from tqdm.auto import tqdm
+
+from cryoal.errors import CheckpointError, ConfigError, EmptyPoolError
+from cryoal.runtime import resolve_device
+
+__all__ = [
+    "ENCODER_FILE",
+    "PretrainConfig",
+    "PretrainResult",
+    "augmentation",
+    "cached_encoder",
+    "encoder_state",
+    "init_from_encoder",
+    "load_encoder",
+    "nt_xent",
+    "pool_fingerprint",
+    "pretrain_encoder",
+    "save_encoder",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where a project keeps its pretrained encoder, relative to the project folder.
+ENCODER_FILE = Path("models") / "encoder.pt"
+
+#: Version of the pretraining recipe; part of the cache key, bump when the recipe changes.
+RECIPE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """How :func:`pretrain_encoder` trains.
+
+    Attributes
+    ----------
+    epochs
+        Passes over the pool (each item gives two views per pass).
+    batch_size
+        Volumes per step; NT-Xent contrasts each view against the ``2·batch_size − 2``
+        views of the other volumes of the batch. The incomplete last batch is dropped
+        (BatchNorm); a pool smaller than a batch is used as one batch.
+    lr, weight_decay
+        AdamW peak learning rate (cosine decay to 0 over all steps) and weight decay.
+    temperature
+        NT-Xent temperature τ (> 0).
+    projection_dim
+        Output width of the 2-layer MLP projection head used only during pretraining.
+    snr_range
+        ``(low, high)`` SNR of the extra Gaussian noise of each view,
+        var(input)/var(added noise); drawn log-uniformly per view.
+    tilt_range, wedge_jitter
+        Nominal tilt range (degrees) of the missing wedge re-imposed after the rotation,
+        and the jitter of each end (degrees).
+    rotate
+        Rotate each view by a uniform random rotation (SO(3)).
+    max_items
+        Pretrain on at most this many pool items (a seeded random subset); ``None``
+        uses the whole pool.
+    seed
+        Seeds the projection head, batch order, dropout and every augmentation draw.
+    """
+
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.1
+    projection_dim: int = 64
+    snr_range: tuple[float, float] = (1.0, 10.0)
+    tilt_range: tuple[float, float] = (-60.0, 60.0)
+    wedge_jitter: float = 5.0
+    rotate: bool = True
+    max_items: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snr_range", tuple(float(s) for s in self.snr_range))
+        object.__setattr__(self, "tilt_range", tuple(float(t) for t in self.tilt_range))
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            problems.append(
+                f"batch_size must be >= 2 (two volumes to contrast), got {self.batch_size}"
+            )
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.temperature > 0:
+            problems.append(f"temperature must be > 0, got {self.temperature}")
+        if self.projection_dim < 1:
+            problems.append(f"projection_dim must be >= 1, got {self.projection_dim}")
+        if len(self.snr_range) != 2 or not 0 < self.snr_range[0] <= self.snr_range[1]:
+            problems.append(
+                f"snr_range must be (low, high) with 0 < low <= high, got {self.snr_range}"
+            )
+        if self.max_items is not None and self.max_items < 2:
+            problems.append(f"max_items must be >= 2 or None, got {self.max_items}")
+        if problems:
+            raise ConfigError("PretrainConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able view (tuples as lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainResult:
+    """What :func:`pretrain_encoder` produced.
+
+    Attributes
+    ----------
+    state
+        Encoder weights: the model's ``state_dict`` without the ``head.*`` entries (CPU).
+    losses
+        Mean NT-Xent loss of each epoch (nats).
+    seconds
+        Wall time of the training.
+    n_items
+        Pool items the encoder was trained on.
+    config
+        The configuration used.
+    path
+        Checkpoint written (``None`` when no ``out`` was given).
+    """
+
+    state: dict[str, Tensor]
+    losses: list[float]
+    seconds: float
+    n_items: int
+    config: PretrainConfig
+    path: Path | None = None
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+    """NT-Xent (normalised temperature-scaled cross-entropy) loss of SimCLR.
+
+    Row ``i`` of ``z1`` and row ``i`` of ``z2`` are two views of one item (a positive
+    pair); every other row of either tensor is a negative. With cosine similarities
+    ``s_ab = ẑ_a·ẑ_b / τ`` over the ``2B`` views, the loss of view ``a`` with positive
+    ``p(a)`` is ``−log(exp(s_{a,p(a)}) / Σ_{b≠a} exp(s_ab))``, averaged over all ``2B`` views.
+
+    Parameters
+    ----------
+    z1, z2
+        ``(B, P)`` projections of the two views, ``B >= 2``.
+    temperature
+        τ > 0.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss (nats); ``log(2B − 1)`` for uninformative (all-equal) projections.
+    """
+    if z1.shape != z2.shape or z1.dim() != 2:
+        raise ConfigError(
+            f"nt_xent needs two (B, P) tensors of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
+        )
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.t() / temperature
+    sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), -math.inf)
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def augmentation(config: PretrainConfig) -> Any:
+    """The view-making pipeline: rotate → missing wedge → noise → z-score.
+
+    Returns
+    -------
+    cryoal.transforms.Compose
+        Callable on a batch ``(B, 1, D, H, W)`` with a ``generator``; each volume draws
+        its own rotation, tilt range and SNR.
+    """
+    from cryoal.transforms import Compose, Normalize, RandomMissingWedge, RandomNoise, RandomRotate
+
+    steps: list[Any] = []
+    if config.rotate:
+        steps.append(RandomRotate(padding="mean"))
+    steps.append(RandomMissingWedge(tilt_range=config.tilt_range, jitter=config.wedge_jitter))
+    steps.append(RandomNoise(snr_range=config.snr_range))
+    steps.append(Normalize())
+    return Compose(steps)
+
+
+def _features(model: nn.Module) -> tuple[Any, nn.Linear]:
+    features = getattr(model, "features", None)
+    head = getattr(model, "head", None)
+    if not callable(features) or not isinstance(head, nn.Linear):
+        raise ConfigError(
+            f"pretraining needs a model with features(x) and a linear head (cryoal.models."
+            f"create builds them); {type(model).__name__} has none"
+        )
+    return features, head
+
+
+def _first_tensor(item: Any) -> Tensor:
+    x = item[0] if isinstance(item, (tuple, list)) else item
+    if not isinstance(x, Tensor):
+        raise ConfigError(
+            f"pool items must be a tensor or a tuple starting with one, got {type(x).__name__}"
+        )
+    return x
+
+
+def _collate(items: list[Any]) -> Tensor:
+    return torch.stack([_first_tensor(it) for it in items])
+
+
+def encoder_state(model: nn.Module) -> dict[str, Tensor]:
+    """The encoder part of a classifier's weights: ``state_dict`` minus ``head.*`` (CPU copies)."""
+    return {
+        k: v.detach().cpu().clone()
+        for k, v in model.state_dict().items()
+        if not k.startswith("head.")
+    }
+
+
+def pretrain_encoder(
+    model: nn.Module,
+    pool: Any,
+    config: PretrainConfig | None = None,
+    *,
+    device: str | torch.device | None = "auto",
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    num_workers: int = 0,
+    meta: Mapping[str, Any] | None = None,
+) -> PretrainResult:
+    """Train ``model.features`` on the unlabelled pool with the NT-Xent objective (in place).
+
+    Each step draws ``batch_size`` pool volumes ``(B, 1, D, H, W)``, makes two views of
+    each with :func:`augmentation`, embeds them with ``model.features`` → ``(B, F)``,
+    projects them with a throw-away MLP ``F → F → projection_dim`` and minimises
+    :func:`nt_xent`. The linear head is not touched. Same seed, same weights (on CPU).
+
+    Parameters
+    ----------
+    model
+        A classifier with ``features(x) -> (B, F)`` and a linear ``head`` (any
+        :func:`cryoal.models.create` model); trained in place, left in eval mode on
+        ``device``.
+    pool
+        Map-style dataset of raw volumes: items are a tensor ``(1, D, H, W)`` or a tuple
+        starting with one (a :class:`cryoal.io.VolumePool` or ``pool.dataset()``).
+        Labels, if any, are ignored.
+    config
+        :class:`PretrainConfig` (defaults when ``None``).
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``...
+    out
+        Also write the encoder checkpoint here (atomically, :func:`save_encoder`).
+    progress
+        Show a tqdm bar over the epochs.
+    num_workers
+        DataLoader worker processes reading the pool.
+    meta
+        Extra plain metadata stored in the checkpoint (e.g. the cache key).
+
+    Returns
+    -------
+    PretrainResult
+        The encoder state, per-epoch losses, time and the written path.
+
+    Raises
+    ------
+    EmptyPoolError
+        Fewer than two pool items.
+    ConfigError
+        The model has no ``features``/``head``.
+    """
+    cfg = config or PretrainConfig()
+    features, head = _features(model)
+    n = len(pool)
+    if n < 2:
+        raise EmptyPoolError(f"pretraining needs at least 2 pool volumes, got {n}")
+    dev = resolve_device(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    indices = list(range(n))
+    if cfg.max_items is not None and cfg.max_items < n:
+        indices = sorted(torch.randperm(n, generator=gen)[: cfg.max_items].tolist())
+    data = Subset(pool, indices)
+    batch_size = min(cfg.batch_size, len(indices))
+    loader: DataLoader[Any] = DataLoader(
+        data,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        sampler=RandomSampler(data, generator=gen),  # type: ignore[arg-type]
+        drop_last=True,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=dev.type == "cuda",
+    )
+    steps_per_epoch = len(loader)
+    total = cfg.epochs * steps_per_epoch
+    augment = augmentation(cfg)
+    fork = [dev] if dev.type == "cuda" else []
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=fork):
+        torch.manual_seed(cfg.seed)
+        width = int(head.in_features)
+        projector = nn.Sequential(
+            nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, cfg.projection_dim)
+        )
+        model.to(dev)
+        projector.to(dev)
+        params = [p for p in model.parameters() if p.requires_grad] + list(projector.parameters())
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        )
+        aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        bar = tqdm(range(cfg.epochs), desc="pretrain", unit="epoch", disable=not progress)
+        for _epoch in bar:
+            model.train()
+            projector.train()
+            epoch_loss = 0.0
+            for x in loader:
+                x = x.to(dev, torch.float32, non_blocking=True)
+                v1 = augment(x, aug_gen)
+                v2 = augment(x, aug_gen)
+                h = features(torch.cat([v1, v2]))
+                z = projector(h)
+                loss = nt_xent(z[: x.shape[0]], z[x.shape[0] :], cfg.temperature)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                epoch_loss += float(loss.detach())
+            losses.append(epoch_loss / max(steps_per_epoch, 1))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            log.info("pretrain epoch %d/%d NT-Xent %.4f", _epoch + 1, cfg.epochs, losses[-1])
+        bar.close()
+    model.eval()
+    seconds = time.perf_counter() - t0
+    result = PretrainResult(encoder_state(model), losses, seconds, len(indices), cfg)
+    if out is not None:
+        path = save_encoder(out, model, result, **dict(meta or {}))
+        result = dataclasses.replace(result, path=path)
+    return result
+
+
+def save_encoder(
+    path: str | os.PathLike[str], model: nn.Module, result: PretrainResult, **meta: Any
+) -> Path:
+    """Write a pretrained encoder as a cryoal checkpoint (atomic).
+
+    The checkpoint is the whole classifier (its head is untrained) with
+    ``extra["kind"] = "encoder"``, ``extra["pretrain"]`` (the configuration),
+    ``extra["losses"]``, ``extra["n_items"]``, ``extra["seconds"]`` and ``meta``.
+
+    Raises
+    ------
+    CheckpointError
+        The model was not built by :func:`cryoal.models.create`.
+    """
+    from cryoal.models import save_checkpoint
+
+    return save_checkpoint(
+        path,
+        model,  # type: ignore[arg-type]
+        kind="encoder",
+        pretrain=result.config.to_dict(),
+        losses=result.losses,
+        n_items=result.n_items,
+        seconds=round(result.seconds, 3),
+        recipe_version=RECIPE_VERSION,
+        **meta,
+    )
+
+
+def load_encoder(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
+    """Load an encoder checkpoint written by :func:`save_encoder`.
+
+    Returns
+    -------
+    model, info
+        The classifier holding the encoder (eval mode, CPU) and its
+        :class:`cryoal.models.CheckpointInfo`.
+
+    Raises
+    ------
+    CheckpointError
+        Missing/corrupt file, or a checkpoint that is not an encoder.
+    """
+    from cryoal.models import load_checkpoint
+
+    model, info = load_checkpoint(path)
+    if info.extra.get("kind") != "encoder":
+        raise CheckpointError(
+            f"{path}: not a pretrained encoder (a classifier checkpoint); make one with "
+            "`cryoal pretrain --volumes DIR --out encoder.pt`"
+        )
+    return model, info
+
+
+def init_from_encoder(
+    model: nn.Module, encoder: Mapping[str, Tensor] | str | os.PathLike[str]
+) -> nn.Module:
+    """Initialise every weight of ``model`` but its linear head from a pretrained encoder.
+
+    Parameters
+    ----------
+    model
+        Classifier of the same architecture and input shape as the encoder (any number
+        of classes); modified in place and returned.
+    encoder
+        Encoder state (:attr:`PretrainResult.state`, ``head.*`` entries are ignored) or
+        the path of an encoder checkpoint.
+
+    Returns
+    -------
+    nn.Module
+        ``model``.
+
+    Raises
+    ------
+    CheckpointError
+        The encoder does not fit the model (other architecture or box).
+    """
+    if isinstance(encoder, Mapping):
+        state = {k: v for k, v in encoder.items() if not k.startswith("head.")}
+        where = "encoder state"
+    else:
+        enc_model, _ = load_encoder(encoder)
+        state = encoder_state(enc_model)
+        where = os.fspath(encoder)
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or extra or wrong:
+        detail = "; ".join(
+            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", extra),
+                ("shape differs", wrong),
+            )
+            if keys
+        )
+        raise CheckpointError(
+            f"{where}: pretrained encoder does not fit {type(model).__name__} ({detail}); "
+            "pretrain with the same --model and box as the classifier"
+        )
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def pool_fingerprint(pool: Any, *, sample: int = 64) -> str:
+    """A short SHA-1 that changes when the pool changes.
+
+    It hashes the number of items, their ids (when the pool has ``ids``), the box and
+    voxel size (when present), and the bytes of up to ``sample`` items spread evenly
+    over the pool (first and last included). Cheap: reads at most ``sample`` volumes.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    n = len(pool)
+    h = hashlib.sha1()
+    h.update(f"n={n}".encode())
+    ids = getattr(pool, "ids", None)
+    if ids is not None:
+        for vid in ids:
+            h.update(str(vid).encode() + b"\0")
+    for attr in ("box", "voxel_size"):
+        value = getattr(pool, attr, None)
+        if value is not None:
+            h.update(f"{attr}={value!r}".encode())
+    if n:
+        k = min(sample, n)
+        picks = sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
+        for i in picks:
+            x = _first_tensor(pool[i]).detach().cpu().contiguous().to(torch.float32)
+            h.update(x.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_encoder(
+    project_dir: str | os.PathLike[str],
+    pool: Any,
+    arch: str,
+    in_shape: Sequence[int],
+    config: PretrainConfig | None = None,
+    *,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = "auto",
+    progress: bool = True,
+    num_workers: int = 0,
+) -> Path:
+    """The project's pretrained encoder, trained on first use and reused afterwards.
+
+    The encoder lives in ``project_dir/models/encoder.pt``. Its cache key is the SHA-1
+    of the pool fingerprint (:func:`pool_fingerprint`), the architecture, its options,
+    the input shape, the configuration and the recipe version; a stored encoder with
+    another key (the pool or the options changed) is trained again and replaced.
+
+    Parameters
+    ----------
+    project_dir
+        Project folder (created if needed).
+    pool
+        The pool to pretrain on (see :func:`pretrain_encoder`).
+    arch, in_shape, arch_kwargs
+        Architecture (:func:`cryoal.models.available`), ``(C, D, H, W)`` and options.
+    config
+        Pretraining configuration.
+    device, progress, num_workers
+        As in :func:`pretrain_encoder`.
+
+    Returns
+    -------
+    Path
+        The encoder checkpoint.
+    """
+    from cryoal import models
+
+    cfg = config or PretrainConfig()
+    shape = [int(s) for s in in_shape]
+    key_src = {
+        "pool": pool_fingerprint(pool),
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs or {}),
+        "in_shape": shape,
+        "config": cfg.to_dict(),
+        "recipe": RECIPE_VERSION,
+    }
+    key = hashlib.sha1(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(project_dir) / ENCODER_FILE
+    if path.exists():
+        try:
+            _, info = load_encoder(path)
+            if info.extra.get("cache_key") == key:
+                log.info("reusing pretrained encoder %s (key %s)", path, key)
+                return path
+            log.info("pool or pretraining options changed: pretraining %s again", path)
+        except CheckpointError as exc:
+            log.warning("unreadable encoder %s (%s): pretraining again", path, exc)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = models.create(arch, 2, shape, **dict(arch_kwargs or {}))
+    pretrain_encoder(
+        model,
+        pool,
+        cfg,
+        device=device,
+        out=path,
+        progress=progress,
+        num_workers=num_workers,
+        meta={"cache_key": key, "pool_fingerprint": key_src["pool"]},
+    )
+    return path
