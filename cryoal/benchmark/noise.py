@@ -966,7 +966,10 @@ def _run_in(
             robustness=robust_table[list(ROBUSTNESS_COLUMNS)] if len(robust_table) else None,
             notes=[
                 *notes,
-                f"Preset: {config.preset}; device: {device}; this invocation took {elapsed:.0f} s.",
+                f"Preset: {config.preset}; device: {device}; this invocation ran "
+                f"{len(todo)} of {len(blocks)} active-learning runs and {len(todo_robust)} of "
+                f"{len(robust_blocks)} robustness trainings in {elapsed:.0f} s (the others were "
+                "already in results.csv / robustness.csv).",
             ],
         )
     table.attrs["robustness"] = robust_table
