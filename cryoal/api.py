@@ -287,6 +287,9 @@ class TrainedModel:
         (or the training set without one; ``metrics["split"]`` says which).
     checkpoint
         Where the model was saved, if it was.
+    labelled_ids
+        Ids of the labelled volumes it was given (training and validation split): what
+        :func:`select` excludes by default. ``None`` for a loaded checkpoint.
     """
 
     model: nn.Module
@@ -295,6 +298,7 @@ class TrainedModel:
     history: History | None = None
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     checkpoint: Path | None = None
+    labelled_ids: list[str] | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str | None = None) -> TrainedModel:
@@ -456,7 +460,9 @@ def train(
     history = fit(net, train_ds, val_ds, config)
     metrics = evaluate(net, val_ds if val_ds is not None else train_ds, class_names=classes)
     metrics["split"] = "validation" if val_ds is not None else "training"
-    result = TrainedModel(net, classes, float(labelled.voxel_size), history, metrics)
+    result = TrainedModel(
+        net, classes, float(labelled.voxel_size), history, metrics, labelled_ids=list(labelled.ids)
+    )
     if out is not None:
         result.save(out)
     return result
@@ -505,7 +511,9 @@ def select(
         (default), ``entropy-gradnorm``, ``entropy``, ``margin``, ``bald``, ``coreset``,
         ``badge``, ``random``...
     labelled
-        Pool indices never to pick; default the pool's labelled volumes.
+        Pool indices never to pick. Default: the volumes a :class:`TrainedModel` was
+        given labels for (so a pool with ground truth attached still has candidates),
+        else the pool's labelled volumes.
     seed
         Seeds the strategy's random draws (random, coreset start, BADGE, BALD dropout).
     device, batch_size
@@ -547,7 +555,13 @@ def select(
             f"but the pool's volumes are {'×'.join(map(str, pool.box))}; use a model trained "
             "on this pool's box"
         )
-    exclude = pool.labelled_indices() if labelled is None else labelled
+    if labelled is not None:
+        exclude: Sequence[int] | torch.Tensor = labelled
+    elif info is not None and info.labelled_ids is not None:
+        position = {vid: i for i, vid in enumerate(pool.ids)}
+        exclude = [position[v] for v in info.labelled_ids if v in position]
+    else:
+        exclude = pool.labelled_indices()
     picker = acquisition.get(
         strategy,
         device=dev,

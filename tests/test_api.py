@@ -14,7 +14,13 @@ import torch
 
 import cryoal as ca
 from cryoal import acquisition
-from cryoal.errors import CheckpointError, ConfigError, InvalidLabelsError, ManifestError
+from cryoal.errors import (
+    CheckpointError,
+    ConfigError,
+    InvalidLabelsError,
+    ManifestError,
+    PoolExhaustedError,
+)
 from cryoal.io import VolumePool, read_volume, write_volume
 from cryoal.transforms import normalize
 
@@ -210,6 +216,17 @@ def test_select_defaults_seed_and_checkpoint(
     )
     assert direct.indices.tolist() == r1.indices.tolist()
     assert "<b>Selection</b> · expected-gradnorm · 3 picks" in a._repr_html_()
+
+
+def test_select_excludes_what_the_model_was_given_labels_for(
+    sim: VolumePool, trained: ca.TrainedModel
+) -> None:
+    # ``sim`` carries ground truth for every volume; the model only saw the first 8
+    assert trained.labelled_ids == sim.ids[:8]
+    sel = ca.select(trained, sim, budget=8, strategy="entropy", device="cpu")
+    assert sorted(sel.indices.tolist()) == list(range(8, 16))
+    with pytest.raises(PoolExhaustedError):
+        ca.select(trained.model, sim, budget=1, strategy="entropy", device="cpu")
 
 
 def test_select_errors(sim: VolumePool, trained: ca.TrainedModel, tmp_path: Path) -> None:
