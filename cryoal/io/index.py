@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 _FORMAT = "cryoal-pool-index"
 _FORMAT_VERSION = 1
 _SORT_CHUNK = 65_536
+#: rows per vectorised byte gather (temporaries ~17 B per byte of a row)
+_BYTE_CHUNK = 8_192
 _RELION = re.compile(r"^(\d+)@(.+)$")
 _HASH = re.compile(r"^(.+)#(\d+)$")
 
@@ -144,8 +146,8 @@ class StringArray(Sequence[str]):
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         out = np.empty(int(offsets[-1]), dtype=np.uint8)
-        for start in range(0, len(rows), _SORT_CHUNK):
-            block = rows[start : start + _SORT_CHUNK]
+        for start in range(0, len(rows), _BYTE_CHUNK):
+            block = rows[start : start + _BYTE_CHUNK]
             src = _gather_positions(self.offsets[block], lengths[start : start + len(block)])
             out[offsets[start] : offsets[start + len(block)]] = self.data[src]
         return StringArray(out, offsets)
@@ -159,8 +161,8 @@ class StringArray(Sequence[str]):
         width = max(int(lengths.max()), 1)
         keys = np.zeros(n, dtype=f"S{width}")
         view = keys.view(np.uint8).reshape(n, width)
-        for start in range(0, n, _SORT_CHUNK):
-            stop = min(start + _SORT_CHUNK, n)
+        for start in range(0, n, _BYTE_CHUNK):
+            stop = min(start + _BYTE_CHUNK, n)
             ln = lengths[start:stop]
             cols = np.arange(width)
             mask = cols[None, :] < ln[:, None]
@@ -404,6 +406,7 @@ class PoolIndex(Dataset[torch.Tensor]):
         positions: list[np.ndarray] = []
         labels: list[np.ndarray] = []
         classes: dict[str, int] = {}
+        readable: set[str] = set()  # file-name tails (".mrc", "x.mrc.gz") already checked
         row0 = 0
         with chunks as frames:
             for frame in frames:
@@ -420,8 +423,10 @@ class PoolIndex(Dataset[torch.Tensor]):
                 given_labels = frame[label_col].tolist() if has_label else None
                 for k, raw in enumerate(frame[path_col].tolist()):
                     file, j = _split_item(str(raw).strip())
-                    if not is_volume_file(file):
+                    tail = _extension_tail(file)
+                    if tail not in readable:
                         split_extension(file)  # raises, naming the extension
+                        readable.add(tail)
                     paths.add(file)
                     pos[k] = j
                     vid = given_ids[k].strip() if given_ids is not None else ""
@@ -663,6 +668,13 @@ class _LazyKeys(Sequence[str]):
 
     def __getitem__(self, k: Any) -> Any:
         return self.ids[int(self.order[k])]
+
+
+def _extension_tail(name: str) -> str:
+    """The part of ``name`` from its second-to-last dot: it decides the extension."""
+    dot = name.rfind(".")
+    prev = name.rfind(".", 0, dot) if dot > 0 else -1
+    return name[prev:] if prev >= 0 else (name[dot:] if dot >= 0 else name)
 
 
 def _split_item(raw: str) -> tuple[str, int]:

@@ -150,9 +150,12 @@ def test_csv_without_ids_and_errors(tmp_path: Path) -> None:
     pd.DataFrame({"file": ["a.mrc"]}).to_csv(tmp_path / "nocol.csv", index=False)
     with pytest.raises(InvalidLabelsError, match=r"nocol.csv: no 'path' column \(columns: file\)"):
         PoolIndex.from_table(tmp_path / "nocol.csv")
-    pd.DataFrame({"path": ["a.txt"]}).to_csv(tmp_path / "ext.csv", index=False)
-    with pytest.raises(InvalidVolumeError, match="unknown volume extension '.txt'"):
+    pd.DataFrame({"path": ["x.mrc", "y.mrc.gz", "a.txt"]}).to_csv(tmp_path / "ext.csv", index=False)
+    with pytest.raises(InvalidVolumeError, match="a.txt: unknown volume extension '.txt'"):
         PoolIndex.from_table(tmp_path / "ext.csv")
+    pd.DataFrame({"path": ["x.mrc", "noext"]}).to_csv(tmp_path / "ext2.csv", index=False)
+    with pytest.raises(InvalidVolumeError, match=r"noext: unknown volume extension '\(none\)'"):
+        PoolIndex.from_table(tmp_path / "ext2.csv")
     with pytest.raises(InvalidLabelsError, match="unknown list extension '.json'"):
         PoolIndex.from_table(tmp_path / "list.json")
 
