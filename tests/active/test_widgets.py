@@ -362,7 +362,8 @@ def test_widget_renders_in_headless_chromium(
     assert shot.is_file(), (
         f"chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr[-500:]}"
     )
-    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    with Image.open(shot) as im:
+        img = np.asarray(im.convert("L"), dtype=np.float64)
     assert img.shape == (420, 700)
     assert img.std() > 20.0  # not a blank page
     # the pick's four panels: many grey levels in the image band below the title
