@@ -10,7 +10,11 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 seed_option = click.option(
-    "--seed", type=int, default=0, show_default=True, help="Random seed; a run is reproducible from it."
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed; a run is reproducible from it.",
 )
 device_option = click.option(
     "--device",

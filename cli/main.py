@@ -86,7 +86,9 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def main() -> None:  # pragma: no cover - thin wrapper for python -m

@@ -27,7 +27,9 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     sfx = "".join(target.suffixes) if suffix is None else suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{sfx}", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=f".tmp{sfx}", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -39,7 +39,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise ConfigError(
+            f"device {device!r} requested but CUDA is not available; use --device cpu"
+        )
     return dev
 
 
