@@ -16,6 +16,8 @@ cryoal benchmark noise --preset standard --strategies random,entropy,expected-gr
 cryoal benchmark noise --preset paper --device cuda --out bench/paper      # GPU-sized
 cryoal benchmark noise --preset quick --snr inf,0.05 --seeds 3 --out bench/q2
 cryoal benchmark noise --preset quick --print-config                       # show, run nothing
+cryoal benchmark noise --task image2d --preset quick --out bench/images   # 2D projections
+cryoal benchmark noise --task segmentation --preset quick --out bench/seg # UNet on crops
 cryoal benchmark noise --config my_benchmark.json --out bench/mine         # options from a file
 """
 
@@ -104,9 +106,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 @click.option("--model", "model_name", help="Architecture from the model registry (e.g. dsrf3d).")
 @click.option(
     "--task",
-    type=click.Choice(["classification3d"]),
+    type=click.Choice(["classification3d", "image2d", "segmentation"]),
     default=None,
-    help="Benchmarked task [default: classification3d].",
+    help="Benchmarked task [default: classification3d]; image2d and segmentation have "
+    "their own quick/standard presets (cryoal.tasks.benchmark).",
 )
 @click.option(
     "--device", default=None, help="cpu, cuda, cuda:N or auto [default: the preset's, auto]."
@@ -146,6 +149,10 @@ def noise(
 
     if config_file is not None:
         config = bench.NoiseBenchmarkConfig.from_dict(_read_config_file(config_file))
+    elif task not in (None, "classification3d"):
+        from cryoal.tasks import benchmark as task_bench
+
+        config = task_bench.preset(task, preset_name)
     else:
         config = bench.preset(preset_name)
     changes: dict[str, Any] = {}
@@ -160,7 +167,7 @@ def noise(
         changes["model"] = model_name
         if model_name != config.model:
             changes["model_kwargs"] = {}
-    if task is not None:
+    if task is not None and task != config.task:
         changes["task"] = task
     if device is not None:
         changes["device"] = device

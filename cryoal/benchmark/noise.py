@@ -820,10 +820,26 @@ def run(
     ConfigError
         ``out`` holds results of a benchmark with different options (with ``resume``),
         unknown strategy/model/structure names, unusable device.
+
+    Notes
+    -----
+    A :class:`cryoal.tasks.benchmark.TaskBenchmarkConfig` (``task`` image2d or
+    segmentation) is run by :func:`cryoal.tasks.benchmark.run` (same files and columns).
     """
     from cryoal import acquisition, models
     from cryoal.runtime import resolve_device
 
+    if getattr(config, "task", "classification3d") != "classification3d":
+        from cryoal.tasks import benchmark as task_benchmark
+
+        return task_benchmark.run(
+            config,  # type: ignore[arg-type]
+            out,
+            resume,
+            on_block=on_block,
+            notes=notes,
+            arguments=arguments,
+        )
     device = resolve_device(config.device)
     unknown = [s for s in config.strategies if s not in acquisition.available()]
     if unknown:

@@ -500,7 +500,9 @@ def run(
         cfg_path, res_path = folder / "config.json", folder / "results.csv"
         if resume and res_path.is_file():
             old = json.loads(cfg_path.read_text("utf-8")) if cfg_path.is_file() else {}
-            if old.get("arguments", {}).get("benchmark") != config.to_dict():
+            if old.get("arguments", {}).get("benchmark") != json.loads(
+                json.dumps(config.to_dict())
+            ):
                 raise ConfigError(
                     f"{folder} holds results of a benchmark with other options; use another "
                     "--out or --no-resume"
