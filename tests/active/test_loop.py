@@ -313,3 +313,18 @@ def test_warm_start_uses_previous_round_model(
         assert r3.metrics["warm_start"] == str(tmp_path / "proj" / "models" / "round-002.pt")
     else:  # a class appeared: the head changes shape, so round 3 trains from scratch
         assert r3.metrics["warm_start"] is None
+
+
+def test_train_batch_size_shrinks_for_few_labels() -> None:
+    from cryoal.active.loop import train_batch_size
+
+    assert [train_batch_size(16, n) for n in (2, 6, 12, 24, 48, 64, 1000)] == [
+        4,
+        4,
+        4,
+        6,
+        12,
+        16,
+        16,
+    ]
+    assert train_batch_size(2, 100) == 2
