@@ -8,8 +8,9 @@ the measured step alone (reported as the increase over the process after its imp
   (indexing opens no single-volume file) for N ≤ ``--max-dir-files``, a CSV list beyond;
   plus saving it and registering it in a Project (chunked executemany, no checksums).
   For comparison, VolumePool over the same folder (one Python string per id and path).
-* ``workers``: entropy scoring of a pool of real 32³ MRC files with a small 3D CNN
-  (cb3d), DataLoader workers 0/1/2.
+* ``workers``: the streaming scorer (:func:`cryoal.acquisition.stream_scores`) over a
+  pool of real 32³ MRC files with DataLoader workers 0/1/2 — reading only (plain and
+  gzip-compressed files), and entropy scoring with a small 3D CNN (cb3d).
 * ``procs``: the same scoring sharded over 1 and 2 gloo processes under torchrun
   (``cryoal.distributed.sharded_score``), 1 thread per process.
 
@@ -89,14 +90,14 @@ def child_volumepool(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _scoring_setup(volumes: str) -> tuple[Any, Any, Any]:
+def _scoring_setup(volumes: str, pattern: str = "*.mrc") -> tuple[Any, Any, Any]:
     import torch
 
     from cryoal import acquisition, models
     from cryoal.io.index import PoolIndex
     from cryoal.transforms import normalize
 
-    index = PoolIndex.from_directory(volumes)
+    index = PoolIndex.from_directory(volumes, pattern)
     torch.manual_seed(0)
     model = models.create("cb3d", 5, (1, *index.box))
     return index, model, (acquisition, normalize)
@@ -106,7 +107,32 @@ def child_workers(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    index, model, (acquisition, normalize) = _scoring_setup(args.volumes)
+    index, model, (acquisition, normalize) = _scoring_setup(args.volumes, args.pattern)
+    if args.mode == "read":  # the streaming scorer with a trivial per-item function
+        from cryoal.acquisition import stream_scores
+
+        def run() -> torch.Tensor:
+            return stream_scores(
+                lambda x: x.flatten(1).mean(1),
+                index,
+                torch.arange(len(index)),
+                batch_size=32,
+                device=torch.device("cpu"),
+                num_workers=args.workers,
+                progress=False,
+            )
+
+        run()  # warm the page cache
+        t0 = time.perf_counter()
+        n = int(run().numel())
+        dt = time.perf_counter() - t0
+        return {
+            "mode": f"read {args.pattern}",
+            "workers": args.workers,
+            "n": n,
+            "s": dt,
+            "vol_per_s": n / dt,
+        }
     strategy = acquisition.get(
         "entropy",
         device="cpu",
@@ -120,6 +146,7 @@ def child_workers(args: argparse.Namespace) -> dict[str, Any]:
     scores = strategy.score(model, index)
     dt = time.perf_counter() - t0
     return {
+        "mode": "score entropy cb3d",
         "workers": args.workers,
         "n": int(scores.numel()),
         "s": dt,
@@ -163,7 +190,7 @@ def _child(part: str, extra: list[str], *, torchrun: int = 0) -> Any:
     if torchrun:
         cmd += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={torchrun}"]
     cmd += [str(HERE), "--child", part, "--result", str(out), *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"} if torchrun else dict(os.environ)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one compute thread per process
     subprocess.run(cmd, check=True, env=env)
     result = json.loads(out.read_text())
     out.unlink()
@@ -196,13 +223,17 @@ def _make_list(path: Path, n: int) -> None:
             fh.write(f"t{k // 5000:04d}/tomo_{k:07d}.mrc,{'ribo' if k % 7 == 0 else ''}\n")
 
 
-def _make_volumes(root: Path, n: int, box: int) -> None:
-    from cryoal.io import write_volume
+def _make_volumes(root: Path, n: int, box: int, suffix: str = ".mrc") -> None:
+    import mrcfile
 
     rng = np.random.default_rng(0)
+    compression = "gzip" if suffix.endswith(".gz") else None
     for i in range(n):
-        vol = rng.standard_normal((box, box, box), dtype=np.float32)
-        write_volume(root / f"{i // 500:03d}" / f"v{i:06d}.mrc", vol, 4.0)
+        path = root / f"{i // 500:03d}" / f"v{i:06d}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with mrcfile.new(path, compression=compression) as mrc:
+            mrc.set_data(rng.standard_normal((box, box, box), dtype=np.float32))
+            mrc.voxel_size = 4.0
 
 
 def main() -> None:
@@ -215,6 +246,9 @@ def main() -> None:
         "--max-dir-files", type=int, default=100_000, help="larger sizes use a CSV list"
     )
     parser.add_argument("--volumes", type=int, default=512, help="32³ volumes to score")
+    parser.add_argument(
+        "--read-volumes", type=int, default=2048, help="32³ volumes to read (plain and .gz)"
+    )
     parser.add_argument("--skip-scoring", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every result here")
     # child-process arguments
@@ -224,6 +258,8 @@ def main() -> None:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="score", help=argparse.SUPPRESS)
+    parser.add_argument("--pattern", default="*.mrc", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
@@ -246,6 +282,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": f"{os.cpu_count()}-core CPU, Python {sys.version.split()[0]}, "
         f"torch {torch.__version__}",
+        "load_average_at_start": os.getloadavg(),
     }
     work = Path(tempfile.mkdtemp(prefix="cryoal-bench-scale-"))
     try:
@@ -274,16 +311,28 @@ def main() -> None:
             vols = work / "vols"
             _make_volumes(vols, args.volumes, 32)
             if args.part in ("all", "workers"):
+                plain, gz = work / "read-plain", work / "read-gz"
+                _make_volumes(plain, args.read_volumes, 32)
+                _make_volumes(gz, args.read_volumes, 32, ".mrc.gz")
                 rows = []
-                for w in (0, 1, 2):
-                    row = _child("workers", ["--source", str(vols), "--workers", str(w)])
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
+                cases = [
+                    ("read", plain, "*.mrc"),
+                    ("read", gz, "*.mrc.gz"),
+                    ("score", vols, "*.mrc"),
+                ]
+                for mode, folder, pattern in cases:
+                    for w in (0, 1, 2):
+                        extra = ["--workers", str(w), "--mode", mode, "--pattern", pattern]
+                        row = _child("workers", ["--source", str(folder), *extra])
+                        row["load_average"] = os.getloadavg()[0]
+                        print(json.dumps(row), flush=True)
+                        rows.append(row)
                 results["workers"] = rows
             if args.part in ("all", "procs"):
                 rows = []
                 for p in (1, 2):
                     row = _child("procs", ["--source", str(vols)], torchrun=p)
+                    row["load_average"] = os.getloadavg()[0]
                     print(json.dumps(row), flush=True)
                     rows.append(row)
                 results["procs"] = rows
