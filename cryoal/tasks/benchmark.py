@@ -550,7 +550,9 @@ def run(
     table = results[keep].reset_index(drop=True)
     for col in ("seed", "round", "n_labels"):
         table[col] = table[col].astype(int)
-    table["snr"] = table["snr"].astype(float)
+    for col in ("snr", "accuracy", "balanced_accuracy", "macro_f1", "wall_time"):
+        table[col] = table[col].astype(float)
+    table["strategy"] = table["strategy"].astype("str")  # as read back from results.csv
     if folder is not None:
         elapsed = time.perf_counter() - t0
         write_report(
