@@ -24,6 +24,7 @@ cryoal select --volumes subtomos/ --budget 24               # round 2: train, sc
 cryoal select --volumes subtomos/ --labels old.csv --strategy entropy --out next.csv
 cryoal select --volumes subtomos/ --model model.pt --budget 50 --project scored/
 torchrun --nproc-per-node 4 -m cryoal.cli select --volumes subtomos/ --workers 4  # 4 ranks
+cryoal select --volumes particles.star --budget 96 --project big/   # 10^6 listed volumes
 cryoal select --task image2d --images digits/images --labels digits/initial.csv --budget 20
 cryoal select --task segmentation --volumes crops/ --masks masks/ --patch 16 --budget 8
 """
@@ -189,6 +190,19 @@ DEMO_ARCH = "cb3d"
 )
 @click.option("--list-strategies", is_flag=True, help="List the acquisition strategies and exit.")
 @click.option(
+    "--index",
+    "use_index",
+    is_flag=True,
+    help="Large pools: index --volumes once (compactly) and keep the index in the project; "
+    "later runs load it instead of walking the folder. Implied when --volumes is a "
+    ".csv/.star list.",
+)
+@click.option(
+    "--reindex",
+    is_flag=True,
+    help="Index --volumes again (after adding files); implies --index.",
+)
+@click.option(
     "--workers",
     "num_workers",
     default=0,
@@ -304,10 +318,18 @@ def _run_select(kw: dict[str, Any]) -> None:
     config = _config(kw)
     project_dir = kw["project"] or DEFAULT_PROJECT
     arguments = {k: v for k, v in kw.items() if k not in ("list_strategies",)}
-    pool = VolumePool.from_path(kw["volumes"], kw["pattern"])
+    listed = str(kw["volumes"]).lower().endswith((".csv", ".star"))
+    indexed = kw["use_index"] or kw["reindex"] or listed
+    pool = None if indexed else VolumePool.from_path(kw["volumes"], kw["pattern"])
     project = Project(project_dir)
     try:
         with project.lock(timeout=kw["lock_timeout"]):
+            if pool is None:
+                from cryoal.io.index import project_index
+
+                pool = project_index(
+                    project, kw["volumes"], pattern=kw["pattern"], rebuild=kw["reindex"]
+                )
             if kw["labels"] is not None:
                 register_pool(project, pool)
                 table = read_labels(kw["labels"], known_ids=set(project.pool_ids()))

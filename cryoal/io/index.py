@@ -247,6 +247,9 @@ class PoolIndex(Dataset[torch.Tensor]):
         ``(N,)`` int32 index into ``classes``, -1 for unlabelled items.
     classes
         Sorted class names.
+    registered_in
+        The project directory whose ``pool`` table holds exactly these entries (set by
+        :func:`project_index`; the round loop then skips re-registering them), or None.
     """
 
     def __init__(
@@ -282,6 +285,7 @@ class PoolIndex(Dataset[torch.Tensor]):
         self._box = box
         self._voxel_size = voxel_size
         self._order: np.ndarray | None = None
+        self.registered_in: Path | None = None
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -765,6 +769,7 @@ def project_index(
     if not rebuild and saved.exists() and recorded == str(src):
         index = PoolIndex.load(saved)
         log.info("loaded the pool index of %d items from %s", len(index), saved)
+        index.registered_in = Path(project.path).resolve()
         return index
     if recorded is not None and recorded != str(src):
         raise ProjectError(
@@ -779,6 +784,7 @@ def project_index(
     )
     index.save(saved)
     project.set_meta("pool_index_source", str(src))
+    index.registered_in = Path(project.path).resolve()
     return index
 
 
