@@ -59,6 +59,9 @@ def child_index(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     index.save(Path(args.work) / "idx.npz")
     save_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    PoolIndex.load(Path(args.work) / "idx.npz")
+    load_s = time.perf_counter() - t0
     proj = Path(args.work) / "proj"
     t0 = time.perf_counter()
     with Project(proj) as project:
@@ -71,6 +74,7 @@ def child_index(args: argparse.Namespace) -> dict[str, Any]:
         "build_peak_rss_mb": build_rss,
         "index_mb": index.nbytes / 2**20,
         "save_s": save_s,
+        "load_s": load_s,
         "project_build_and_register_s": register_s,
         "peak_rss_mb": _rss_mb() - base,
         "sqlite_mb": (proj / "project.sqlite").stat().st_size / 2**20,
