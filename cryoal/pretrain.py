@@ -351,8 +351,14 @@ def pretrain_encoder(
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(cfg.seed)
         width = int(head.in_features)
+        # BatchNorm in the projector keeps the projections spread over the batch: without
+        # it, noisy pools collapse to the constant-output saddle (loss = log(2B − 1))
         projector = nn.Sequential(
-            nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, cfg.projection_dim)
+            nn.BatchNorm1d(width),
+            nn.Linear(width, width),
+            nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True),
+            nn.Linear(width, cfg.projection_dim),
         )
         model.to(dev)
         projector.to(dev)

@@ -1,0 +1,148 @@
+"""typicality (TypiClust cold start): template behaviour, k-means, typicality, hand-made pools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from acq_helpers import TensorPool, TinyConv3d
+from test_strategies import StrategyTemplate
+from torch import nn
+
+from cryoal import acquisition
+from cryoal.acquisition._cluster import kmeans, knn_typicality
+from cryoal.errors import CheckpointError, ConfigError
+
+
+class TestTypicality(StrategyTemplate):
+    name = "typicality"
+
+
+def _blobs() -> tuple[torch.Tensor, list[range]]:
+    """Three 2-D blobs of 10, 6 and 4 points: a centre point (first) and a unit ring."""
+    rows, groups, start = [], [], 0
+    for centre, size in (((0.0, 0.0), 10), ((10.0, 0.0), 6), ((0.0, 10.0), 4)):
+        angles = torch.arange(size - 1) * (6.283185 / (size - 1)) + 0.3
+        ring = torch.stack([angles.cos(), angles.sin()], 1)
+        rows.append(torch.cat([torch.zeros(1, 2), ring]) + torch.tensor(centre))
+        groups.append(range(start, start + size))
+        start += size
+    return torch.cat(rows), groups
+
+
+def test_knn_typicality_matches_naive() -> None:
+    x = torch.randn(9, 3, generator=torch.Generator().manual_seed(1))
+    got = knn_typicality(x, n_neighbors=3)
+    d = torch.cdist(x.double(), x.double())
+    d.fill_diagonal_(float("inf"))
+    expect = 1.0 / (d.topk(3, dim=1, largest=False).values.mean(1) + 1e-8)
+    torch.testing.assert_close(got, expect)
+    assert knn_typicality(x[:1]).tolist() == [1.0]
+    assert knn_typicality(x[:2], n_neighbors=20).shape == (2,)  # K capped at M - 1
+
+
+def test_kmeans_recovers_blobs_and_is_deterministic() -> None:
+    emb, groups = _blobs()
+    a1, c1 = kmeans(emb, 3, torch.Generator().manual_seed(4))
+    a2, c2 = kmeans(emb, 3, torch.Generator().manual_seed(4))
+    assert a1.tolist() == a2.tolist() and torch.equal(c1, c2)
+    for grp in groups:
+        assert len({int(a1[i]) for i in grp}) == 1
+    assert len({int(a1[grp[0]]) for grp in groups}) == 3
+    with pytest.raises(ConfigError, match="kmeans needs 1 <= k <= N, got k=21 for N=20"):
+        kmeans(emb, 21, torch.Generator())
+
+
+def test_typiclust_picks_centre_of_each_blob_largest_first() -> None:
+    emb, groups = _blobs()
+    picks, scores = acquisition.typiclust_select(
+        emb,
+        3,
+        torch.zeros(0, dtype=torch.long),
+        torch.Generator().manual_seed(0),
+        n_neighbors=20,
+        min_cluster_size=1,
+    )
+    assert picks.tolist() == [groups[0][0], groups[1][0], groups[2][0]]
+    assert (scores > 0).all()
+
+
+def test_typiclust_skips_clusters_covered_by_labels() -> None:
+    emb, groups = _blobs()
+    labelled = torch.tensor([groups[0][3]])  # the big blob is covered
+    picks, _ = acquisition.typiclust_select(
+        emb, 2, labelled, torch.Generator().manual_seed(0), n_neighbors=20, min_cluster_size=1
+    )
+    # k = 1 + 2 = 3 clusters = the 3 blobs; the two uncovered ones give their centres
+    assert picks.tolist() == [groups[1][0], groups[2][0]]
+
+
+def test_typiclust_prefers_clusters_of_min_size_then_relaxes() -> None:
+    emb, groups = _blobs()
+    none = torch.zeros(0, dtype=torch.long)
+    picks, _ = acquisition.typiclust_select(
+        emb, 3, none, torch.Generator().manual_seed(0), n_neighbors=20, min_cluster_size=5
+    )
+    # blobs of 10 and 6 first; the blob of 4 is below the size rule and taken last
+    assert picks.tolist() == [groups[0][0], groups[1][0], groups[2][0]]
+    # more picks than clusters: every cluster is covered, the least covered largest one next
+    picks, _ = acquisition.typiclust_select(
+        emb, 4, none, torch.Generator().manual_seed(0), n_neighbors=20, min_cluster_size=1
+    )
+    assert len(set(picks.tolist())) == 4
+
+
+class _Embed(nn.Module):
+    """A fixed 'encoder': features(x) = the first two voxels of each volume."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(2, 3)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def test_select_uses_encoder_embedding_normalised() -> None:
+    # directions: 6 volumes near +x, 3 near +y; magnitudes vary (removed by L2 normalisation)
+    vols = torch.zeros(9, 1, 2, 2, 2)
+    dirs = [(1.0, 0.02 * i) for i in range(6)] + [(0.02 * i, 1.0) for i in range(3)]
+    for i, (a, b) in enumerate(dirs):
+        vols[i, 0].view(-1)[:2] = torch.tensor([a, b]) * (1 + i)
+    pool = TensorPool(vols)
+    s = acquisition.get(
+        "typicality", encoder=_Embed(), progress=False, min_cluster_size=1, n_neighbors=2
+    )
+    sel = s.select(TinyConv3d(), pool, 2, generator=torch.Generator().manual_seed(0))
+    assert {i // 6 for i in sel.indices.tolist()} == {0, 1}  # one per direction
+    assert sel.indices[0] < 6  # the larger cluster first
+
+
+def test_encoder_path_and_bad_options(tmp_path: Path, pool3d: TensorPool) -> None:
+    from cryoal import models
+    from cryoal.pretrain import PretrainConfig, pretrain_encoder
+
+    torch.manual_seed(0)
+    enc = models.create("cb3d", 2, (1, 8, 8, 8), channels=(4,), fc_units=8)
+    pretrain_encoder(
+        enc,
+        pool3d,
+        PretrainConfig(epochs=1, batch_size=4),
+        device="cpu",
+        out=tmp_path / "e.pt",
+        progress=False,
+    )
+    by_path = acquisition.get("typicality", encoder=tmp_path / "e.pt", progress=False)
+    by_module = acquisition.get("typicality", encoder=enc, progress=False)
+    g = torch.Generator
+    a = by_path.select(TinyConv3d(), pool3d, 4, generator=g().manual_seed(1))
+    b = by_module.select(TinyConv3d(), pool3d, 4, generator=g().manual_seed(1))
+    assert a.indices.tolist() == b.indices.tolist()
+    with pytest.raises(ConfigError, match="n_neighbors must be a positive integer, got 0"):
+        acquisition.get("typicality", n_neighbors=0)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        acquisition.get("typicality", encoder=tmp_path / "missing.pt")
