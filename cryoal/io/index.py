@@ -28,6 +28,7 @@ import bisect
 import contextlib
 import fnmatch
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -131,13 +132,11 @@ class StringArray(Sequence[str]):
         return bytes(self.data[self.offsets[j] : self.offsets[j + 1]]).decode("utf-8")
 
     def __iter__(self) -> Iterator[str]:
-        raw = self.data.tobytes()
-        off = self.offsets.tolist() if len(self) < _SORT_CHUNK else None
-        for j in range(len(self)):
-            if off is not None:
-                yield raw[off[j] : off[j + 1]].decode("utf-8")
-            else:
-                yield raw[int(self.offsets[j]) : int(self.offsets[j + 1])].decode("utf-8")
+        raw = self.data.data  # a memoryview of the buffer, no copy
+        for start in range(0, len(self), _SORT_CHUNK):
+            off = self.offsets[start : start + _SORT_CHUNK + 1].tolist()
+            for a, b in zip(off, off[1:], strict=False):
+                yield str(raw[a:b], "utf-8")
 
     def take(self, rows: np.ndarray) -> StringArray:
         """The strings at ``rows`` (int array), in that order, packed anew."""
@@ -654,11 +653,9 @@ class PoolIndex(Dataset[torch.Tensor]):
 
     def iter_entries(self, chunk: int = 50_000) -> Iterator[list[tuple[str, str, int]]]:
         """``(id, relative path, position in file)`` rows, ``chunk`` at a time."""
-        for start in range(0, len(self), chunk):
-            stop = min(start + chunk, len(self))
-            yield [
-                (self.ids[i], self.paths[i], int(self.index_in_file[i])) for i in range(start, stop)
-            ]
+        rows = zip(self.ids, self.paths, self.index_in_file.tolist(), strict=True)
+        while block := list(itertools.islice(rows, chunk)):
+            yield block
 
 
 class _LazyKeys(Sequence[str]):
@@ -791,8 +788,7 @@ def project_index(
 def _pool_rows(index: PoolIndex, box: str, checksums: bool) -> Iterator[tuple[str, str, str, str]]:
     """``(id, path, box, checksum)`` per entry, one checksum per file (stacks share one)."""
     last_path, last_sum = "", ""
-    for i in range(len(index)):
-        rel = index.paths[i]
+    for vid, rel in zip(index.ids, index.paths, strict=True):
         if checksums and rel != last_path:
             last_path, last_sum = rel, entry_checksum(index.root / rel)
-        yield index.ids[i], rel, box, last_sum
+        yield vid, rel, box, last_sum
