@@ -276,7 +276,7 @@ def select_segmentation_round(
         files["gallery"] = task.write_gallery(
             root / "gallery" / f"round-{n:03d}.png",
             [pool[i] for i in shown],
-            [f"#{r + 1} {pool.ids[i]}  {sel.scores[r]:.3g}" for r, i in enumerate(shown)],
+            [_caption(pool, i, r + 1, float(sel.scores[r])) for r, i in enumerate(shown)],
             title=f"round {n} · {used} · {len(labelled)} annotated patches",
             predictions=None if predictions is None else predictions[: len(shown)],
         )
@@ -297,3 +297,8 @@ def select_segmentation_round(
     if out is not None:
         files["out"] = write_table(out, table)
     return SegRoundResult(n, mode, used, len(labelled), unlabelled, table, files, metrics)
+
+
+def _caption(pool: PatchPool, index: int, rank: int, score: float) -> str:
+    vid, (z, y, x) = pool.location(index)
+    return f"#{rank} {vid}\n@{z},{y},{x}  score {score:.3g}"
