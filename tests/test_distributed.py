@@ -69,6 +69,20 @@ def test_rank_scores_matches_select_topk_with_ties_and_nan() -> None:
     assert torch.equal(sc[: 200 - 12], scores[idx][: 200 - 12])
 
 
+def test_sharded_sampler_splits_one_shared_sequence() -> None:
+    from torch.utils.data import WeightedRandomSampler
+
+    def base() -> WeightedRandomSampler:
+        g = torch.Generator().manual_seed(7)
+        return WeightedRandomSampler([1.0, 2.0, 3.0, 4.0, 5.0], 11, generator=g)
+
+    full = list(base())
+    shares = [list(distributed.ShardedSampler(base(), r, 3)) for r in range(3)]
+    assert [len(s) for s in shares] == [4, 4, 4]  # padded to equal steps
+    padded = full + full[:1]
+    assert [padded[r::3] for r in range(3)] == shares
+
+
 def test_single_process_fallbacks() -> None:
     info = distributed.current()
     assert (info.rank, info.world_size, info.backend) == (0, 1, "none")
