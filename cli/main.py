@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "benchmark": "benchmark:benchmark",
     "simulate": "simulate:simulate",
     "pack": "pack:pack",
+    "pretrain": "pretrain:pretrain",
 }
 
 

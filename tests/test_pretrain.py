@@ -1,0 +1,202 @@
+"""cryoal.pretrain: NT-Xent maths, determinism, checkpoints, cache, encoder init, linear probe."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from cryoal import models
+from cryoal.errors import CheckpointError, ConfigError, EmptyPoolError
+from cryoal.pretrain import (
+    ENCODER_FILE,
+    PretrainConfig,
+    cached_encoder,
+    encoder_state,
+    init_from_encoder,
+    load_encoder,
+    nt_xent,
+    pool_fingerprint,
+    pretrain_encoder,
+)
+
+SMALL = {"channels": (4, 8), "fc_units": 16}
+
+
+class Pool(Dataset[torch.Tensor]):
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+        self.ids = [f"v{i}.mrc" for i in range(x.shape[0])]
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i]
+
+
+@pytest.fixture(scope="module")
+def pool() -> Pool:
+    return Pool(torch.randn(12, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0)))
+
+
+def _small(seed: int = 0, classes: int = 2) -> models.Classifier:
+    torch.manual_seed(seed)
+    return models.create("cb3d", classes, (1, 8, 8, 8), **SMALL)
+
+
+def test_nt_xent_matches_naive_loop() -> None:
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    tau, total = 0.3, 0.0
+    for a in range(8):
+        pos = (a + 4) % 8
+        num = math.exp(float(z[a] @ z[pos]) / tau)
+        den = sum(math.exp(float(z[a] @ z[b]) / tau) for b in range(8) if b != a)
+        total += -math.log(num / den)
+    assert float(nt_xent(z1, z2, tau)) == pytest.approx(total / 8, rel=1e-5)
+    same = torch.ones(4, 5)
+    assert float(nt_xent(same, same, 0.1)) == pytest.approx(math.log(7), rel=1e-5)
+    with pytest.raises(ConfigError, match=r"nt_xent needs two \(B, P\) tensors of one shape"):
+        nt_xent(z1, z2[:3], 0.1)
+
+
+def test_deterministic_head_untouched_and_checkpoint(pool: Pool, tmp_path: Path) -> None:
+    cfg = PretrainConfig(epochs=2, batch_size=4, seed=5)
+    a, b = _small(), _small()
+    head_before = a.head.weight.detach().clone()
+    ra = pretrain_encoder(a, pool, cfg, device="cpu", progress=False, out=tmp_path / "enc.pt")
+    rb = pretrain_encoder(b, pool, cfg, device="cpu", progress=False)
+    assert set(ra.state) == {k for k in a.state_dict() if not k.startswith("head.")}
+    for k in ra.state:
+        torch.testing.assert_close(ra.state[k], rb.state[k], rtol=0, atol=0)
+    assert torch.equal(a.head.weight, head_before)
+    assert not torch.equal(ra.state["body.0.0.weight"], encoder_state(_small())["body.0.0.weight"])
+    assert len(ra.losses) == 2 and all(math.isfinite(v) for v in ra.losses)
+    assert ra.path == tmp_path / "enc.pt" and ra.n_items == 12
+    model, info = load_encoder(ra.path)
+    assert info.extra["kind"] == "encoder" and info.extra["pretrain"]["seed"] == 5
+    assert info.extra["losses"] == pytest.approx(ra.losses)
+    torch.testing.assert_close(encoder_state(model), ra.state)
+    assert not any(p.is_inference() for p in a.parameters()) and not a.training
+    # the global RNG is left alone
+    torch.manual_seed(11)
+    m = _small()
+    state = torch.random.get_rng_state()
+    pretrain_encoder(m, pool, PretrainConfig(epochs=1, batch_size=4), device="cpu", progress=False)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_init_from_encoder_copies_all_but_head(pool: Pool, tmp_path: Path) -> None:
+    enc = _small()
+    res = pretrain_encoder(
+        enc,
+        pool,
+        PretrainConfig(epochs=1, batch_size=4),
+        device="cpu",
+        progress=False,
+        out=tmp_path / "e.pt",
+    )
+    clf = _small(seed=9, classes=5)
+    head = clf.head.weight.detach().clone()
+    init_from_encoder(clf, tmp_path / "e.pt")
+    for k, v in res.state.items():
+        torch.testing.assert_close(clf.state_dict()[k], v, rtol=0, atol=0)
+    assert torch.equal(clf.head.weight, head) and clf.head.out_features == 5
+    other = models.create("cb3d", 3, (1, 8, 8, 8))  # default widths: shapes differ
+    with pytest.raises(
+        CheckpointError,
+        match=r"pretrained encoder does not fit CB3D \(missing: .*shape differs: body.0.0.weight",
+    ):
+        init_from_encoder(other, res.state)
+    with pytest.raises(CheckpointError, match="not a pretrained encoder"):
+        path = models.save_checkpoint(tmp_path / "clf.pt", clf)
+        init_from_encoder(clf, path)
+
+
+def test_errors(pool: Pool) -> None:
+    with pytest.raises(EmptyPoolError, match="pretraining needs at least 2 pool volumes, got 1"):
+        pretrain_encoder(_small(), Pool(pool.x[:1]), PretrainConfig(epochs=1), device="cpu")
+    with pytest.raises(ConfigError, match="PretrainConfig: batch_size must be >= 2"):
+        PretrainConfig(batch_size=1)
+    with pytest.raises(ConfigError, match="pretraining needs a model with features"):
+        pretrain_encoder(torch.nn.Linear(2, 2), pool, device="cpu")
+
+
+def test_fingerprint_and_cache(pool: Pool, tmp_path: Path) -> None:
+    assert pool_fingerprint(pool) == pool_fingerprint(Pool(pool.x.clone()))
+    changed = pool.x.clone()
+    changed[-1] += 1
+    assert pool_fingerprint(Pool(changed)) != pool_fingerprint(pool)
+    cfg = PretrainConfig(epochs=1, batch_size=4)
+    path = cached_encoder(
+        tmp_path, pool, "cb3d", (1, 8, 8, 8), cfg, arch_kwargs=SMALL, device="cpu", progress=False
+    )
+    assert path == tmp_path / ENCODER_FILE
+    stamp = path.stat().st_mtime_ns
+    again = cached_encoder(
+        tmp_path, pool, "cb3d", (1, 8, 8, 8), cfg, arch_kwargs=SMALL, device="cpu", progress=False
+    )
+    assert again == path and path.stat().st_mtime_ns == stamp  # reused, not retrained
+    key = load_encoder(path)[1].extra["cache_key"]
+    cached_encoder(
+        tmp_path,
+        Pool(changed),
+        "cb3d",
+        (1, 8, 8, 8),
+        cfg,
+        arch_kwargs=SMALL,
+        device="cpu",
+        progress=False,
+    )
+    assert load_encoder(path)[1].extra["cache_key"] != key  # pool changed: pretrained again
+
+
+def _probe(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray) -> float:
+    """Mean held-out accuracy of a logistic regression on standardised features (5 splits)."""
+    from sklearn.linear_model import LogisticRegression
+
+    model.eval()
+    with torch.no_grad():
+        h = model.features(x).numpy()
+    h = (h - h.mean(0)) / (h.std(0) + 1e-6)
+    accs = []
+    for r in range(5):
+        order = np.random.default_rng(r).permutation(len(y))
+        tr, te = order[: len(y) // 2], order[len(y) // 2 :]
+        accs.append(LogisticRegression(max_iter=2000).fit(h[tr], y[tr]).score(h[te], y[te]))
+    return float(np.mean(accs))
+
+
+@pytest.mark.slow  # ≈ 10 s on an idle 2-core CPU, 22 s on the loaded dev VM
+def test_pretraining_improves_linear_probe() -> None:
+    """Simulated subtomograms (4 structures, 16³, SNR 0.5, wedge, CTF): a linear probe on the
+    pretrained features beats the same network's random features by > 10 points (measured
+    +24 points for seeds 0 and 1 on the 2-core dev VM)."""
+    from cryoal.simulate.subtomograms import simulate_subtomograms
+    from cryoal.transforms import normalize
+
+    sim = simulate_subtomograms(
+        ["4V8R-A", "7PBL", "3O21", "2NWL"], 10, box=16, voxel_size=15.0, snr=0.5, seed=0
+    )
+    x = normalize(sim.volumes.reshape(-1, 1, 16, 16, 16))
+    y = sim.labels.numpy()
+    torch.manual_seed(0)
+    model = models.create("cb3d", 2, (1, 16, 16, 16), channels=(8, 16, 32), fc_units=64)
+    before = _probe(model, x, y)
+    res = pretrain_encoder(
+        model,
+        Pool(x),
+        PretrainConfig(epochs=40, batch_size=16, seed=0),
+        device="cpu",
+        progress=False,
+    )
+    after = _probe(model, x, y)
+    assert res.losses[-1] < res.losses[0] - 0.5  # learned, no collapse to log(2B - 1)
+    assert after > before + 0.10, (before, after)
