@@ -63,6 +63,7 @@ __all__ = [
     "nt_xent",
     "pool_fingerprint",
     "pretrain_encoder",
+    "project_encoder",
     "save_encoder",
 ]
 
@@ -535,6 +536,71 @@ def pool_fingerprint(pool: Any, *, sample: int = 64) -> str:
             x = _first_tensor(pool[i]).detach().cpu().contiguous().to(torch.float32)
             h.update(x.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def project_encoder(
+    project_dir: str | os.PathLike[str],
+    pool: Any,
+    arch: str,
+    in_shape: Sequence[int],
+    *,
+    epochs: int = 0,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = "auto",
+    progress: bool = True,
+    num_workers: int = 0,
+) -> Path | None:
+    """The encoder an active-learning round uses, if any.
+
+    With ``epochs > 0`` the project's cached encoder is trained or reused
+    (:func:`cached_encoder` with ``PretrainConfig(epochs=epochs, seed=seed)``). With
+    ``epochs == 0`` an encoder already in ``project_dir/models/encoder.pt`` (e.g. from
+    ``cryoal pretrain --project``) is used when it was built for ``arch`` and
+    ``in_shape``; otherwise there is none.
+
+    Returns
+    -------
+    Path or None
+        The encoder checkpoint, or ``None`` (rounds then start from random weights).
+    """
+    if epochs > 0:
+        cfg = PretrainConfig(epochs=epochs, seed=seed)
+        return cached_encoder(
+            project_dir,
+            pool,
+            arch,
+            in_shape,
+            cfg,
+            arch_kwargs=arch_kwargs,
+            device=device,
+            progress=progress,
+            num_workers=num_workers,
+        )
+    path = Path(project_dir) / ENCODER_FILE
+    if not path.exists():
+        return None
+    try:
+        _, info = load_encoder(path)
+    except CheckpointError as exc:
+        log.warning("ignoring the project's encoder: %s", exc)
+        return None
+    same_kwargs = dict(info.arch.kwargs) == json.loads(json.dumps(dict(arch_kwargs or {})))
+    if (
+        info.arch.name != arch
+        or list(info.arch.in_shape) != [int(s) for s in in_shape]
+        or not same_kwargs
+    ):
+        log.warning(
+            "ignoring %s: pretrained for %s %s, the rounds train %s %s",
+            path,
+            info.arch.name,
+            list(info.arch.in_shape),
+            arch,
+            list(in_shape),
+        )
+        return None
+    return path
 
 
 def cached_encoder(

@@ -200,3 +200,18 @@ def test_pretraining_improves_linear_probe() -> None:
     after = _probe(model, x, y)
     assert res.losses[-1] < res.losses[0] - 0.5  # learned, no collapse to log(2B - 1)
     assert after > before + 0.10, (before, after)
+
+
+def test_project_encoder_uses_a_fitting_encoder_only(pool: Pool, tmp_path: Path) -> None:
+    from cryoal.pretrain import project_encoder
+
+    shape = (1, 8, 8, 8)
+    assert project_encoder(tmp_path, pool, "cb3d", shape, arch_kwargs=SMALL) is None  # none yet
+    made = project_encoder(
+        tmp_path, pool, "cb3d", shape, epochs=1, arch_kwargs=SMALL, device="cpu", progress=False
+    )
+    assert made == tmp_path / ENCODER_FILE
+    assert project_encoder(tmp_path, pool, "cb3d", shape, arch_kwargs=SMALL) == made  # reused as is
+    assert project_encoder(tmp_path, pool, "cb3d", shape) is None  # other widths
+    assert project_encoder(tmp_path, pool, "rb3d", shape, arch_kwargs=SMALL) is None  # other arch
+    assert project_encoder(tmp_path, pool, "cb3d", (1, 16, 16, 16), arch_kwargs=SMALL) is None
