@@ -376,6 +376,7 @@ def select_round(
     resumed_from = None if rnd is None or reused else rnd.status
     if rnd is None:
         rnd = _start(project, pool, config, arguments)
+        _kill_point("started")
     elif resumed_from is not None:
         logger.info("resuming round %d from step %r", rnd.n, rnd.status)
     guarded = _Guarded(pool, rnd.n)
