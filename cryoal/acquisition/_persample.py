@@ -17,6 +17,7 @@ How it works (one forward, one batched backward per cotangent direction):
    - ``nn.Conv1d/2d/3d``: the per-sample weight gradients come from ONE grouped
      convolution-backward call with the batch folded into the groups (``groups = B·G``);
      bias: ``Σ_space g_i``;
+   - ``nn.ConvTranspose1d/2d/3d``: likewise, one transposed convolution-backward call;
    - ``BatchNorm`` with running statistics: ``∇γ = Σ_space g_i·x̂_i``, ``∇β = Σ_space g_i``;
    - any other module owning parameters (PReLU, GroupNorm, LayerNorm, custom layers):
      ``torch.func.vmap`` of the VJP of that module alone.
@@ -66,6 +67,11 @@ per-sample terms (or the output itself with a per-sample cotangent).
 """
 
 _CONV_FORWARDS = {nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward}
+_CONVT_FORWARDS = {
+    nn.ConvTranspose1d.forward,
+    nn.ConvTranspose2d.forward,
+    nn.ConvTranspose3d.forward,
+}
 
 
 @dataclass
@@ -237,6 +243,39 @@ def _conv_grads(m: nn.Module, a: Tensor, g: Tensor, names: Iterable[str]) -> dic
     return out
 
 
+def _conv_transpose_grads(
+    m: nn.Module, a: Tensor, g: Tensor, names: Iterable[str]
+) -> dict[str, Tensor]:
+    """``nn.ConvTranspose1d/2d/3d`` (zero padding, called without ``output_size``): ONE
+    transposed convolution-backward call with the batch folded into the groups."""
+    nd = a.dim() - 2
+    b = a.shape[0]
+    groups: int = m.groups  # type: ignore[assignment]
+    cin: int = m.in_channels  # type: ignore[assignment]
+    cout: int = m.out_channels  # type: ignore[assignment]
+    kernel = tuple(m.kernel_size)  # type: ignore[arg-type]
+    out = {}
+    for n in names:
+        if n == "bias":
+            out[n] = g.reshape(b, cout, -1).sum(-1)
+            continue
+        dw = torch.ops.aten.convolution_backward(
+            g.reshape(1, b * cout, *g.shape[2:]),
+            a.reshape(1, b * cin, *a.shape[2:]),
+            g.new_empty(1).expand((b * cin, cout // groups, *kernel)),
+            None,
+            list(m.stride),  # type: ignore[arg-type]
+            list(m.padding),  # type: ignore[arg-type]
+            list(m.dilation),  # type: ignore[arg-type]
+            True,
+            list(m.output_padding),  # type: ignore[arg-type]
+            b * groups,
+            (False, True, False),
+        )[1]
+        out[n] = dw.reshape(b, cin, cout // groups, *kernel)
+    return out
+
+
 def _bn_grads(m: _BatchNorm, a: Tensor, g: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
     """``∇γ = Σ_space g·x̂ = (Σ g·a − μ·Σ g)/σ`` and ``∇β = Σ_space g`` (running stats)."""
     b, c = a.shape[0], a.shape[1]
@@ -299,6 +338,12 @@ def _module_rule(m: nn.Module, rec: _Record) -> str:
         return "linear"
     if type(m).forward in _CONV_FORWARDS and a.dim() == len(m.kernel_size) + 2:  # type: ignore[arg-type]
         return "conv"
+    if (
+        type(m).forward in _CONVT_FORWARDS
+        and a.dim() == len(m.kernel_size) + 2  # type: ignore[arg-type]
+        and m.padding_mode == "zeros"
+    ):
+        return "conv-transpose"
     if type(m).forward is _BatchNorm.forward and not m.training and a.dim() >= 2:
         return "bn"
     return "generic"
@@ -316,6 +361,8 @@ def _rule_grads(
         return _linear_grads(a, g, direct)
     if rule == "conv":
         return _conv_grads(m, a, g, direct)
+    if rule == "conv-transpose":
+        return _conv_transpose_grads(m, a, g, direct)
     return _bn_grads(m, a, g, direct)  # type: ignore[arg-type]
 
 

@@ -126,3 +126,26 @@ def test_strategy_errors() -> None:
         SegExpectedGradNorm(samples=0)
     with pytest.raises(ConfigError, match=r"per-voxel logits \(B, K, \*spatial\)"):
         mean_voxel_entropy(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_conv_transpose_rule_equals_naive_loop(dims: int, generator: torch.Generator) -> None:
+    """The engine's transposed-convolution rule (UNet up-sampling) against autograd."""
+    conv_t = nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d
+    conv = nn.Conv2d if dims == 2 else nn.Conv3d
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        conv(1, 4, 3, stride=2, padding=1),
+        nn.ReLU(),
+        conv_t(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+        nn.ReLU(),
+        conv_t(6, 3, 2, stride=1, dilation=2, bias=False),
+    ).eval()
+    x = torch.randn(3, 1, *([8] * dims), generator=generator)
+
+    def loss(z: torch.Tensor) -> torch.Tensor:
+        return z.pow(2).flatten(1).mean(1)
+
+    got = per_sample_grad_norms(net, x, loss)
+    want = torch.stack([_grad_norm(net, loss(net(x[i : i + 1]))[0]) for i in range(3)])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
