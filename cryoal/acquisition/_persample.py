@@ -248,7 +248,6 @@ def _conv_transpose_grads(
 ) -> dict[str, Tensor]:
     """``nn.ConvTranspose1d/2d/3d`` (zero padding, called without ``output_size``): ONE
     transposed convolution-backward call with the batch folded into the groups."""
-    nd = a.dim() - 2
     b = a.shape[0]
     groups: int = m.groups  # type: ignore[assignment]
     cin: int = m.in_channels  # type: ignore[assignment]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from cryoal.cli.main import cli
 
 from cryoal.benchmark import noise
 from cryoal.benchmark.report import RESULT_COLUMNS
-from cryoal.cli.main import cli
 from cryoal.errors import ConfigError
 from cryoal.tasks import benchmark as tb
 
