@@ -16,6 +16,12 @@ from typing import IO, Any
 __all__ = ["atomic_path", "atomic_write", "atomic_write_text"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
@@ -31,6 +37,9 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
         prefix=f".{target.name}.", suffix=f".tmp{sfx}", dir=target.parent
     )
     os.close(fd)
+    # mkstemp makes the file owner-only (0600); give it the permissions a plain open()
+    # would (0666 less the umask), so colleagues can read picks and models in a lab folder.
+    os.chmod(tmp_name, 0o666 & ~_umask())
     tmp = Path(tmp_name)
     try:
         yield tmp

@@ -634,6 +634,10 @@ def write_volume(
         mrcfile.new(tmp, overwrite=True, compression=compression) as mrc,
     ):
         mrc.set_data(data)
+        # A fixed label instead of mrcfile's creation time: same data -> same bytes.
+        mrc.header.label[:] = b""
+        mrc.header.label[0] = b"cryoal: written by cryoal.io.write_volume"
+        mrc.header.nlabl = 1
         if data.ndim == 3 and ext in STACK_EXTENSIONS:
             mrc.set_image_stack()
         mrc.voxel_size = float(voxel_size)
