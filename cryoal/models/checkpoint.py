@@ -246,10 +246,10 @@ def load_checkpoint(
     payload = _read(file)
     arch = payload["arch"]
     name = arch.get("name")
-    if name not in available():
+    if name not in available(kind=None):
         raise CheckpointError(
             f"{file}: unknown model architecture {name!r} (this cryoal knows: "
-            f"{', '.join(available())}); was it written by a newer or patched cryoal?"
+            f"{', '.join(available(kind=None))}); was it written by a newer or patched cryoal?"
         )
     try:
         spec = ArchSpec(

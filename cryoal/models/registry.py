@@ -83,7 +83,9 @@ def _entry(name: str) -> _Entry:
     if entry is None:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1, cutoff=0.5)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown model {name!r}.{hint} Available: {', '.join(available())}")
+        raise ConfigError(
+            f"unknown model {name!r}.{hint} Available: {', '.join(available(kind=None))}"
+        )
     return entry
 
 

@@ -106,3 +106,20 @@ def test_fit_and_evaluate_train_a_unet_on_voxel_targets(seg_example: dict[str, P
     assert set(m["dice"]) == set(pool.class_names)
     # background dominates: a trained model gets it mostly right
     assert m["dice"]["background"] > 0.8
+
+
+def test_unet_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = models.create("monai-unet", 3, (1, 8, 8, 8), channels=(4, 8), features=4).eval()
+    assert "monai-unet" in models.available(kind="segmentation")
+    assert "monai-unet" not in models.available() and "monai-unet" in models.available(kind=None)
+    path = models.save_checkpoint(tmp_path / "u.pt", model, class_names=["bg", "a", "b"])
+    loaded, info = models.load_checkpoint(path)
+    x = torch.randn(2, 1, 8, 8, 8)
+    with torch.no_grad():
+        out = model(x)
+        torch.testing.assert_close(loaded(x), out, rtol=0, atol=0)
+        feats = model.features(x)
+        assert feats.shape == (2, 4, 8, 8, 8) and out.shape == (2, 3, 8, 8, 8)
+        torch.testing.assert_close(out, model.head(feats.movedim(1, -1)).movedim(-1, 1))
+    assert info.class_names == ["bg", "a", "b"] and info.box == (8, 8, 8)
