@@ -70,7 +70,9 @@ class MonaiUNet(Classifier):
         shape = tuple(int(s) for s in in_shape)
         dims = len(shape) - 1
         if dims not in (2, 3):
-            raise ConfigError(f"monai-unet: in_shape must be (C, H, W) or (C, D, H, W), got {shape}")
+            raise ConfigError(
+                f"monai-unet: in_shape must be (C, H, W) or (C, D, H, W), got {shape}"
+            )
         chans = tuple(int(c) for c in channels)
         if len(chans) < 2:
             raise ConfigError(f"monai-unet: channels needs at least two levels, got {chans}")
