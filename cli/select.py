@@ -98,9 +98,11 @@ DEMO_ARCH = "cb3d"
 )
 @click.option(
     "--strategy",
-    default="expected-gradnorm",
+    default="auto",
     show_default=True,
-    help="Acquisition strategy for rounds with labels (see `cryoal select --list-strategies`).",
+    help="Acquisition strategy for rounds with labels (see `cryoal select --list-strategies`); "
+    "auto picks typicality, diverse or plain entropy-gradnorm by labels per class and "
+    "records its choice in the picks file.",
 )
 @click.option(
     "--budget",
@@ -135,11 +137,21 @@ DEMO_ARCH = "cb3d"
 )
 @click.option(
     "--cold-start",
-    type=click.Choice(["coreset", "random"]),
-    default="coreset",
+    type=click.Choice(["auto", "typicality", "coreset", "random"]),
+    default="auto",
     show_default=True,
-    help="First-round picks without labels: k-center greedy on an untrained "
-    "network's embedding (coreset), or random.",
+    help="First-round picks without labels: auto (typicality), typicality (most typical "
+    "volume of each k-means cluster of the embedding), coreset (k-center greedy on an "
+    "untrained network's embedding), or random.",
+)
+@click.option(
+    "--pretrain-epochs",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Pretrain an encoder on the pool for N epochs (cached in the project) to "
+    "initialise every round's model and embed the pool; 0 uses PROJECT/models/encoder.pt "
+    "when `cryoal pretrain --project` made one.",
 )
 @click.option(
     "--warm-start",
@@ -301,6 +313,7 @@ def _config(kw: dict[str, Any]) -> Any:
         device=str(_device(kw["device"])),
         progress=kw["progress"],
         num_workers=kw["num_workers"],
+        pretrain_epochs=kw["pretrain_epochs"],
     )
 
 
@@ -377,6 +390,11 @@ def _print_summary(project: Any, pool: Any, result: Any, kw: dict[str, Any]) -> 
         f"round {rnd.n}: {what}; strategy {rnd.strategy}; pool {len(pool)} volumes, "
         f"{len(pool) - n_lab} unlabelled; picked {len(result.picks)}"
     )
+    chosen = rnd.metrics.get("selection") or {}
+    if chosen.get("choice"):
+        click.echo(f"auto chose {chosen['choice']}: {chosen.get('reason', '')}")
+    if rnd.metrics.get("encoder"):
+        click.echo(f"pretrained encoder: {rnd.metrics['encoder']}")
     acc = rnd.metrics.get("train_accuracy")
     if acc is not None:
         click.echo(f"model: {rnd.model_path} (training accuracy {acc:.2f})")

@@ -107,8 +107,10 @@ class SelectConfig:
     seed
         Seeds model initialisation, training, scoring and cold-start picks.
     cold_start
-        Strategy when there are no labels yet: ``"coreset"`` (k-center greedy on the
-        untrained model's embedding) or ``"random"``.
+        Strategy when there are no labels yet: ``"auto"`` (default: the ``auto``
+        strategy, which cold-starts by typicality), ``"typicality"`` (TypiClust on the
+        embedding), ``"coreset"`` (k-center greedy on the untrained model's embedding) or
+        ``"random"``.
     arch, arch_kwargs
         Model architecture (:func:`cryoal.models.available`) and its options.
     epochs, train_batch_size, lr, balanced
@@ -129,12 +131,18 @@ class SelectConfig:
         Show progress bars.
     num_workers
         DataLoader worker processes reading volumes while training and scoring.
+    pretrain_epochs
+        Pool-pretrained encoder (:mod:`cryoal.pretrain`): ``> 0`` pretrains one for that
+        many epochs (cached in ``PROJECT/models/encoder.pt``, trained once per pool);
+        ``0`` uses an encoder already there (``cryoal pretrain --project``) when it fits
+        the architecture and box. The encoder initialises every round's model (all but
+        the head) and embeds the pool for typicality / diversity.
     """
 
-    strategy: str = "expected-gradnorm"
+    strategy: str = "auto"
     budget: int = 24
     seed: int = 0
-    cold_start: str = "coreset"
+    cold_start: str = "auto"
     arch: str = "dsrf3d"
     arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     epochs: int = 20
@@ -148,12 +156,18 @@ class SelectConfig:
     gallery_size: int = 24
     progress: bool = True
     num_workers: int = 0
+    pretrain_epochs: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
             raise ConfigError(f"budget must be a positive integer, got {self.budget!r}")
-        if self.cold_start not in ("coreset", "random"):
-            raise ConfigError(f"cold_start must be 'coreset' or 'random', got {self.cold_start!r}")
+        if self.cold_start not in ("auto", "typicality", "coreset", "random"):
+            raise ConfigError(
+                "cold_start must be 'auto', 'typicality', 'coreset' or 'random', "
+                f"got {self.cold_start!r}"
+            )
+        if self.pretrain_epochs < 0:
+            raise ConfigError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.num_workers < 0:
@@ -176,6 +190,8 @@ class SelectConfig:
             "warm_start": self.warm_start,
             "model": model,
         }
+        if self.pretrain_epochs:  # only when used, so older rounds still resume
+            key["pretrain_epochs"] = self.pretrain_epochs
         # as stored in the database (tuples become lists), so keys compare equal
         return dict(json.loads(json.dumps(key)))
 
@@ -428,11 +444,33 @@ def _start(
     )
 
 
-def _seeded_model(config: SelectConfig, num_classes: int, box: Sequence[int]) -> Any:
+def _seeded_model(
+    config: SelectConfig, num_classes: int, box: Sequence[int], encoder: Path | None = None
+) -> Any:
     from cryoal import models
+    from cryoal.pretrain import init_from_encoder
 
     torch.manual_seed(config.seed)
-    return models.create(config.arch, num_classes, (1, *box), **config.arch_kwargs)
+    model = models.create(config.arch, num_classes, (1, *box), **config.arch_kwargs)
+    return model if encoder is None else init_from_encoder(model, encoder)
+
+
+def _encoder(project: Project, pool: _Guarded, config: SelectConfig, box: Sequence[int]) -> Any:
+    """The project's pretrained encoder for this round (see ``pretrain_epochs``), or None."""
+    from cryoal.pretrain import project_encoder
+
+    return project_encoder(
+        project.path,
+        pool.pool,
+        config.arch,
+        (1, *box),
+        epochs=config.pretrain_epochs,
+        arch_kwargs=config.arch_kwargs,
+        seed=config.seed,
+        device=config.device,
+        progress=config.progress,
+        num_workers=config.num_workers,
+    )
 
 
 def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectConfig) -> None:
@@ -455,7 +493,9 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         metrics.update({f"model_{k}": v for k, v in info.metrics.items() if _scalar(v)})
         _kill_point("training")
     elif rnd.mode == "cold":
-        model = _seeded_model(config, 2, box)
+        encoder = _encoder(project, pool, config, box)
+        metrics["encoder"] = None if encoder is None else str(encoder.relative_to(project.path))
+        model = _seeded_model(config, 2, box, encoder)
         _kill_point("training")
         models.save_checkpoint(
             target, model, class_names=None, voxel_size=voxel_size, round=rnd.n, untrained=True
@@ -469,7 +509,9 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         train_ds = _LabelledSet(
             pool, [index[v] for v in ids], [classes.index(labels[v]) for v in ids]
         )
-        model = _seeded_model(config, len(classes), box)
+        encoder = _encoder(project, pool, config, box)
+        metrics["encoder"] = None if encoder is None else str(encoder.relative_to(project.path))
+        model = _seeded_model(config, len(classes), box, encoder)
         init = _warm_start_path(project, rnd, classes) if config.warm_start else None
         cfg = TrainConfig(
             epochs=config.epochs,
@@ -557,6 +599,10 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     else:
         n_out = int(info.arch.num_classes)
         class_names = info.class_names or [f"class{i}" for i in range(n_out)]
+    extra: dict[str, Any] = {}
+    uses_encoder = rnd.strategy in ("auto", "typicality") or rnd.strategy.startswith("diverse-")
+    if uses_encoder and rnd.metrics.get("encoder"):
+        extra["encoder"] = project.path / str(rnd.metrics["encoder"])
     strategy = acquisition.get(
         rnd.strategy,
         device=device,
@@ -565,6 +611,7 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         progress=config.progress,
         seed=rnd.seed,
         num_workers=config.num_workers,
+        **extra,
     )
     sub = Subset(pool, unl)
     generator = torch.Generator().manual_seed(rnd.seed)
@@ -581,6 +628,8 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         sel = strategy.select(model, pool, rnd.budget, labelled=labelled, generator=generator)
         pick_global = sel.indices.tolist()
         pick_scores = sel.scores.float().tolist()
+        if sel.info:  # e.g. auto's choice and reason, shown in the picks file
+            project.update_metrics(rnd.n, {"selection": sel.info})
     probs = None
     if class_names is not None:
         probs = predict(
@@ -629,6 +678,7 @@ def picks_table(
     skipping rows still without a label).
     """
     picks = project.picks(rnd.n) if picks is None else picks
+    choice = rnd.metrics.get("selection") or {}
     index = {vid: i for i, vid in enumerate(pool.ids)}
     classes: list[str] = []
     for p in picks:
@@ -647,11 +697,15 @@ def picks_table(
         for c in classes:
             row[f"p_{c}"] = None if p.probabilities is None else p.probabilities.get(c)
         row["strategy"] = rnd.strategy
+        if choice:
+            row["strategy_choice"] = choice.get("choice")
+            row["strategy_reason"] = choice.get("reason")
         row["round"] = rnd.n
         row["label"] = ""
         rows.append(row)
     cols = ["id", "path", "rank", "score", "predicted", *[f"p_{c}" for c in classes]]
-    cols += ["strategy", "round", "label"]
+    cols += ["strategy", *(["strategy_choice", "strategy_reason"] if choice else [])]
+    cols += ["round", "label"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -700,6 +754,8 @@ def _write_outputs(
             "project": str(project.path.resolve()),
             "volumes": project.get_meta("pool_root"),
             "model": rnd.model_path,
+            "selection": rnd.metrics.get("selection"),
+            "encoder": rnd.metrics.get("encoder"),
             "select_config": dataclasses.asdict(config),
             "command_arguments": dict(arguments or {}),
         }

@@ -36,7 +36,10 @@ FAST = {
 
 
 def _cfg(**kw: object) -> SelectConfig:
-    return SelectConfig(**{**FAST, "budget": 6, **kw})  # type: ignore[arg-type]
+    # these tests pin the coreset cold start and expected-gradnorm (the defaults are auto;
+    # tests/active/test_loop_auto.py covers them)
+    base = {"strategy": "expected-gradnorm", "cold_start": "coreset"}
+    return SelectConfig(**{**FAST, **base, "budget": 6, **kw})  # type: ignore[arg-type]
 
 
 def _truth(df: pd.DataFrame) -> dict[str, str]:
@@ -292,7 +295,10 @@ def test_noisy_oracle_labels_recorded(sim_pool: tuple[Path, pd.DataFrame], tmp_p
 def test_select_config_validation() -> None:
     with pytest.raises(ConfigError, match="budget must be a positive integer, got 0"):
         SelectConfig(budget=0)
-    with pytest.raises(ConfigError, match="cold_start must be 'coreset' or 'random', got 'kmeans'"):
+    with pytest.raises(
+        ConfigError,
+        match="cold_start must be 'auto', 'typicality', 'coreset' or 'random', got 'kmeans'",
+    ):
         SelectConfig(cold_start="kmeans")
     key = dataclasses.replace(SelectConfig(), model="x.pt").resume_key()
     assert Path(key["model"]).is_absolute()

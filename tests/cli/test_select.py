@@ -64,9 +64,10 @@ def test_two_rounds_with_label_import(pool: tuple[Path, pd.DataFrame], tmp_path:
     )
     assert r1.exit_code == 0, r1.output
     assert (
-        "round 1: cold start (coreset on an untrained cb3d); strategy coreset; pool 30 "
+        "round 1: cold start (auto on an untrained cb3d); strategy auto; pool 30 "
         "volumes, 30 unlabelled; picked 6" in r1.output
     )
+    assert "auto chose typicality: no labels yet" in r1.output  # the default strategy is auto
     assert f"picks:   {proj / 'picks' / 'round-001.csv'}  (+ round-001.star)" in r1.output
     assert f"gallery: {proj / 'gallery' / 'round-001.png'}" in r1.output
     assert f"cryoal label import LABELS.csv --project {proj}" in r1.output
@@ -88,24 +89,23 @@ def test_two_rounds_with_label_import(pool: tuple[Path, pd.DataFrame], tmp_path:
     r2 = invoke("select", "--volumes", vols, "--budget", 6, "--project", proj, *FAST_ARGS)
     assert r2.exit_code == 0, r2.output
     assert (
-        "round 2: trained on 6 labels; strategy expected-gradnorm; pool 30 volumes, "
+        "round 2: trained on 6 labels; strategy auto; pool 30 volumes, "
         "24 unlabelled; picked 6" in r2.output
     )
+    assert "auto chose typicality: 6 labels over 3 classes (2.0 per class)" in r2.output
     second = read_table(proj / "picks" / "round-002.csv")
     assert not set(second["id"]) & set(first["id"])
     classes = sorted(set(truth.set_index("id").loc[first["id"], "label"]))
     assert [c for c in second.columns if c.startswith("p_")] == [f"p_{c}" for c in classes]
-    assert (second["strategy"] == "expected-gradnorm").all() and (second["round"] == 2).all()
+    assert (second["strategy"] == "auto").all() and (second["round"] == 2).all()
+    assert (second["strategy_choice"] == "typicality").all()
 
     st = invoke("status", "--project", proj)
     assert st.exit_code == 0, st.output
     lines = st.output.splitlines()
     assert "labelled: 6 of 30 volumes" in lines
-    assert any(line.split()[:6] == ["1", "cold", "coreset", "6", "0", "picked"] for line in lines)
-    assert any(
-        line.split()[:6] == ["2", "train", "expected-gradnorm", "6", "6", "picked"]
-        for line in lines
-    )
+    assert any(line.split()[:6] == ["1", "cold", "auto", "6", "0", "picked"] for line in lines)
+    assert any(line.split()[:6] == ["2", "train", "auto", "6", "6", "picked"] for line in lines)
     with Project(proj, readonly=True) as p:
         assert {r.annotator for r in p.labels()} == {"ana"}
         assert p.label_map() == truth.set_index("id").loc[first["id"], "label"].to_dict()
@@ -458,9 +458,9 @@ def test_demo_runs_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         line.startswith("demo pool: 12 simulated subtomograms of 2 classes (6ZU5, 7PBL)")
         for line in lines
     )
-    assert any(line.startswith("round 1: cold  coreset") for line in lines)
+    assert any(line.startswith("round 1: cold  auto ") for line in lines)
     assert any(
-        line.startswith("round 2: train expected-gradnorm  labels   4  test accuracy")
+        line.startswith("round 2: train auto ") and "labels   4  test accuracy" in line
         for line in lines
     )
     with Project(tmp_path / "demo", readonly=True) as p:
