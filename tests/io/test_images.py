@@ -34,7 +34,9 @@ def test_rgb_is_converted_to_luminance(tmp_path: Path) -> None:
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 100, 50, 10
     Image.fromarray(rgb).save(tmp_path / "c.png")
     got, _ = read_image(tmp_path / "c.png")
-    np.testing.assert_allclose(got, np.full((5, 6), 0.299 * 100 + 0.587 * 50 + 0.114 * 10), rtol=1e-6)
+    np.testing.assert_allclose(
+        got, np.full((5, 6), 0.299 * 100 + 0.587 * 50 + 0.114 * 10), rtol=1e-6
+    )
 
 
 def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
@@ -42,7 +44,9 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(InvalidVolumeError, match=r"fake.png: not a readable PNG image"):
         read_image(tmp_path / "fake.png")
     np.save(tmp_path / "cube.npy", np.zeros((3, 4, 5), np.float32))
-    with pytest.raises(InvalidVolumeError, match=r"cube.npy: image has shape \(3, 4, 5\); .* one 2D"):
+    with pytest.raises(
+        InvalidVolumeError, match=r"cube.npy: image has shape \(3, 4, 5\); .* one 2D"
+    ):
         read_image(tmp_path / "cube.npy")
     write_volume(tmp_path / "vol.mrc", np.zeros((4, 4, 4), np.float32))
     with pytest.raises(InvalidVolumeError, match=r"vol.mrc: image has shape \(4, 4, 4\)"):
@@ -91,7 +95,9 @@ def test_pool_rejects_non_images_and_mixed_sizes(tmp_path: Path) -> None:
     (root / "sub" / "notes.docx").unlink()
     write_image(root / "sub" / "z.png", np.zeros((9, 8), np.uint8))
     pool = ImagePool.from_directory(root)
-    with pytest.raises(InvalidVolumeError, match=r"z.png: image is 9x8 px but the pool's images are 8x8"):
+    with pytest.raises(
+        InvalidVolumeError, match=r"z.png: image is 9x8 px but the pool's images are 8x8"
+    ):
         pool.check()
     with pytest.raises(EmptyPoolError, match="no images found"):
         ImagePool.from_directory(tmp_path / "imgs", "*.tif")
