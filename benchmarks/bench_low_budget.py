@@ -284,6 +284,14 @@ def report(out: Path, machine: str) -> None:
                 + ", ".join(f"{a} {v:+.1f}" for a, v in worst.items())
             )
             lines.append("")
+            if "random+pt" in mean.columns:
+                diff = mean.sub(mean["random+pt"], axis=0)
+                others = [a for a in arms if a not in ("random", "random+pt")]
+                lines.append(
+                    "Gap to random+pt (same encoder, random picks), min / max over the schedule: "
+                    + ", ".join(f"{a} {diff[a].min():+.1f} / {diff[a].max():+.1f}" for a in others)
+                )
+                lines.append("")
         picks = sub.groupby("arm")["picked_by"].agg(lambda s: ", ".join(sorted(set(s))))
         lines.append("Picked by: " + "; ".join(f"{a}: {picks[a]}" for a in arms))
         lines.append("")
