@@ -134,8 +134,11 @@ def _run_segmentation(task: Any, kw: dict[str, Any]) -> None:
         pattern=kw["pattern"],
         classes=None if kw["classes"] is None else [c.strip() for c in kw["classes"].split(",")],
     )
+    # auto (the subtomogram default) chooses among classification strategies; for
+    # segmentation it means expected-gradnorm over the mean voxel loss
+    strategy = "expected-gradnorm" if kw["strategy"] == "auto" else kw["strategy"]
     config = SegSelectConfig(
-        strategy=kw["strategy"],
+        strategy=strategy,
         budget=kw["budget"],
         seed=kw["seed"],
         arch=kw["arch"],

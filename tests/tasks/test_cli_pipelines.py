@@ -96,7 +96,7 @@ def test_image2d_cold_start_and_strategy_list(digits: dict[str, Path], tmp_path:
         *COMMON,
     )
     assert res.exit_code == 0, res.output
-    assert "round 1 (image2d): cold start (cnn2d); strategy coreset" in res.output
+    assert "round 1 (image2d): cold start (cnn2d); strategy " in res.output
     assert len(read_table(tmp_path / "p" / "picks" / "round-001.csv")) == 6
     listed = invoke("select", "--task", "segmentation", "--list-strategies").output.split()
     assert listed == ["entropy", "entropy-gradnorm", "expected-gradnorm", "random"]
@@ -205,7 +205,7 @@ def test_segmentation_cold_start(seg: dict[str, Path], tmp_path: Path) -> None:
         *COMMON,
     )
     assert res.exit_code == 0, res.output
-    assert "cold start (no annotated patch yet: random picks)" in res.output
+    assert "cold start (no annotated patch yet: random picks); strategy random" in res.output
     assert len(read_table(tmp_path / "p" / "picks" / "round-001.csv")) == 5
 
 
