@@ -353,6 +353,10 @@ def test_registry_names_and_errors() -> None:
             "expected-gradnorm",
             "entropy-gradnorm",
             "last-layer-gradnorm",
+            "typicality",
+            "diverse-entropy-gradnorm",
+            "diverse-expected-gradnorm",
+            "auto",
         ]
     )
     with pytest.raises(
