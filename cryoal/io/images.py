@@ -287,7 +287,7 @@ class ImagePool(Dataset[torch.Tensor]):
             raise InvalidVolumeError(f"{root}: duplicate image ids; ids must be unique")
         self.root = root
         self.ids = ids
-        self._files = files
+        self._files: list[Path] = list(files) if files is not None else []
         self._array = array
         self.labels: list[str | None] = labels if labels is not None else [None] * len(ids)
         self._box = box
@@ -337,7 +337,9 @@ class ImagePool(Dataset[torch.Tensor]):
         files = [Path(p) for p in paths]
         if not files:
             raise EmptyPoolError("from_files got no image paths")
-        base = Path(root) if root is not None else Path(os.path.commonpath([f.parent for f in files]))
+        base = (
+            Path(root) if root is not None else Path(os.path.commonpath([f.parent for f in files]))
+        )
         ids = []
         for f in files:
             try:
@@ -401,19 +403,14 @@ class ImagePool(Dataset[torch.Tensor]):
         """
         if self._array is not None:
             return self._array[index]
-        assert self._files is not None  # noqa: S101 - one of array/files is always set
+        box = self.box
         path = self._files[index]
-        img, size = read_image(path)
+        img, _ = read_image(path)
         shape = (int(img.shape[0]), int(img.shape[1]))
-        if self._box is None:
-            if index == 0:
-                self._box, self._pixel_size = shape, size
-            else:
-                _ = self.box
-        if shape != self._box:
+        if shape != box:
             raise InvalidVolumeError(
                 f"{path}: image is {shape[0]}x{shape[1]} px but the pool's images are "
-                f"{self.box[0]}x{self.box[1]} (from {self.ids[0]}); resize or remove it"
+                f"{box[0]}x{box[1]} (from {self.ids[0]}); resize or remove it"
             )
         return img
 
@@ -425,15 +422,16 @@ class ImagePool(Dataset[torch.Tensor]):
     def box(self) -> tuple[int, int]:
         """``(H, W)`` shared by every image (read from image 0)."""
         if self._box is None:
-            self.read(0)
-        assert self._box is not None  # noqa: S101 - set by read(0)
+            img, size = read_image(self._files[0])
+            self._box = (int(img.shape[0]), int(img.shape[1]))
+            self._pixel_size = size
         return self._box
 
     @property
     def voxel_size(self) -> float:
         """Pixel edge in Å of image 0 (1.0 where the format stores none)."""
         if self._pixel_size is None:
-            self.read(0)
+            _ = self.box
         return float(self._pixel_size or 1.0)
 
     @property
@@ -443,7 +441,7 @@ class ImagePool(Dataset[torch.Tensor]):
 
     def path_of(self, index: int) -> Path:
         """The file holding image ``index`` (in-memory pools: ``root / id``)."""
-        if self._files is None:
+        if self._array is not None:
             return self.root / self.ids[index]
         return self._files[index]
 
@@ -476,7 +474,7 @@ class ImagePool(Dataset[torch.Tensor]):
         return ImagePool(
             root=self.root,
             ids=[self.ids[i] for i in rows],
-            files=None if self._files is None else [self._files[i] for i in rows],
+            files=None if self._array is not None else [self._files[i] for i in rows],
             array=None if self._array is None else self._array[rows],
             labels=[self.labels[i] for i in rows],
             box=self._box,
