@@ -42,6 +42,14 @@ import pandas as pd
 import torch
 
 from cryoal._atomic import atomic_write_text
+from cryoal.benchmark._blocks import (
+    all_blocks,
+    check_option_names,
+    config_to_dict,
+    done_blocks,
+    keep_blocks,
+    snrs_from_dict,
+)
 from cryoal.benchmark.report import RESULT_COLUMNS, ROBUSTNESS_COLUMNS, format_snr, write_report
 from cryoal.errors import ConfigError
 
@@ -225,30 +233,17 @@ class NoiseBenchmarkConfig:
     # ------------------------------------------------------------------ views
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able view (``inf`` SNR as the string ``"inf"``)."""
-        out = dataclasses.asdict(self)
-        out["snrs"] = [format_snr(s) if math.isinf(s) else s for s in self.snrs]
-        for key in ("strategies", "seeds", "classes"):
-            out[key] = list(out[key])
-        return out
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NoiseBenchmarkConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"noise benchmark config: unknown option(s) {', '.join(unknown)}")
-        kw = dict(data)
-        if "snrs" in kw:
-            kw["snrs"] = tuple(float(s) for s in kw["snrs"])
-        return cls(**kw)
+        check_option_names(cls, data, "noise benchmark config")
+        return cls(**snrs_from_dict(data))
 
     def replace(self, **changes: Any) -> NoiseBenchmarkConfig:
         """A copy with ``changes`` applied (validated again)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise ConfigError(f"noise benchmark config: unknown option(s) {', '.join(unknown)}")
+        check_option_names(self, changes, "noise benchmark config")
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> str:
@@ -891,10 +886,7 @@ def _run_in(
         write_run_config(out / "config.json", record_args, seed=config.seeds[0])
     results = _read_csv(results_path, RESULT_COLUMNS)
     robust = _read_csv(robust_path, ROBUSTNESS_TABLE_COLUMNS)
-    done_runs = {
-        (float(a), str(b), int(c))
-        for a, b, c in results[["snr", "strategy", "seed"]].itertuples(index=False)
-    }
+    done_runs = done_blocks(results)
     done_robust = {
         (float(a), int(b))
         for a, b in robust[["train_snr", "seed"]].drop_duplicates().itertuples(index=False)
@@ -903,9 +895,7 @@ def _run_in(
     tests: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
     class_index = {c: i for i, c in enumerate(config.classes)}
     t0 = time.perf_counter()
-    blocks = [
-        (snr, s, seed) for snr in config.snrs for s in config.strategies for seed in config.seeds
-    ]
+    blocks = all_blocks(config.snrs, config.strategies, config.seeds)
     robust_blocks = (
         [(snr, seed) for snr in config.snrs for seed in config.seeds[: config.robustness_seeds]]
         if config.robustness
@@ -959,12 +949,7 @@ def _run_in(
                 on_block("robustness", (snr, seed), rows)
     finally:
         bar.close()
-    wanted = {(snr, s, seed) for snr, s, seed in blocks}
-    keep = [
-        (float(a), str(b), int(c)) in wanted
-        for a, b, c in results[["snr", "strategy", "seed"]].itertuples(index=False)
-    ]
-    table = _sort_results(results[keep].reset_index(drop=True), config)
+    table = _sort_results(keep_blocks(results, set(blocks)), config)
     table["seed"] = table["seed"].astype(int)
     for col in ("round", "n_labels"):
         table[col] = table[col].astype(int)

@@ -38,6 +38,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryoal.benchmark._blocks import (
+    all_blocks,
+    check_option_names,
+    config_to_dict,
+    done_blocks,
+    keep_blocks,
+    snrs_from_dict,
+)
 from cryoal.errors import ConfigError
 
 __all__ = ["TASK_PRESETS", "TaskBenchmarkConfig", "preset", "run"]
@@ -161,10 +169,7 @@ class TaskBenchmarkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able view (``inf`` SNR as ``"inf"``)."""
-        out = dataclasses.asdict(self)
-        out["snrs"] = ["inf" if math.isinf(s) else s for s in self.snrs]
-        for key in ("strategies", "seeds", "classes"):
-            out[key] = list(out[key])
+        out = config_to_dict(self)
         if self.tilt_range is not None:
             out["tilt_range"] = list(self.tilt_range)
         return out
@@ -172,21 +177,12 @@ class TaskBenchmarkConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskBenchmarkConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"task benchmark config: unknown option(s) {', '.join(unknown)}")
-        kw = dict(data)
-        if "snrs" in kw:
-            kw["snrs"] = tuple(float(s) for s in kw["snrs"])
-        return cls(**kw)
+        check_option_names(cls, data, "task benchmark config")
+        return cls(**snrs_from_dict(data))
 
     def replace(self, **changes: Any) -> TaskBenchmarkConfig:
         """A copy with ``changes`` applied (validated again)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise ConfigError(f"task benchmark config: unknown option(s) {', '.join(unknown)}")
+        check_option_names(self, changes, "task benchmark config")
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> str:
@@ -515,10 +511,7 @@ def run(
             {"benchmark": config.to_dict(), "device_resolved": str(device), **(arguments or {})},
             seed=config.seeds[0],
         )
-    done = {
-        (float(a), str(b), int(c))
-        for a, b, c in results[["snr", "strategy", "seed"]].itertuples(index=False)
-    }
+    done = done_blocks(results)
     t0 = time.perf_counter()
     for snr in config.snrs:
         todo = [
@@ -540,14 +533,7 @@ def run(
             logger.info(
                 "%s benchmark: SNR %s %s seed %d done", config.task, snr, strategy_name, seed
             )
-    wanted = {
-        (snr, s, seed) for snr in config.snrs for s in config.strategies for seed in config.seeds
-    }
-    keep = [
-        (float(a), str(b), int(c)) in wanted
-        for a, b, c in results[["snr", "strategy", "seed"]].itertuples(index=False)
-    ]
-    table = results[keep].reset_index(drop=True)
+    table = keep_blocks(results, set(all_blocks(config.snrs, config.strategies, config.seeds)))
     for col in ("seed", "round", "n_labels"):
         table[col] = table[col].astype(int)
     for col in ("snr", "accuracy", "balanced_accuracy", "macro_f1", "wall_time"):

@@ -1,0 +1,104 @@
+"""Bookkeeping shared by the noise benchmarks (subtomograms and the secondary tasks).
+
+Both :mod:`cryoal.benchmark.noise` and :mod:`cryoal.tasks.benchmark` run blocks keyed
+``(snr, strategy, seed)``, keep finished blocks in ``results.csv`` to resume, and read
+their configs from plain dicts. These helpers are that shared part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from cryoal.benchmark.report import format_snr
+from cryoal.errors import ConfigError
+
+__all__ = [
+    "BlockKey",
+    "all_blocks",
+    "check_option_names",
+    "config_to_dict",
+    "done_blocks",
+    "keep_blocks",
+    "snrs_from_dict",
+]
+
+#: One active-learning run of a benchmark: (SNR, strategy name, seed).
+BlockKey = tuple[float, str, int]
+
+
+def check_option_names(config_type: Any, names: Iterable[str], what: str) -> None:
+    """Raise if ``names`` holds keys that are not fields of the config dataclass.
+
+    Parameters
+    ----------
+    config_type
+        A dataclass type or instance (``NoiseBenchmarkConfig``, ``TaskBenchmarkConfig``).
+    names
+        Option names given by the user (dict keys, ``replace`` keywords).
+    what
+        Prefix of the message (``"noise benchmark config"``).
+
+    Raises
+    ------
+    ConfigError
+        ``"<what>: unknown option(s) a, b"`` with the unknown names sorted.
+    """
+    fields = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(names) - fields)
+    if unknown:
+        raise ConfigError(f"{what}: unknown option(s) {', '.join(unknown)}")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain JSON-able view of a benchmark config (``inf`` SNR as the string ``"inf"``).
+
+    ``snrs`` become floats or ``"inf"``; the tuples ``strategies``, ``seeds`` and
+    ``classes`` become lists; everything else is :func:`dataclasses.asdict`.
+    """
+    out = dataclasses.asdict(config)
+    out["snrs"] = [format_snr(s) if math.isinf(s) else s for s in config.snrs]
+    for key in ("strategies", "seeds", "classes"):
+        out[key] = list(out[key])
+    return out
+
+
+def snrs_from_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with ``snrs`` (``"inf"`` or numbers) as a tuple of floats."""
+    kw = dict(data)
+    if "snrs" in kw:
+        kw["snrs"] = tuple(float(s) for s in kw["snrs"])
+    return kw
+
+
+def _keys(results: pd.DataFrame) -> list[BlockKey]:
+    return [
+        (float(a), str(b), int(c))
+        for a, b, c in results[["snr", "strategy", "seed"]].itertuples(index=False)
+    ]
+
+
+def done_blocks(results: pd.DataFrame) -> set[BlockKey]:
+    """The ``(snr, strategy, seed)`` blocks that have rows in a results table."""
+    return set(_keys(results))
+
+
+def keep_blocks(results: pd.DataFrame, wanted: Collection[BlockKey]) -> pd.DataFrame:
+    """Rows of ``results`` whose ``(snr, strategy, seed)`` is in ``wanted``, reindexed.
+
+    Rows of blocks a config no longer asks for (a dropped strategy, say) stay on disk
+    but leave the returned table.
+    """
+    keep = [key in wanted for key in _keys(results)]
+    return results[keep].reset_index(drop=True)
+
+
+def all_blocks(
+    snrs: Sequence[float], strategies: Sequence[str], seeds: Sequence[int]
+) -> list[BlockKey]:
+    """Every block of a config in run order: SNR, then strategy, then seed."""
+    return [(snr, s, seed) for snr in snrs for s in strategies for seed in seeds]
