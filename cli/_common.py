@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -22,6 +23,22 @@ device_option = click.option(
     show_default=True,
     help="Torch device: cpu, cuda, cuda:N, or auto (CUDA when available).",
 )
+
+pattern_option = click.option(
+    "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
+)
+progress_option = click.option("--progress/--no-progress", default=True, show_default=True)
+
+
+def volumes_option(*, required: bool = True) -> Callable[[F], F]:
+    """The ``--volumes`` option (a folder of MRC files, a stack or an HDF5 pool) as a Path."""
+    return click.option(
+        "--volumes",
+        "volumes",
+        required=required,
+        type=click.Path(path_type=Path),
+        help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
+    )
 
 
 def example_epilog(text: str) -> str:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from cryoal.cli._common import device_option, example_epilog
+from cryoal.cli._common import (
+    device_option,
+    example_epilog,
+    pattern_option,
+    progress_option,
+    volumes_option,
+)
 
 EXAMPLES = """
 cryoal predict --volumes subtomos/ --model model.pt --out predictions.csv
@@ -18,13 +24,7 @@ cryoal predict --volumes particles.mrcs --model model.pt --out predictions.star 
     epilog=example_epilog(EXAMPLES),
     short_help="Predict classes of volumes with a trained checkpoint.",
 )
-@click.option(
-    "--volumes",
-    "volumes",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
-)
+@volumes_option()
 @click.option(
     "--model",
     "checkpoint",
@@ -40,10 +40,8 @@ cryoal predict --volumes particles.mrcs --model model.pt --out predictions.star 
     help="Predictions table, .csv or .star.",
 )
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@pattern_option
+@progress_option
 @device_option
 def predict(
     volumes: Path,

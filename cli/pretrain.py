@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from cryoal.cli._common import device_option, example_epilog, seed_option
+from cryoal.cli._common import (
+    device_option,
+    example_epilog,
+    pattern_option,
+    progress_option,
+    seed_option,
+    volumes_option,
+)
 
 EXAMPLES = """
 cryoal pretrain --volumes subtomos/ --model cb3d --epochs 50 --out encoder.pt
@@ -19,15 +26,8 @@ cryoal pretrain --volumes particles.h5 --model dsrf3d --max-items 5000 --device 
     epilog=example_epilog(EXAMPLES),
     short_help="Pretrain an encoder on the unlabelled pool (contrastive, no labels).",
 )
-@click.option(
-    "--volumes",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
-)
-@click.option(
-    "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
-)
+@volumes_option()
+@pattern_option
 @click.option(
     "--model",
     "model_name",
@@ -66,7 +66,7 @@ cryoal pretrain --volumes particles.h5 --model dsrf3d --max-items 5000 --device 
     type=click.IntRange(min=2),
     help="Pretrain on a seeded random subset of this many volumes [default: all].",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 @seed_option
 @device_option
 def pretrain(

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryoal.cli._common import device_option, example_epilog, seed_option
+from cryoal.cli._common import (
+    device_option,
+    example_epilog,
+    pattern_option,
+    progress_option,
+    seed_option,
+    volumes_option,
+)
 
 EXAMPLES = """
 cryoal select --demo                                        # whole loop on built-in demo data
@@ -40,11 +47,7 @@ DEMO_ARCH = "cb3d"
     epilog=example_epilog(EXAMPLES),
     short_help="Pick the subtomograms worth labelling next (one active-learning round).",
 )
-@click.option(
-    "--volumes",
-    type=click.Path(path_type=Path),
-    help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
-)
+@volumes_option(required=False)
 @click.option(
     "--task",
     type=click.Choice(["classification3d", "image2d", "segmentation"]),
@@ -164,9 +167,7 @@ DEMO_ARCH = "cb3d"
     help="Start a new round even though no label was added since the last one.",
 )
 @click.option("--restart", is_flag=True, help="Discard an unfinished round instead of resuming it.")
-@click.option(
-    "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
-)
+@pattern_option
 @click.option(
     "--batch-size",
     default=32,
@@ -229,7 +230,7 @@ DEMO_ARCH = "cb3d"
     "(rank 0 writes the picks) [default: on under torchrun]. Launch with "
     "`torchrun --nproc-per-node N -m cryoal.cli select ...`.",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 @seed_option
 @device_option
 def select(**kw: Any) -> None:

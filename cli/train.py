@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 
 import click
-from cryoal.cli._common import device_option, example_epilog, seed_option
+from cryoal.cli._common import (
+    device_option,
+    example_epilog,
+    pattern_option,
+    progress_option,
+    seed_option,
+    volumes_option,
+)
 
 EXAMPLES = """
 cryoal train --volumes subtomos/ --labels labels.csv --out model.pt
@@ -20,13 +27,7 @@ cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e
     epilog=example_epilog(EXAMPLES),
     short_help="Train a subtomogram classifier on labelled volumes.",
 )
-@click.option(
-    "--volumes",
-    "volumes",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder of MRC files, a stack (.mrcs) or an HDF5 pool.",
-)
+@volumes_option()
 @click.option(
     "--labels",
     "labels",
@@ -77,10 +78,8 @@ cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e
     help="Comma-separated training augmentations from cryoal.transforms, e.g. 'rotate' or "
     "'rotate,noise' (volumes are z-scored again after them). Default: none.",
 )
-@click.option(
-    "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@pattern_option
+@progress_option
 @seed_option
 @device_option
 def train(
