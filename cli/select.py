@@ -327,7 +327,7 @@ def _device(name: str) -> Any:
 def _run_select(kw: dict[str, Any]) -> None:
     from cryoal.active import Project
     from cryoal.active.loop import register_pool, select_round
-    from cryoal.io import VolumePool, read_labels
+    from cryoal.io import VolumePool
 
     config = _config(kw)
     project_dir = kw["project"] or DEFAULT_PROJECT
@@ -346,18 +346,7 @@ def _run_select(kw: dict[str, Any]) -> None:
                 )
             if kw["labels"] is not None:
                 register_pool(project, pool)
-                table = read_labels(kw["labels"], known_ids=set(project.pool_ids()))
-                report = project.add_labels(
-                    list(zip(table["id"], table["label"], strict=True)),
-                    source="import",
-                    where=str(kw["labels"]),
-                    overwrite=kw["overwrite"],
-                    allow_new_classes=kw["allow_new_classes"],
-                )
-                click.echo(
-                    f"labels from {kw['labels']}: {len(report.added)} added, "
-                    f"{len(report.unchanged)} already known, {len(report.overwritten)} replaced"
-                )
+                import_labels(project, kw)
             result = select_round(
                 project,
                 pool,
@@ -370,6 +359,28 @@ def _run_select(kw: dict[str, Any]) -> None:
             _print_summary(project, pool, result, kw)
     finally:
         project.close()
+
+
+def import_labels(project: Any, kw: dict[str, Any]) -> None:
+    """Add the ``--labels`` table to ``project`` (its pool registered) and echo the counts.
+
+    Shared by every ``--task`` that keeps labels in the project database: ids must name
+    pool items; ``--overwrite`` / ``--allow-new-classes`` as parsed into ``kw``.
+    """
+    from cryoal.io import read_labels
+
+    table = read_labels(kw["labels"], known_ids=set(project.pool_ids()))
+    report = project.add_labels(
+        list(zip(table["id"], table["label"], strict=True)),
+        source="import",
+        where=str(kw["labels"]),
+        overwrite=kw["overwrite"],
+        allow_new_classes=kw["allow_new_classes"],
+    )
+    click.echo(
+        f"labels from {kw['labels']}: {len(report.added)} added, "
+        f"{len(report.unchanged)} already known, {len(report.overwritten)} replaced"
+    )
 
 
 def _print_summary(project: Any, pool: Any, result: Any, kw: dict[str, Any]) -> None:
