@@ -58,6 +58,7 @@ def test_notebooks_are_stored_without_outputs() -> None:
         "01_quickstart.ipynb",
         "02_your_data.ipynb",
         "03_noise_benchmark.ipynb",
+        "04_segmentation.ipynb",
     ]
     for path in NOTEBOOKS:
         book = nbformat.read(path, as_version=4)
