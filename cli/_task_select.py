@@ -5,7 +5,7 @@ default ``classification3d``. No logic of its own: the pool comes from the task
 (:func:`cryoal.tasks.get`), the round from :func:`cryoal.active.loop.select_round`
 (image2d: the same project database as subtomograms) or
 :func:`cryoal.tasks.seg_select.select_segmentation_round` (segmentation: masks are the
-labels).
+labels; the rounds are recorded and resumed in the same project database).
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def _caption(p: Any) -> str:
 
 
 def _run_segmentation(task: Any, kw: dict[str, Any]) -> None:
+    from cryoal.active import Project
     from cryoal.runtime import resolve_device
     from cryoal.tasks.seg_select import SegSelectConfig, select_segmentation_round
 
@@ -150,7 +151,27 @@ def _run_segmentation(task: Any, kw: dict[str, Any]) -> None:
     )
     project_dir = kw["project"] or Path("cryoal-project")
     arguments = {k: v for k, v in kw.items() if k != "list_strategies"}
-    res = select_segmentation_round(project_dir, pool, config, arguments=arguments, out=kw["out"])
+    project = Project(project_dir)
+    try:
+        with project.lock(timeout=kw["lock_timeout"]):
+            res = select_segmentation_round(
+                project,
+                pool,
+                config,
+                arguments=arguments,
+                out=kw["out"],
+                new_round=kw["new_round"],
+                restart=kw["restart"],
+            )
+    finally:
+        project.close()
+    if res.reused:
+        click.echo(
+            f"round {res.round} is complete and no mask changed since; showing its picks "
+            "again (annotate them, or pass --new-round)"
+        )
+    elif res.resumed_from is not None:
+        click.echo(f"resumed round {res.round} from step '{res.resumed_from}'")
     what = {
         "cold": "cold start (no annotated patch yet: random picks)",
         "train": f"trained {kw['arch']} on {res.n_labelled} annotated patches",
@@ -169,12 +190,13 @@ def _run_segmentation(task: Any, kw: dict[str, Any]) -> None:
         )
     cols = ["rank", "id", "score", *[c for c in res.table.columns if c.startswith("frac_")]]
     click.echo(res.table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    click.echo(f"picks:   {res.files['csv']}")
+    click.echo(f"picks:   {res.files['csv']}  (+ {res.files['star'].name})")
     if "gallery" in res.files:
         click.echo(f"gallery: {res.files['gallery']}")
     if "out" in res.files:
         click.echo(f"also:    {res.files['out']}")
     click.echo(
         "next: annotate these patches (voxels z:z+size, y:y+size, x:x+size) in the crops' "
-        f"label maps in {kw['masks'] or 'a --masks folder'}, then run the same command again"
+        f"label maps in {kw['masks'] or 'a --masks folder'}, then run the same command again\n"
+        f"  (a killed run resumes where it stopped; progress: cryoal status --project {project_dir})"
     )

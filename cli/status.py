@@ -1,4 +1,7 @@
-"""``cryoal status``: rounds, label counts per class and accuracy history of a project."""
+"""``cryoal status``: rounds, label counts per class and accuracy history of a project.
+
+Segmentation projects show annotated patches and the per-class Dice history instead.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +55,8 @@ def format_status(proj: Project) -> str:
     """The text ``cryoal status`` prints."""
     from cryoal.cli.label import format_label_status
 
+    if proj.get_meta("task") == "segmentation":
+        return format_segmentation_status(proj)
     box = proj.get_meta("box")
     lines = [f"project: {proj.path}"]
     if box is not None:
@@ -97,3 +102,60 @@ def format_status(proj: Project) -> str:
             "command to resume it"
         )
     return "\n".join(lines)
+
+
+def format_segmentation_status(proj: Project) -> str:
+    """``cryoal status`` of a segmentation project: patches, annotation and Dice history.
+
+    Labels are the voxel label maps on disk, so the annotated-patch count is the one
+    recorded when each round started; the Dice columns are the round's model on the
+    patches it was trained on (mean, then per class).
+    """
+    patch = proj.get_meta("patch")
+    classes = list(proj.get_meta("seg_class_names", []))
+    lines = [f"project: {proj.path} (segmentation)"]
+    lines.append(
+        f"pool: {len(proj.pool_ids())} patches of {patch}³ from the crops in "
+        f"{proj.get_meta('pool_root')}, {proj.get_meta('voxel_size'):g} Å/voxel; classes "
+        f"{', '.join(classes)}"
+    )
+    rounds = proj.rounds()
+    if not rounds:
+        lines.append("rounds: none yet (run `cryoal select --task segmentation`)")
+        return "\n".join(lines)
+    lines.append(
+        f"annotated: {rounds[-1].n_labels} of {len(proj.pool_ids())} patches when round "
+        f"{rounds[-1].n} started (labels are the label maps on disk)"
+    )
+    header = ["round", "mode", "strategy", "budget", "annotated", "status", "train Dice"]
+    header += classes
+    table = []
+    for r in rounds:
+        mean = r.metrics.get("train_mean_dice")
+        dice = r.metrics.get("train_dice") or {}
+        table.append(
+            [str(r.n), r.mode, r.strategy, str(r.budget), str(r.n_labels), r.status]
+            + ["-" if mean is None else f"{mean:.2f}"]
+            + [_dice(dice.get(c)) for c in classes]
+        )
+    lines += _table(header, table)
+    latest = rounds[-1]
+    if latest.status != "picked":
+        lines.append(
+            f"round {latest.n} is unfinished ({latest.status}): re-run the same `cryoal select "
+            "--task segmentation` command to resume it"
+        )
+    return "\n".join(lines)
+
+
+def _dice(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    out = ["rounds:"]
+    out.append("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    for row in rows:
+        out.append("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return out

@@ -878,9 +878,19 @@ class Project:
         return None if row is None else self._round(row)
 
     def start_round(
-        self, *, strategy: str, budget: int, seed: int, mode: str, config: Mapping[str, Any]
+        self,
+        *,
+        strategy: str,
+        budget: int,
+        seed: int,
+        mode: str,
+        config: Mapping[str, Any],
+        n_labels: int | None = None,
     ) -> RoundRecord:
         """Open a new round with the labels present now as its training set.
+
+        ``n_labels`` overrides the count of the labels table (segmentation rounds, whose
+        labels are voxel label maps on disk, record their annotated patches instead).
 
         Raises
         ------
@@ -895,7 +905,8 @@ class Project:
             )
         n = 1 if latest is None else latest.n + 1
         with self._transaction() as conn:
-            n_labels = int(conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
+            if n_labels is None:
+                n_labels = int(conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
             conn.execute(
                 "INSERT INTO rounds(n, strategy, budget, seed, mode, label_seq, n_labels, "
                 "status, started, config) VALUES (?, ?, ?, ?, ?, ?, ?, 'started', ?, ?)",
