@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cryoal.acquisition._stream import PoolLike, autocast, eval_mode, stream_scores
+from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.errors import ConfigError
 
 __all__ = ["EncoderLike", "embed_pool", "kmeans", "knn_typicality", "resolve_encoder"]
@@ -84,18 +84,7 @@ def embed_pool(
         with torch.no_grad(), autocast(device, amp):
             return fn(x).float()
 
-    with eval_mode(model):
-        emb = stream_scores(
-            run,
-            pool,
-            indices,
-            batch_size=strategy.batch_size,
-            device=device,
-            transform=strategy.transform,
-            num_workers=strategy.num_workers,
-            progress=strategy.progress,
-            desc=f"{name} embeddings",
-        )
+    emb = strategy._stream(model, run, pool, indices, device, desc=f"{name} embeddings")
     if emb.numel() == 0:
         return emb.reshape(0, 0)
     return torch.nn.functional.normalize(emb.reshape(emb.shape[0], -1), dim=1)

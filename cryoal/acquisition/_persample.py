@@ -149,16 +149,27 @@ def select_params(
     return chosen
 
 
+def check_reduction(reduction: str) -> str:
+    """Return ``reduction`` if it is one of :data:`REDUCTIONS`.
+
+    Raises
+    ------
+    ConfigError
+        Unknown reduction (the message lists the known ones).
+    """
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
+    return reduction
+
+
 def reduce_norms(sq: Tensor, reduction: str) -> Tensor:
     """Reduce squared per-tensor norms ``(..., P)`` to one norm per sample ``(...)``.
 
     ``"l2"``: ``sqrt(Σ_p ‖g_p‖²)`` (global L2 norm); ``"layerwise-sum"``: ``Σ_p ‖g_p‖``.
     """
-    if reduction == "l2":
+    if check_reduction(reduction) == "l2":
         return sq.sum(-1).clamp_min(0).sqrt()
-    if reduction == "layerwise-sum":
-        return sq.clamp_min(0).sqrt().sum(-1)
-    raise ConfigError(f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
+    return sq.clamp_min(0).sqrt().sum(-1)
 
 
 def _needs_loop(model: nn.Module) -> str | None:
@@ -573,8 +584,7 @@ def per_sample_grad_norms(
     ConfigError
         Unknown reduction, no trainable parameters, or ``loss_fn`` not returning ``(B,)``.
     """
-    if reduction not in REDUCTIONS:
-        raise ConfigError(f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
+    check_reduction(reduction)
     chosen = select_params(model, params)
 
     def backprop(out: Tensor) -> list[tuple[Tensor, Tensor | None]]:
@@ -641,8 +651,7 @@ def per_sample_class_grad_norms(
     probs : Tensor
         ``(B, C)`` softmax probabilities (detached).
     """
-    if reduction not in REDUCTIONS:
-        raise ConfigError(f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
+    check_reduction(reduction)
     if top_k is not None and top_k <= 0:
         raise ConfigError(f"top_k must be a positive integer or None, got {top_k}")
     chosen = select_params(model, params)

@@ -21,7 +21,14 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
-from cryoal.acquisition._stream import PoolLike, Transform, check_pool, resolve_indices
+from cryoal.acquisition._stream import (
+    PoolLike,
+    Transform,
+    check_pool,
+    eval_mode,
+    resolve_indices,
+    stream_scores,
+)
 from cryoal.errors import ConfigError, EmptyPoolError, PoolExhaustedError
 from cryoal.runtime import resolve_device
 from cryoal.viz._html import html_repr
@@ -215,6 +222,55 @@ class Strategy(ABC):
 
     def _generator(self, generator: torch.Generator | None) -> torch.Generator:
         return generator if generator is not None else torch.Generator().manual_seed(self.seed)
+
+    def _stream(
+        self,
+        model: nn.Module,
+        fn: Callable[[Tensor], Tensor],
+        pool: PoolLike,
+        indices: Tensor,
+        device: torch.device,
+        *,
+        desc: str | None = None,
+        keep_mode: bool = False,
+    ) -> Tensor:
+        """Run ``fn`` over the pool items with this strategy's streaming options.
+
+        Parameters
+        ----------
+        model
+            Put in eval mode for the pass (each module's mode restored after) unless
+            ``keep_mode=True`` (the caller set its own mode, e.g. MC dropout).
+        fn
+            Maps a batch ``(b, C, ...)`` on ``device`` to per-item results ``(b, ...)``.
+        pool, indices, device
+            As in :func:`cryoal.acquisition.stream_scores`.
+        desc
+            Progress-bar label (default: the strategy name).
+
+        Returns
+        -------
+        Tensor
+            ``(len(indices), ...)`` results on the CPU (see :func:`stream_scores`).
+        """
+
+        def run() -> Tensor:
+            return stream_scores(
+                fn,
+                pool,
+                indices,
+                batch_size=self.batch_size,
+                device=device,
+                transform=self.transform,
+                num_workers=self.num_workers,
+                progress=self.progress,
+                desc=self.name if desc is None else desc,
+            )
+
+        if keep_mode:
+            return run()
+        with eval_mode(model):
+            return run()
 
     @abstractmethod
     def select(

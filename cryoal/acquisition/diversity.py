@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from cryoal.acquisition._stream import PoolLike, autocast, eval_mode, stream_scores
+from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.acquisition.base import Selection, Strategy, register
 from cryoal.acquisition.gradnorm import _features_and_head
 from cryoal.errors import ConfigError
@@ -147,18 +147,7 @@ class _EmbeddingStrategy(Strategy):
             u[torch.arange(p.shape[0]), p.argmax(1)] -= 1.0
             return torch.cat([u, h], dim=1)
 
-        with eval_mode(model):
-            return stream_scores(
-                fn,
-                pool,
-                indices,
-                batch_size=self.batch_size,
-                device=device,
-                transform=self.transform,
-                num_workers=self.num_workers,
-                progress=self.progress,
-                desc=f"{self.name} embeddings",
-            )
+        return self._stream(model, fn, pool, indices, device, desc=f"{self.name} embeddings")
 
 
 @register("coreset")

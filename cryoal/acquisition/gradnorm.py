@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cryoal.acquisition._persample import (
-    REDUCTIONS,
+    check_reduction,
     grad_sq_norms,
     per_sample_class_grad_norms,
     per_sample_grad_norms,
     reduce_norms,
     select_params,
 )
-from cryoal.acquisition._stream import PoolLike, autocast, eval_mode, stream_scores
+from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.acquisition.base import ScoreStrategy, register
 from cryoal.errors import ConfigError
 
@@ -98,11 +98,7 @@ class _GradNormStrategy(ScoreStrategy):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if reduction not in REDUCTIONS:
-            raise ConfigError(
-                f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}"
-            )
-        self.reduction = reduction
+        self.reduction = check_reduction(reduction)
         self.params = None if params is None else list(params)
 
     @abstractmethod
@@ -115,18 +111,9 @@ class _GradNormStrategy(ScoreStrategy):
         device = self._prepare(model)
         select_params(model, self.params)  # fail early on frozen models
         amp = self._use_amp(device)
-        with eval_mode(model):
-            return stream_scores(
-                lambda x: self._batch_scores(model, x, amp),
-                pool,
-                indices,
-                batch_size=self.batch_size,
-                device=device,
-                transform=self.transform,
-                num_workers=self.num_workers,
-                progress=self.progress,
-                desc=self.name,
-            )
+        return self._stream(
+            model, lambda x: self._batch_scores(model, x, amp), pool, indices, device
+        )
 
 
 @register("entropy-gradnorm")
@@ -289,15 +276,4 @@ class LastLayerGradNorm(ScoreStrategy):
                 z = head(h)
             return last_layer_scores(h.float(), z.float(), bias=bias, target=self.target)
 
-        with eval_mode(model):
-            return stream_scores(
-                fn,
-                pool,
-                indices,
-                batch_size=self.batch_size,
-                device=device,
-                transform=self.transform,
-                num_workers=self.num_workers,
-                progress=self.progress,
-                desc=self.name,
-            )
+        return self._stream(model, fn, pool, indices, device)

@@ -12,9 +12,7 @@ from cryoal.acquisition._stream import (
     DROPOUT_TYPES,
     PoolLike,
     autocast,
-    eval_mode,
     mc_dropout_mode,
-    stream_scores,
 )
 from cryoal.acquisition.base import ScoreStrategy, register
 from cryoal.errors import ConfigError
@@ -77,18 +75,7 @@ class _ProbStrategy(ScoreStrategy):
                 z = model(x)
             return self._from_probs(torch.softmax(z.float(), dim=1))
 
-        with eval_mode(model):
-            return stream_scores(
-                fn,
-                pool,
-                indices,
-                batch_size=self.batch_size,
-                device=device,
-                transform=self.transform,
-                num_workers=self.num_workers,
-                progress=self.progress,
-                desc=self.name,
-            )
+        return self._stream(model, fn, pool, indices, device)
 
 
 @register("random")
@@ -171,14 +158,4 @@ class BALD(ScoreStrategy):
 
         with torch.random.fork_rng(devices=devices), mc_dropout_mode(model):
             torch.manual_seed(seed)
-            return stream_scores(
-                fn,
-                pool,
-                indices,
-                batch_size=self.batch_size,
-                device=device,
-                transform=self.transform,
-                num_workers=self.num_workers,
-                progress=self.progress,
-                desc=self.name,
-            )
+            return self._stream(model, fn, pool, indices, device, keep_mode=True)

@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cryoal.acquisition import Random, ScoreStrategy, Strategy, eval_mode, stream_scores
+from cryoal.acquisition import Random, ScoreStrategy, Strategy, eval_mode
 from cryoal.acquisition._persample import (
-    REDUCTIONS,
+    check_reduction,
     grad_sq_norms,
     per_sample_grad_norms,
     reduce_norms,
@@ -143,8 +143,7 @@ def expected_gradnorm_scores(
     Tensor
         `(B,)` scores.
     """
-    if reduction not in REDUCTIONS:
-        raise ConfigError(f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}")
+    check_reduction(reduction)
     if label_maps is None and (isinstance(samples, bool) or samples < 1):
         raise ConfigError(f"samples must be a positive integer, got {samples!r}")
     chosen = select_params(model, params)
@@ -198,11 +197,7 @@ class _SegScoreStrategy(ScoreStrategy):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if reduction not in REDUCTIONS:
-            raise ConfigError(
-                f"unknown reduction {reduction!r}: use one of {', '.join(REDUCTIONS)}"
-            )
-        self.reduction = reduction
+        self.reduction = check_reduction(reduction)
         self.params = None if params is None else list(params)
 
     @abstractmethod
@@ -217,18 +212,7 @@ class _SegScoreStrategy(ScoreStrategy):
         def fn(x: Tensor) -> Tensor:
             return self._batch_scores(model, x, generator)
 
-        with eval_mode(model):
-            return stream_scores(
-                fn,
-                pool,
-                indices,
-                batch_size=self.batch_size,
-                device=device,
-                transform=self.transform,
-                num_workers=self.num_workers,
-                progress=self.progress,
-                desc=self.name,
-            )
+        return self._stream(model, fn, pool, indices, device)
 
 
 class SegEntropy(_SegScoreStrategy):
@@ -314,18 +298,7 @@ class SegExpectedGradNorm(_SegScoreStrategy):
                 params=self.params,
             )
 
-        with eval_mode(model):
-            return stream_scores(
-                fn,
-                pool,
-                indices,
-                batch_size=self.batch_size,
-                device=device,
-                transform=self.transform,
-                num_workers=self.num_workers,
-                progress=self.progress,
-                desc=self.name,
-            )
+        return self._stream(model, fn, pool, indices, device)
 
 
 #: name -> strategy class for segmentation pools
