@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import fnmatch
 import hashlib
 import itertools
 import json
@@ -44,9 +43,9 @@ from torch.utils.data import Dataset
 
 from cryoal._atomic import atomic_path
 from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
+from cryoal.io._walk import walk_volume_files
 from cryoal.io.mrc import (
     STACK_EXTENSIONS,
-    is_volume_file,
     read_header,
     read_volume,
     split_extension,
@@ -319,7 +318,7 @@ class PoolIndex(Dataset[torch.Tensor]):
             raise InvalidVolumeError(f"{base}: {what}; pass a folder of MRC files")
         patterns = [pattern] if isinstance(pattern, str) else list(pattern)
         names = _Builder()
-        for rel in _walk(os.fspath(base), patterns, recursive):
+        for rel in walk_volume_files(os.fspath(base), patterns, recursive):
             names.add(rel)
         if not len(names):
             where = "under" if recursive else "in"
@@ -687,30 +686,6 @@ def _split_item(raw: str) -> tuple[str, int]:
     if m:
         return m.group(1), int(m.group(2))
     return raw, -1
-
-
-def _walk(root: str, patterns: Sequence[str], recursive: bool) -> Iterator[str]:
-    """Relative posix paths of matching volume files (unsorted, streamed, no stat)."""
-    regex = re.compile("|".join(fnmatch.translate(p) for p in patterns))
-    pending = [("", root)]
-    linked = {os.path.realpath(root)}
-    while pending:
-        prefix, folder = pending.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith("."):
-                    continue
-                if entry.is_dir():
-                    if recursive:
-                        if entry.is_symlink():
-                            real = os.path.realpath(entry.path)
-                            if real in linked:
-                                continue
-                            linked.add(real)
-                        pending.append((prefix + name + "/", entry.path))
-                elif regex.match(name) and is_volume_file(name):
-                    yield prefix + name
 
 
 def project_index(

@@ -25,10 +25,8 @@ starting with ``.``, e.g. unfinished atomic writes) are skipped.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
+from cryoal.io._walk import walk_volume_files
 from cryoal.io.hdf5 import Hdf5Volumes, is_hdf5_file
 from cryoal.io.labels import read_labels, validate_labels
 from cryoal.io.mrc import (
@@ -48,7 +47,6 @@ from cryoal.io.mrc import (
     MrcHeader,
     _load,
     _read_item,
-    is_volume_file,
     read_header,
     split_extension,
 )
@@ -67,35 +65,6 @@ def _box_str(box: Sequence[int]) -> str:
 
 def _is_stack_name(name: str) -> bool:
     return split_extension(name)[0] in STACK_EXTENSIONS
-
-
-def _scan_directory(root: str, patterns: Sequence[str], recursive: bool) -> list[str]:
-    """Relative posix paths of files under ``root`` matching any pattern (no stat)."""
-    regex = re.compile("|".join(fnmatch.translate(p) for p in patterns))
-    found: list[str] = []
-    pending = [("", root)]
-    linked = {os.path.realpath(root)}
-    while pending:
-        prefix, folder = pending.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith("."):
-                    continue
-                if entry.is_dir():
-                    if recursive:
-                        if entry.is_symlink():  # follow links to folders, but never in a loop
-                            real = os.path.realpath(entry.path)
-                            if real in linked:
-                                continue
-                            linked.add(real)
-                        pending.append((prefix + name + "/", entry.path))
-                elif regex.match(name):
-                    if is_volume_file(name):
-                        found.append(prefix + name)
-                    else:
-                        logger.debug("skipping %s: not a volume extension", entry.path)
-    return found
 
 
 def _require_volume(header: MrcHeader) -> None:
@@ -232,7 +201,7 @@ class VolumePool(Dataset[torch.Tensor]):
             what = "does not exist" if not base.exists() else "is not a directory"
             raise InvalidVolumeError(f"{base}: {what}; pass a folder of MRC files")
         patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-        rel = sorted(_scan_directory(os.fspath(base), patterns, recursive))
+        rel = sorted(walk_volume_files(os.fspath(base), patterns, recursive))
         if not rel:
             where = "under" if recursive else "in"
             raise EmptyPoolError(
