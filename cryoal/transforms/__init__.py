@@ -9,64 +9,11 @@ register by name (:func:`get`, :func:`available`, :func:`from_config`).
 
 from __future__ import annotations
 
-from cryoal.transforms.augment import (
-    Compose,
-    Normalize,
-    RandomFlip,
-    RandomMissingWedge,
-    RandomNoise,
-    RandomRotate,
-    Transform,
-    available,
-    from_config,
-    get,
-)
-from cryoal.transforms.functional import (
-    add_noise,
-    apply_ctf,
-    apply_missing_wedge,
-    ctf_1d,
-    ctf_3d,
-    ctf_zero_frequencies,
-    electron_wavelength,
-    euler_to_matrix,
-    matrix_to_euler,
-    measure_snr,
-    missing_wedge_mask,
-    normalize,
-    quaternion_to_matrix,
-    random_quaternion,
-    random_rotation,
-    rotate_volume,
-    tilt_angle_grid,
-)
+# The layer's public names are those of its two halves, listed once in each module's
+# __all__: the augmentation classes and registry, then the pure kernels.
+from cryoal.transforms import augment as _augment
+from cryoal.transforms import functional as _functional
+from cryoal.transforms.augment import *  # noqa: F403
+from cryoal.transforms.functional import *  # noqa: F403
 
-__all__ = [
-    "Compose",
-    "Normalize",
-    "RandomFlip",
-    "RandomMissingWedge",
-    "RandomNoise",
-    "RandomRotate",
-    "Transform",
-    "available",
-    "from_config",
-    "get",
-    "add_noise",
-    "apply_ctf",
-    "apply_missing_wedge",
-    "ctf_1d",
-    "ctf_3d",
-    "ctf_zero_frequencies",
-    "electron_wavelength",
-    "euler_to_matrix",
-    "matrix_to_euler",
-    "measure_snr",
-    "missing_wedge_mask",
-    "normalize",
-    "quaternion_to_matrix",
-    "random_quaternion",
-    "random_rotation",
-    "rotate_volume",
-    "tilt_angle_grid",
-]
+__all__ = [*_augment.__all__, *_functional.__all__]
