@@ -46,6 +46,34 @@ def write_pool(
     return pd.DataFrame(rows, columns=["id", "label"])
 
 
+def _train_args(vols: Path, labels: Path, out: Path) -> list[str]:
+    """The seeded cb3d training run of the ``trained`` fixture, writing ``out``."""
+    return [
+        "train",
+        "--volumes",
+        str(vols),
+        "--labels",
+        str(labels),
+        "--model",
+        "cb3d",
+        "--epochs",
+        "10",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
+
+
+def _predict_args(vols: Path, model: Path, out: Path) -> list[str]:
+    return ["predict", "--volumes", str(vols), "--model", str(model), "--out", str(out)]
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataFrame]:
     root = tmp_path_factory.mktemp("train_predict")
@@ -65,26 +93,7 @@ def trained(
     out = tmp_path_factory.mktemp("run") / "model.pt"
     result = CliRunner().invoke(
         cli,
-        [
-            "train",
-            "--volumes",
-            str(vols),
-            "--labels",
-            str(labels),
-            "--model",
-            "cb3d",
-            "--epochs",
-            "10",
-            "--batch-size",
-            "8",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            "--seed",
-            "3",
-            "--no-progress",
-        ],
+        _train_args(vols, labels, out),
     )
     assert result.exit_code == 0, result.output
     return out, result.output
@@ -130,26 +139,7 @@ def test_train_is_reproducible(
     again = tmp_path / "again.pt"
     result = CliRunner().invoke(
         cli,
-        [
-            "train",
-            "--volumes",
-            str(vols),
-            "--labels",
-            str(labels),
-            "--model",
-            "cb3d",
-            "--epochs",
-            "10",
-            "--batch-size",
-            "8",
-            "--out",
-            str(again),
-            "--device",
-            "cpu",
-            "--seed",
-            "3",
-            "--no-progress",
-        ],
+        _train_args(vols, labels, again),
     )
     assert result.exit_code == 0, result.output
     a, _ = load_checkpoint(trained[0])
@@ -165,18 +155,7 @@ def test_predict_table(
     out = tmp_path / f"predictions{suffix}"
     result = CliRunner().invoke(
         cli,
-        [
-            "predict",
-            "--volumes",
-            str(vols),
-            "--model",
-            str(trained[0]),
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            "--no-progress",
-        ],
+        [*_predict_args(vols, trained[0], out), "--device", "cpu", "--no-progress"],
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"48 volumes -> {out}: rod ")
@@ -244,15 +223,7 @@ def test_box_mismatch_with_checkpoint(trained: tuple[Path, str], tmp_path: Path)
     vols.mkdir()
     write_pool(vols, 2, box=24)
     _fails(
-        [
-            "predict",
-            "--volumes",
-            str(vols),
-            "--model",
-            str(trained[0]),
-            "--out",
-            str(tmp_path / "p.csv"),
-        ],
+        _predict_args(vols, trained[0], tmp_path / "p.csv"),
         "model.pt: model 'cb3d' was trained on boxes of 16×16×16 voxels but the volumes are 24×24×24",
     )
     assert not (tmp_path / "p.csv").exists()
@@ -263,15 +234,7 @@ def test_voxel_size_mismatch_with_checkpoint(trained: tuple[Path, str], tmp_path
     vols.mkdir()
     write_pool(vols, 2, voxel_size=5.0)
     _fails(
-        [
-            "predict",
-            "--volumes",
-            str(vols),
-            "--model",
-            str(trained[0]),
-            "--out",
-            str(tmp_path / "p.csv"),
-        ],
+        _predict_args(vols, trained[0], tmp_path / "p.csv"),
         "model was trained at 10 Å/voxel but the volumes are 5 Å/voxel",
     )
 
@@ -284,15 +247,7 @@ def test_corrupt_checkpoint(
     raw = trained[0].read_bytes()
     bad.write_bytes(raw[: len(raw) // 3] if damage == "truncate" else b"not a checkpoint\n" * 10)
     _fails(
-        [
-            "predict",
-            "--volumes",
-            str(data[0]),
-            "--model",
-            str(bad),
-            "--out",
-            str(tmp_path / "p.csv"),
-        ],
+        _predict_args(data[0], bad, tmp_path / "p.csv"),
         "bad.pt: not a readable cryoal checkpoint (",
     )
 
@@ -301,15 +256,7 @@ def test_bad_output_extension(
     trained: tuple[Path, str], data: tuple[Path, Path, pd.DataFrame], tmp_path: Path
 ) -> None:
     _fails(
-        [
-            "predict",
-            "--volumes",
-            str(data[0]),
-            "--model",
-            str(trained[0]),
-            "--out",
-            str(tmp_path / "p.txt"),
-        ],
+        _predict_args(data[0], trained[0], tmp_path / "p.txt"),
         "--out " + str(tmp_path / "p.txt") + ": use a .csv or .star file name",
     )
 
