@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from _simpool import FAST_ARGS, cryoal_subprocess, make_pool
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from cryoal.cli.main import cli
 
 from cryoal import models
@@ -37,6 +37,11 @@ def pool(pool_master: tuple[Path, pd.DataFrame], tmp_path: Path) -> tuple[Path, 
 def invoke(*args: object) -> object:
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     return result
+
+
+def select_caught(*args: object) -> Result:
+    """``cryoal select ARGS`` with the fast options; errors become exit codes (bad input)."""
+    return CliRunner().invoke(cli, ["select", *(str(a) for a in args), *FAST_ARGS])
 
 
 def fill_labels(picks_csv: Path, truth: pd.DataFrame, out: Path) -> Path:
@@ -168,17 +173,7 @@ def test_help_and_strategy_list() -> None:
 # --------------------------------------------------------------------------- bad input
 def test_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    res = CliRunner().invoke(
-        cli,
-        [
-            "select",
-            "--volumes",
-            str(tmp_path / "empty"),
-            "--project",
-            str(tmp_path / "p"),
-            *FAST_ARGS,
-        ],
-    )
+    res = select_caught("--volumes", tmp_path / "empty", "--project", tmp_path / "p")
     assert res.exit_code == 2
     assert res.output.strip() == (
         f"Error: {tmp_path / 'empty'}: no files matching *.mrc under this folder; check the "
@@ -189,18 +184,8 @@ def test_empty_folder(tmp_path: Path) -> None:
 def test_labels_for_unknown_ids(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     vols, _ = pool
     (tmp_path / "l.csv").write_text("id,label\ntomo0/p000.mrc,ball\nnope/p999.mrc,rod\n")
-    res = CliRunner().invoke(
-        cli,
-        [
-            "select",
-            "--volumes",
-            str(vols),
-            "--labels",
-            str(tmp_path / "l.csv"),
-            "--project",
-            str(tmp_path / "p"),
-            *FAST_ARGS,
-        ],
+    res = select_caught(
+        "--volumes", vols, "--labels", tmp_path / "l.csv", "--project", tmp_path / "p"
     )
     assert res.exit_code == 2
     msg = res.output.strip()
@@ -214,20 +199,15 @@ def test_budget_larger_than_unlabelled_pool(
 ) -> None:
     vols, truth = pool
     write_table(tmp_path / "seed.csv", truth.iloc[:6])
-    res = CliRunner().invoke(
-        cli,
-        [
-            "select",
-            "--volumes",
-            str(vols),
-            "--labels",
-            str(tmp_path / "seed.csv"),
-            "--budget",
-            "25",
-            "--project",
-            str(tmp_path / "p"),
-            *FAST_ARGS,
-        ],
+    res = select_caught(
+        "--volumes",
+        vols,
+        "--labels",
+        tmp_path / "seed.csv",
+        "--budget",
+        "25",
+        "--project",
+        tmp_path / "p",
     )
     assert res.exit_code == 2
     assert res.output.splitlines()[-1] == (
@@ -240,18 +220,8 @@ def test_model_box_mismatch(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> 
     vols, _ = pool
     model = models.create("cb3d", 3, (1, 24, 24, 24), channels=(4,))
     models.save_checkpoint(tmp_path / "m.pt", model, class_names=["a", "b", "c"], voxel_size=10.0)
-    res = CliRunner().invoke(
-        cli,
-        [
-            "select",
-            "--volumes",
-            str(vols),
-            "--model",
-            str(tmp_path / "m.pt"),
-            "--project",
-            str(tmp_path / "p"),
-            *FAST_ARGS,
-        ],
+    res = select_caught(
+        "--volumes", vols, "--model", tmp_path / "m.pt", "--project", tmp_path / "p"
     )
     assert res.exit_code == 2
     assert res.output.strip() == (
@@ -263,18 +233,8 @@ def test_model_box_mismatch(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> 
 
 def test_unknown_strategy_suggests(pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
     vols, _ = pool
-    res = CliRunner().invoke(
-        cli,
-        [
-            "select",
-            "--volumes",
-            str(vols),
-            "--strategy",
-            "expected-gradnrom",
-            "--project",
-            str(tmp_path / "p"),
-            *FAST_ARGS,
-        ],
+    res = select_caught(
+        "--volumes", vols, "--strategy", "expected-gradnrom", "--project", tmp_path / "p"
     )
     assert res.exit_code == 2
     assert "expected-gradnorm" in res.output and len(res.output.strip().splitlines()) == 1
@@ -341,19 +301,7 @@ def test_second_writer_is_refused(pool: tuple[Path, pd.DataFrame], tmp_path: Pat
     vols, _ = pool
     proj = Project(tmp_path / "p")
     with proj.lock():
-        res = CliRunner().invoke(
-            cli,
-            [
-                "select",
-                "--volumes",
-                str(vols),
-                "--project",
-                str(tmp_path / "p"),
-                "--lock-timeout",
-                "0.3",
-                *FAST_ARGS,
-            ],
-        )
+        res = select_caught("--volumes", vols, "--project", tmp_path / "p", "--lock-timeout", "0.3")
     assert res.exit_code == 2
     assert res.output.startswith(
         f"Error: project {tmp_path / 'p'} is being written by another process (pid {os.getpid()}"
