@@ -88,6 +88,12 @@ def import_(
     proj = Project(project, create=False)
     try:
         with proj.lock(timeout=lock_timeout):
+            if proj.get_meta("task") == "segmentation":
+                raise InvalidLabelsError(
+                    f"project {project} is a segmentation project: its labels are the voxel "
+                    "label maps (--masks); annotate those and re-run `cryoal select --task "
+                    "segmentation`"
+                )
             ids = proj.pool_ids()
             if not ids:
                 raise InvalidLabelsError(
@@ -187,6 +193,11 @@ def status(project: Path) -> None:
 def format_label_status(proj: Project) -> str:
     """Labelled / total volumes, per class and per source, as text."""
     from collections import Counter
+
+    if proj.get_meta("task") == "segmentation":
+        from cryoal.cli.status import format_segmentation_labels
+
+        return format_segmentation_labels(proj)
 
     labels = proj.labels()
     total = len(proj.pool_ids())

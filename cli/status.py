@@ -123,10 +123,7 @@ def format_segmentation_status(proj: Project) -> str:
     if not rounds:
         lines.append("rounds: none yet (run `cryoal select --task segmentation`)")
         return "\n".join(lines)
-    lines.append(
-        f"annotated: {rounds[-1].n_labels} of {len(proj.pool_ids())} patches when round "
-        f"{rounds[-1].n} started (labels are the label maps on disk)"
-    )
+    lines.append(format_segmentation_labels(proj))
     header = ["round", "mode", "strategy", "budget", "annotated", "status", "train Dice"]
     header += classes
     table = []
@@ -146,6 +143,24 @@ def format_segmentation_status(proj: Project) -> str:
             "--task segmentation` command to resume it"
         )
     return "\n".join(lines)
+
+
+def format_segmentation_labels(proj: Project) -> str:
+    """Annotated patches of a segmentation project (``cryoal label status`` and ``status``).
+
+    The labels are the voxel label maps on disk; the count shown is the one recorded when
+    the latest round started.
+    """
+    rounds = proj.rounds()
+    if not rounds:
+        return (
+            f"annotated: no round yet; the labels are the voxel label maps given with --masks "
+            f"({len(proj.pool_ids())} patches)"
+        )
+    return (
+        f"annotated: {rounds[-1].n_labels} of {len(proj.pool_ids())} patches when round "
+        f"{rounds[-1].n} started (labels are the label maps on disk)"
+    )
 
 
 def _dice(value: float | None) -> str:

@@ -236,6 +236,15 @@ def test_rerun_shows_the_round_then_next_round_after_annotation(
         want += ["-" if np.isnan(dice[c]) else f"{dice[c]:.2f}" for c in CLASSES]
         assert line.split() == want
     assert len(out) == 7
+    assert invoke("label", "status", "--project", proj).output.strip() == out[2]
+    refused = CliRunner().invoke(
+        cli, ["label", "import", str(proj / "picks" / "round-002.csv"), "--project", str(proj)]
+    )
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (
+        f"Error: project {proj} is a segmentation project: its labels are the voxel label maps "
+        "(--masks); annotate those and re-run `cryoal select --task segmentation`"
+    )
 
 
 def test_unfinished_round_with_other_options_is_refused_then_restarted(
