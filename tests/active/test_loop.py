@@ -46,9 +46,17 @@ def _truth(df: pd.DataFrame) -> dict[str, str]:
     return dict(zip(df["id"], df["label"], strict=True))
 
 
-def test_cold_start_then_train_round(sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+@pytest.fixture
+def loop_pool(sim_pool: tuple[Path, pd.DataFrame]) -> tuple[VolumePool, pd.DataFrame]:
+    """The private copy of the simulated pool opened as a VolumePool, with its truth table."""
     root, truth = sim_pool
-    pool = VolumePool.from_directory(root)
+    return VolumePool.from_directory(root), truth
+
+
+def test_cold_start_then_train_round(
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
+) -> None:
+    pool, truth = loop_pool
     proj = Project(tmp_path / "proj")
     res = select_round(proj, pool, _cfg())
     assert (res.round.n, res.round.mode, res.round.strategy, res.round.status) == (
@@ -106,10 +114,9 @@ def test_cold_start_then_train_round(sim_pool: tuple[Path, pd.DataFrame], tmp_pa
 
 
 def test_rerun_without_new_labels_reuses_round(
-    sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
 ) -> None:
-    root, _ = sim_pool
-    pool = VolumePool.from_directory(root)
+    pool, _ = loop_pool
     proj = Project(tmp_path / "proj")
     first = select_round(proj, pool, _cfg(cold_start="random"))
     again = select_round(proj, pool, _cfg(cold_start="random"), out=tmp_path / "o.star")
@@ -121,11 +128,10 @@ def test_rerun_without_new_labels_reuses_round(
 
 
 def test_resume_each_step_gives_same_picks(
-    sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
 ) -> None:
     """Stopping after each recorded step and resuming reproduces the uninterrupted picks."""
-    root, truth = sim_pool
-    pool = VolumePool.from_directory(root)
+    pool, truth = loop_pool
     seed_labels = {i: truth.set_index("id")["label"][i] for i in pool.ids[:9]}
 
     def fresh(name: str) -> Project:
@@ -154,10 +160,9 @@ def test_resume_each_step_gives_same_picks(
 
 
 def test_unfinished_round_with_other_options(
-    sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
 ) -> None:
-    root, _ = sim_pool
-    pool = VolumePool.from_directory(root)
+    pool, _ = loop_pool
     proj = Project(tmp_path / "proj")
     select_round(proj, pool, _cfg(cold_start="random"))
     with proj._transaction() as conn:
@@ -172,9 +177,10 @@ def test_unfinished_round_with_other_options(
     assert res.round.n == 1 and len(res.picks) == 5
 
 
-def test_budget_larger_than_unlabelled(sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
-    root, _ = sim_pool
-    pool = VolumePool.from_directory(root)
+def test_budget_larger_than_unlabelled(
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
+) -> None:
+    pool, _ = loop_pool
     proj = Project(tmp_path / "proj")
     with pytest.raises(PoolExhaustedError) as err:
         select_round(proj, pool, _cfg(budget=len(pool) + 1))
@@ -185,9 +191,8 @@ def test_budget_larger_than_unlabelled(sim_pool: tuple[Path, pd.DataFrame], tmp_
     assert proj.rounds() == []  # nothing recorded
 
 
-def test_score_only_checks_box(sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
-    root, _ = sim_pool
-    pool = VolumePool.from_directory(root)
+def test_score_only_checks_box(loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path) -> None:
+    pool, _ = loop_pool
     wrong = models.create("cb3d", 3, (1, 24, 24, 24), channels=(4,))
     models.save_checkpoint(tmp_path / "m24.pt", wrong, class_names=["a", "b", "c"], voxel_size=10.0)
     proj = Project(tmp_path / "proj")
@@ -235,10 +240,9 @@ def test_volume_vanishing_mid_run(sim_pool: tuple[Path, pd.DataFrame], tmp_path:
 
 
 def test_single_class_labels_cannot_train(
-    sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
 ) -> None:
-    root, _ = sim_pool
-    pool = VolumePool.from_directory(root)
+    pool, _ = loop_pool
     proj = Project(tmp_path / "proj")
     from cryoal.active.loop import register_pool
 
@@ -252,10 +256,9 @@ def test_single_class_labels_cannot_train(
 
 
 def test_simulated_loop_with_oracle_and_resume(
-    sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
 ) -> None:
-    root, truth = sim_pool
-    pool = VolumePool.from_directory(root)
+    pool, truth = loop_pool
     oracle = Oracle(_truth(truth))
     test = pool.with_labels(truth).dataset(class_names=sorted(set(truth["label"])))
     classes = sorted(set(truth["label"]))
@@ -281,9 +284,10 @@ def test_simulated_loop_with_oracle_and_resume(
         run(proj, oracle, "entropy", 0, 6, pool=pool, config=cfg)
 
 
-def test_noisy_oracle_labels_recorded(sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
-    root, truth = sim_pool
-    pool = VolumePool.from_directory(root)
+def test_noisy_oracle_labels_recorded(
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
+) -> None:
+    pool, truth = loop_pool
     oracle = Oracle(_truth(truth), noise=0.5, seed=1)
     proj = Project(tmp_path / "proj")
     run(proj, oracle, "entropy", 1, 12, pool=pool, config=_cfg(cold_start="random"))
@@ -305,10 +309,9 @@ def test_select_config_validation() -> None:
 
 
 def test_warm_start_uses_previous_round_model(
-    sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path
+    loop_pool: tuple[VolumePool, pd.DataFrame], tmp_path: Path
 ) -> None:
-    root, truth = sim_pool
-    pool = VolumePool.from_directory(root)
+    pool, truth = loop_pool
     oracle = Oracle(_truth(truth))
     proj = Project(tmp_path / "proj")
     cfg = _cfg(cold_start="random", warm_start=True, budget=9)
