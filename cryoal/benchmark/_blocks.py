@@ -20,6 +20,7 @@ from cryoal.errors import ConfigError
 __all__ = [
     "BlockKey",
     "all_blocks",
+    "append_rows",
     "check_option_names",
     "config_to_dict",
     "done_blocks",
@@ -102,3 +103,15 @@ def all_blocks(
 ) -> list[BlockKey]:
     """Every block of a config in run order: SNR, then strategy, then seed."""
     return [(snr, s, seed) for snr in snrs for s in strategies for seed in seeds]
+
+
+def append_rows(
+    table: pd.DataFrame, rows: list[dict[str, Any]], columns: Sequence[str]
+) -> pd.DataFrame:
+    """``table`` with ``rows`` appended (a new frame; ``columns`` order, reindexed).
+
+    An empty ``table`` is replaced by the rows alone, so column dtypes come from the
+    values (not from an empty frame's ``object`` columns).
+    """
+    new = pd.DataFrame(rows, columns=list(columns))
+    return new if table.empty else pd.concat([table, new], ignore_index=True)

@@ -44,6 +44,7 @@ import torch
 from cryoal._atomic import atomic_write_text
 from cryoal.benchmark._blocks import (
     all_blocks,
+    append_rows,
     check_option_names,
     config_to_dict,
     done_blocks,
@@ -712,10 +713,8 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
 def _append_csv(
     path: Path, table: pd.DataFrame, rows: list[dict[str, Any]], columns: Sequence[str]
 ) -> pd.DataFrame:
-    new = pd.DataFrame(rows, columns=list(columns))
-    merged = new if table.empty else pd.concat([table, new], ignore_index=True)
-    text = merged.to_csv(index=False)
-    atomic_write_text(path, text)
+    merged = append_rows(table, rows, columns)
+    atomic_write_text(path, merged.to_csv(index=False))
     return merged
 
 

@@ -40,6 +40,7 @@ import torch
 
 from cryoal.benchmark._blocks import (
     all_blocks,
+    append_rows,
     check_option_names,
     config_to_dict,
     done_blocks,
@@ -525,7 +526,7 @@ def run(
         data = _make_data(config, snr)
         for strategy_name, seed in todo:
             rows = _run_block(config, data, snr, strategy_name, seed, device)
-            results = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+            results = append_rows(results, rows, RESULT_COLUMNS)
             if folder is not None:
                 atomic_write_text(folder / "results.csv", results.to_csv(index=False))
             if on_block is not None:
