@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import pandas as pd
 
@@ -18,6 +18,7 @@ from cryoal.benchmark.report import format_snr
 from cryoal.errors import ConfigError
 
 __all__ = [
+    "ConfigViews",
     "BlockKey",
     "all_blocks",
     "append_rows",
@@ -30,6 +31,34 @@ __all__ = [
 
 #: One active-learning run of a benchmark: (SNR, strategy name, seed).
 BlockKey = tuple[float, str, int]
+
+
+class ConfigViews:
+    """``from_dict`` / ``replace`` / ``describe`` of a frozen benchmark-config dataclass.
+
+    Subclasses set ``_what`` (the prefix of their error messages) and define
+    ``to_dict``.
+    """
+
+    _what: ClassVar[str] = "benchmark config"
+
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides
+        raise TypeError(f"{type(self).__name__} must define to_dict")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of ``to_dict``; unknown keys raise :class:`ConfigError`."""
+        check_option_names(cls, data, cls._what)
+        return cls(**snrs_from_dict(data))
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied (validated again)."""
+        check_option_names(self, changes, self._what)
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def describe(self) -> str:
+        """Multi-line human-readable listing of every option (printed by the CLI)."""
+        return "\n".join(f"{k:>18}: {v}" for k, v in self.to_dict().items())
 
 
 def check_option_names(config_type: Any, names: Iterable[str], what: str) -> None:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -43,13 +43,12 @@ import torch
 
 from cryoal._atomic import atomic_write_text
 from cryoal.benchmark._blocks import (
+    ConfigViews,
     all_blocks,
     append_rows,
-    check_option_names,
     config_to_dict,
     done_blocks,
     keep_blocks,
-    snrs_from_dict,
 )
 from cryoal.benchmark.report import RESULT_COLUMNS, ROBUSTNESS_COLUMNS, format_snr, write_report
 from cryoal.errors import ConfigError
@@ -97,7 +96,7 @@ _RUN_FIELDS = (
 
 
 @dataclasses.dataclass(frozen=True)
-class NoiseBenchmarkConfig:
+class NoiseBenchmarkConfig(ConfigViews):
     """Everything that defines a noise-robustness benchmark run.
 
     Attributes
@@ -176,6 +175,8 @@ class NoiseBenchmarkConfig:
     device: str = "auto"
     keep_models: bool = False
 
+    _what: ClassVar[str] = "noise benchmark config"
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "strategies", tuple(str(s) for s in self.strategies))
         object.__setattr__(self, "snrs", tuple(float(s) for s in self.snrs))
@@ -235,21 +236,6 @@ class NoiseBenchmarkConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able view (``inf`` SNR as the string ``"inf"``)."""
         return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NoiseBenchmarkConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        check_option_names(cls, data, "noise benchmark config")
-        return cls(**snrs_from_dict(data))
-
-    def replace(self, **changes: Any) -> NoiseBenchmarkConfig:
-        """A copy with ``changes`` applied (validated again)."""
-        check_option_names(self, changes, "noise benchmark config")
-        return dataclasses.replace(self, **changes)
-
-    def describe(self) -> str:
-        """Multi-line human-readable listing of every option (printed by the CLI)."""
-        return "\n".join(f"{k:>18}: {v}" for k, v in self.to_dict().items())
 
     def _subset(self, fields: Sequence[str]) -> dict[str, Any]:
         d = self.to_dict()

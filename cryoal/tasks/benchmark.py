@@ -32,20 +32,19 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
 from cryoal.benchmark._blocks import (
+    ConfigViews,
     all_blocks,
     append_rows,
-    check_option_names,
     config_to_dict,
     done_blocks,
     keep_blocks,
-    snrs_from_dict,
 )
 from cryoal.errors import ConfigError
 
@@ -57,7 +56,7 @@ TASKS = ("image2d", "segmentation")
 
 
 @dataclasses.dataclass(frozen=True)
-class TaskBenchmarkConfig:
+class TaskBenchmarkConfig(ConfigViews):
     """Options of a noise benchmark of the image2d or segmentation pipeline.
 
     Attributes
@@ -117,6 +116,8 @@ class TaskBenchmarkConfig:
     data_seed: int = 0
     device: str = "auto"
 
+    _what: ClassVar[str] = "task benchmark config"
+
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "strategies", tuple(str(s) for s in self.strategies))
@@ -174,21 +175,6 @@ class TaskBenchmarkConfig:
         if self.tilt_range is not None:
             out["tilt_range"] = list(self.tilt_range)
         return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TaskBenchmarkConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        check_option_names(cls, data, "task benchmark config")
-        return cls(**snrs_from_dict(data))
-
-    def replace(self, **changes: Any) -> TaskBenchmarkConfig:
-        """A copy with ``changes`` applied (validated again)."""
-        check_option_names(self, changes, "task benchmark config")
-        return dataclasses.replace(self, **changes)
-
-    def describe(self) -> str:
-        """Multi-line listing of every option."""
-        return "\n".join(f"{k:>18}: {v}" for k, v in self.to_dict().items())
 
 
 #: (task, preset name) -> config; "quick" runs in a few minutes on a 2-core CPU (docs/benchmarks.md)
