@@ -27,6 +27,13 @@ device_option = click.option(
 pattern_option = click.option(
     "--pattern", default="*.mrc", show_default=True, help="File pattern inside a --volumes folder."
 )
+lr_option = click.option(
+    "--lr",
+    default=3e-3,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak learning rate (AdamW, cosine decay).",
+)
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True)
 
 

@@ -8,6 +8,7 @@ import click
 from cryoal.cli._common import (
     device_option,
     example_epilog,
+    lr_option,
     pattern_option,
     progress_option,
     seed_option,
@@ -47,13 +48,7 @@ cryoal pretrain --volumes particles.h5 --model dsrf3d --max-items 5000 --device 
 )
 @click.option("--epochs", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2))
-@click.option(
-    "--lr",
-    default=3e-3,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Peak learning rate (AdamW, cosine decay).",
-)
+@lr_option
 @click.option(
     "--temperature",
     default=0.1,

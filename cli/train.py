@@ -9,6 +9,7 @@ import click
 from cryoal.cli._common import (
     device_option,
     example_epilog,
+    lr_option,
     pattern_option,
     progress_option,
     seed_option,
@@ -58,13 +59,7 @@ cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e
     help="Share of each class held out for validation (best epoch is kept); 0 = none.",
 )
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=2))
-@click.option(
-    "--lr",
-    default=3e-3,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Peak learning rate (AdamW, cosine decay).",
-)
+@lr_option
 @click.option(
     "--balanced/--no-balanced",
     default=False,
