@@ -35,11 +35,10 @@ def run_task(kw: dict[str, Any]) -> None:
 
 
 def _run_image2d(task: Any, kw: dict[str, Any]) -> None:
-    from cryoal.cli.select import DEFAULT_PROJECT, _config, format_picks
+    from cryoal.cli.select import DEFAULT_PROJECT, _config, format_picks, import_labels
 
     from cryoal.active import Project
     from cryoal.active.loop import register_pool, select_round
-    from cryoal.io import read_labels
 
     if kw["images"] is None:
         raise click.UsageError("--task image2d needs --images DIR (a folder of images)")
@@ -56,18 +55,7 @@ def _run_image2d(task: Any, kw: dict[str, Any]) -> None:
         with project.lock(timeout=kw["lock_timeout"]):
             register_pool(project, pool)
             if kw["labels"] is not None:
-                table = read_labels(kw["labels"], known_ids=set(project.pool_ids()))
-                report = project.add_labels(
-                    list(zip(table["id"], table["label"], strict=True)),
-                    source="import",
-                    where=str(kw["labels"]),
-                    overwrite=kw["overwrite"],
-                    allow_new_classes=kw["allow_new_classes"],
-                )
-                click.echo(
-                    f"labels from {kw['labels']}: {len(report.added)} added, "
-                    f"{len(report.unchanged)} already known, {len(report.overwritten)} replaced"
-                )
+                import_labels(project, kw)
             result = select_round(
                 project,
                 pool,

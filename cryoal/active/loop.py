@@ -310,21 +310,39 @@ def _normalize_batch(x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- the round
-def _pending_or_new(
-    project: Project, config: SelectConfig, *, new_round: bool, restart: bool
+def pending_round(
+    project: Project,
+    resume_key: dict[str, Any],
+    *,
+    new_round: bool,
+    restart: bool,
+    unchanged: Callable[[RoundRecord], bool],
 ) -> tuple[RoundRecord | None, bool]:
-    """Return ``(round to resume or reuse, reused_complete)``; ``None`` means start one."""
+    """Decide which round a ``select`` run works on; shared by every task's round.
+
+    Returns ``(round, reused)``: an unfinished latest round to resume (``reused`` False),
+    the finished latest round to show again (``reused`` True: same options, not
+    ``new_round``, and ``unchanged(round)`` says its inputs did not change since), or
+    ``(None, False)`` to start a new round.
+
+    Raises
+    ------
+    ConfigError
+        The latest round is unfinished and was started with other options (and not
+        ``restart``, which discards it instead).
+    """
     latest = project.latest_round()
     if latest is None:
         return None, False
-    key = config.resume_key()
     if latest.status != "picked":
         if restart:
             logger.warning("discarding unfinished round %d (%s)", latest.n, latest.status)
             project.discard_round(latest.n)
             return None, False
         recorded = latest.config.get("resume_key", {})
-        diff = sorted(k for k in set(key) | set(recorded) if key.get(k) != recorded.get(k))
+        diff = sorted(
+            k for k in set(resume_key) | set(recorded) if resume_key.get(k) != recorded.get(k)
+        )
         if diff:
             shown = ", ".join(f"{k}={recorded.get(k)!r}" for k in diff)
             raise ConfigError(
@@ -333,10 +351,22 @@ def _pending_or_new(
                 "--restart to discard it"
             )
         return latest, False
-    labels_changed = project._max_seq() != latest.label_seq
-    if not labels_changed and not new_round and latest.config.get("resume_key") == key:
+    if not new_round and latest.config.get("resume_key") == resume_key and unchanged(latest):
         return latest, True
     return None, False
+
+
+def _pending_or_new(
+    project: Project, config: SelectConfig, *, new_round: bool, restart: bool
+) -> tuple[RoundRecord | None, bool]:
+    """The round to resume or reuse; a finished one is reused while no label was added."""
+    return pending_round(
+        project,
+        config.resume_key(),
+        new_round=new_round,
+        restart=restart,
+        unchanged=lambda rnd: project._max_seq() == rnd.label_seq,
+    )
 
 
 def select_round(

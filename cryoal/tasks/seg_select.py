@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import Subset
 
 from cryoal._atomic import atomic_path
-from cryoal.active.loop import _kill_point, register_pool
+from cryoal.active.loop import _kill_point, pending_round, register_pool
 from cryoal.active.project import PickRecord, Project, RoundRecord
 from cryoal.errors import ConfigError, PoolExhaustedError, ProjectError
 from cryoal.tasks.seg_data import PatchPool
@@ -185,28 +185,17 @@ def _pending_or_new(
     new_round: bool,
     restart: bool,
 ) -> tuple[RoundRecord | None, bool]:
-    """``(round to resume or show again, shown_again)``; ``None`` means start one."""
-    latest = project.latest_round()
-    if latest is None:
-        return None, False
-    key = config.resume_key()
-    if latest.status != "picked":
-        if restart:
-            logger.warning("discarding unfinished round %d (%s)", latest.n, latest.status)
-            project.discard_round(latest.n)
-            return None, False
-        recorded = latest.config.get("resume_key", {})
-        diff = sorted(k for k in set(key) | set(recorded) if key.get(k) != recorded.get(k))
-        if diff:
-            shown = ", ".join(f"{k}={recorded.get(k)!r}" for k in diff)
-            raise ConfigError(
-                f"round {latest.n} of {project.path} is unfinished ({latest.status}) and was "
-                f"started with {shown}; re-run with the same options to resume it, or pass "
-                "--restart to discard it"
-            )
-        return latest, False
-    same = latest.config.get("annotated") == annotated and latest.config.get("resume_key") == key
-    return (latest, True) if same and not new_round else (None, False)
+    """``(round to resume or show again, shown_again)``; ``None`` means start one.
+
+    A finished round is shown again while the annotated patches are the same.
+    """
+    return pending_round(
+        project,
+        config.resume_key(),
+        new_round=new_round,
+        restart=restart,
+        unchanged=lambda rnd: rnd.config.get("annotated") == annotated,
+    )
 
 
 def select_segmentation_round(
