@@ -238,8 +238,12 @@ def select(**kw: Any) -> None:
 
     \b
     Round logic:
-      no labels yet        cold start: k-center greedy on an untrained model (or random)
+      no labels yet        cold start (--cold-start auto = typicality on the embedding;
+                           also coreset or random)
       labels, no --model   train from scratch on the labels, score the pool, pick
+                           (--strategy auto: typicality below 10 labels per class,
+                           diverse-entropy-gradnorm below 50, else entropy-gradnorm;
+                           the choice and its reason go into the picks and the project)
       --model CKPT         score with that model only
     Outputs (in the project): picks/round-NNN.csv and .star (id, path, rank, score,
     predicted, p_<class>, strategy, round), gallery/round-NNN.png, config/round-NNN.json,
