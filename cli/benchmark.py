@@ -16,6 +16,9 @@ cryoal benchmark noise --preset standard --strategies random,entropy,expected-gr
 cryoal benchmark noise --preset paper --device cuda --out bench/paper      # GPU-sized
 cryoal benchmark noise --preset quick --snr inf,0.05 --seeds 3 --out bench/q2
 cryoal benchmark noise --preset quick --print-config                       # show, run nothing
+cryoal benchmark noise --preset low-budget --out bench/low                 # 5-100 labels/class
+cryoal benchmark noise --preset quick --pretrain-epochs 30 --strategies random,random@scratch,auto --out bench/pt
+cryoal benchmark noise --preset quick --schedule 8,16,32,64 --initial-from cold-start --out bench/s
 cryoal benchmark noise --task image2d --preset quick --out bench/images   # 2D projections
 cryoal benchmark noise --task segmentation --preset quick --out bench/seg # UNet on crops
 cryoal benchmark noise --config my_benchmark.json --out bench/mine         # options from a file
@@ -34,6 +37,18 @@ def _split(value: str | None) -> list[str] | None:
     if not items:
         raise click.BadParameter("give at least one comma-separated value")
     return items
+
+
+def _parse_schedule(value: str) -> tuple[int, ...]:
+    from cryoal.errors import ConfigError
+
+    try:
+        counts = tuple(int(v) for v in _split(value) or ())
+    except ValueError as exc:
+        raise ConfigError(
+            f"--schedule takes comma-separated label counts such as 20,40,80, got {value!r}"
+        ) from exc
+    return counts
 
 
 def _parse_snrs(value: str | None) -> tuple[float, ...] | None:
@@ -81,10 +96,11 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 @click.option(
     "--preset",
     "preset_name",
-    type=click.Choice(["quick", "standard", "paper"]),
+    type=click.Choice(["quick", "standard", "low-budget", "paper"]),
     default="quick",
     show_default=True,
-    help="quick: ≤ 10 min on 2 CPU cores; standard: ≈ 1–2 h CPU; paper: GPU-sized.",
+    help="quick: ≤ 10 min on 2 CPU cores; standard: ≈ 1 h CPU; low-budget: 5–100 labels "
+    "per class with a pretrained encoder, cold start (≈ 1 h CPU); paper: GPU-sized.",
 )
 @click.option(
     "--config",
@@ -99,7 +115,26 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     help="Output folder (results.csv, summary.md, curves_snr*.png, robustness.png, config.json).",
 )
 @click.option(
-    "--strategies", help="Comma-separated acquisition strategies (include random, the baseline)."
+    "--strategies",
+    help="Comma-separated acquisition strategies (include random, the baseline); NAME@scratch "
+    "runs NAME without the pretrained encoder.",
+)
+@click.option(
+    "--pretrain-epochs",
+    type=click.IntRange(min=0),
+    help="Pretrain one encoder per SNR on its unlabelled pool for N epochs and start every "
+    "round's model from it (0: none).",
+)
+@click.option(
+    "--schedule",
+    help="Comma-separated label counts at which models are evaluated (e.g. 20,40,80,160); "
+    "replaces the preset's initial/budget/rounds.",
+)
+@click.option(
+    "--initial-from",
+    type=click.Choice(["balanced-random", "cold-start"]),
+    help="First labels: a class-balanced random set shared by all strategies, or each "
+    "strategy's own cold start from zero labels.",
 )
 @click.option("--snr", "snr", help="Comma-separated SNRs, var(signal)/var(noise); inf = no noise.")
 @click.option("--seeds", type=click.IntRange(min=1), help="Number of seeds (0 … N-1).")
@@ -128,6 +163,9 @@ def noise(
     config_file: Path | None,
     out: Path | None,
     strategies: str | None,
+    pretrain_epochs: int | None,
+    schedule: str | None,
+    initial_from: str | None,
     snr: str | None,
     seeds: int | None,
     model_name: str | None,
@@ -158,6 +196,12 @@ def noise(
     changes: dict[str, Any] = {}
     if strategies is not None:
         changes["strategies"] = tuple(_split(strategies) or ())
+    if pretrain_epochs is not None:
+        changes["pretrain_epochs"] = pretrain_epochs
+    if schedule is not None:
+        changes["schedule"] = _parse_schedule(schedule)
+    if initial_from is not None:
+        changes["initial_from"] = initial_from
     snrs = _parse_snrs(snr)
     if snrs is not None:
         changes["snrs"] = snrs

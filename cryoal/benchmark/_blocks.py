@@ -87,13 +87,14 @@ def check_option_names(config_type: Any, names: Iterable[str], what: str) -> Non
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain JSON-able view of a benchmark config (``inf`` SNR as the string ``"inf"``).
 
-    ``snrs`` become floats or ``"inf"``; the tuples ``strategies``, ``seeds`` and
-    ``classes`` become lists; everything else is :func:`dataclasses.asdict`.
+    ``snrs`` become floats or ``"inf"``; the tuples ``strategies``, ``seeds``,
+    ``classes`` and ``schedule`` (where the config has one) become lists; everything else is :func:`dataclasses.asdict`.
     """
     out = dataclasses.asdict(config)
     out["snrs"] = [format_snr(s) if math.isinf(s) else s for s in config.snrs]
-    for key in ("strategies", "seeds", "classes"):
-        out[key] = list(out[key])
+    for key in ("strategies", "seeds", "classes", "schedule"):
+        if key in out:
+            out[key] = list(out[key])
     return out
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryoal._atomic import atomic_write_text
+from cryoal._atomic import atomic_path, atomic_write_text
 from cryoal.benchmark._blocks import (
     ConfigViews,
     all_blocks,
@@ -88,11 +88,49 @@ _RUN_FIELDS = (
     "initial",
     "budget",
     "rounds",
+    "schedule",
+    "initial_from",
+    "pretrain_epochs",
     "epochs",
     "batch_size",
     "lr",
     "robustness_epochs",
 )
+
+#: Suffix of a strategy name that runs it without the pool-pretrained encoder.
+SCRATCH_SUFFIX = "@scratch"
+
+#: How the first labelled set of a run is chosen (``initial_from``).
+INITIAL_FROM: tuple[str, ...] = ("balanced-random", "cold-start")
+
+
+def split_arm(name: str) -> tuple[str, bool]:
+    """``"random@scratch"`` → ``("random", True)``; ``"auto"`` → ``("auto", False)``.
+
+    A benchmark *arm* is a strategy name, optionally with :data:`SCRATCH_SUFFIX`: the
+    same strategy, but every round's model starts from random weights and the strategy
+    gets no pretrained embedding (the arm measures what the encoder adds).
+    """
+    if name.endswith(SCRATCH_SUFFIX):
+        return name[: -len(SCRATCH_SUFFIX)], True
+    return name, False
+
+
+def cold_start_of(strategy: str) -> str:
+    """The cold start (``SelectConfig.cold_start``) of a strategy under ``initial_from="cold-start"``.
+
+    ``auto`` cold-starts as ``cryoal select`` does by default (``auto``: typicality);
+    ``typicality`` and the ``diverse-*`` strategies by typicality; ``coreset`` by k-center
+    greedy; every other strategy (the classic baselines, plain gradnorm) by random picks,
+    which is what a user of those strategies would do without labels.
+    """
+    if strategy == "auto":
+        return "auto"
+    if strategy == "typicality" or strategy.startswith("diverse-"):
+        return "typicality"
+    if strategy == "coreset":
+        return "coreset"
+    return "random"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +167,23 @@ class NoiseBenchmarkConfig(ConfigViews):
     rounds
         Acquisition rounds; models are evaluated at ``initial + r·budget`` labels for
         ``r = 0 … rounds``.
+    schedule
+        Explicit label counts ``n_0 < n_1 < …`` at which each run's model is evaluated
+        (round ``r`` picks ``n_{r+1} − n_r``); when given it replaces ``initial``,
+        ``budget`` and ``rounds`` (see :meth:`label_counts`). Lets a benchmark span
+        ~5 to ~100 labels per class with few rounds.
+    initial_from
+        ``balanced-random``: the first ``n_0`` labels are a class-balanced random set, the
+        same for every strategy of a seed (an idealised start that needs the labels it
+        is meant to find). ``cold-start``: each strategy picks them from zero labels with
+        its own cold start (:func:`cold_start_of`), as ``cryoal select`` does on a new
+        dataset.
+    pretrain_epochs
+        ``> 0``: pretrain one encoder per SNR on that SNR's unlabelled pool
+        (:mod:`cryoal.pretrain`, seed ``data_seed``; cached in ``OUT/data``) and give it to
+        every run: it initialises every round's model and embeds the pool for
+        typicality and the diverse strategies. Strategies named ``NAME@scratch`` run
+        without it (:func:`split_arm`). ``0``: no encoder.
     epochs, batch_size, lr
         Training of each round's model (AdamW, cosine schedule, class-balanced batches).
     robustness, robustness_seeds, robustness_epochs
@@ -164,6 +219,9 @@ class NoiseBenchmarkConfig(ConfigViews):
     initial: int = 8
     budget: int = 8
     rounds: int = 3
+    schedule: tuple[int, ...] = ()
+    initial_from: str = "balanced-random"
+    pretrain_epochs: int = 0
     epochs: int = 15
     batch_size: int = 16
     lr: float = 3e-3
@@ -183,7 +241,26 @@ class NoiseBenchmarkConfig(ConfigViews):
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+        object.__setattr__(self, "schedule", tuple(int(n) for n in self.schedule))
         problems = []
+        if self.schedule and (
+            self.schedule[0] < 2 or any(b <= a for a, b in zip(self.schedule, self.schedule[1:]))
+        ):
+            problems.append(
+                f"schedule must be increasing label counts starting at >= 2, got {list(self.schedule)}"
+            )
+        if self.initial_from not in INITIAL_FROM:
+            problems.append(
+                f"initial_from must be one of {', '.join(INITIAL_FROM)}, got {self.initial_from!r}"
+            )
+        if self.pretrain_epochs < 0:
+            problems.append(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
+        scratch = [s for s in self.strategies if split_arm(s)[1]]
+        if scratch and self.pretrain_epochs == 0:
+            problems.append(
+                f"{', '.join(scratch)}: the {SCRATCH_SUFFIX} arms need pretrain_epochs > 0 "
+                "(without an encoder every arm already trains from scratch)"
+            )
         if self.task not in TASKS:
             problems.append(f"task {self.task!r} is not benchmarked (use {', '.join(TASKS)})")
         if not self.strategies:
@@ -217,13 +294,20 @@ class NoiseBenchmarkConfig(ConfigViews):
             problems.append(f"initial must be >= 2 (two classes to train on), got {self.initial}")
         if self.initial > self.n_pool * len(self.classes):
             problems.append(f"initial ({self.initial}) exceeds the pool ({self.n_pool} per class)")
-        need = self.initial + (self.rounds + 1) * self.budget
         pool = self.n_pool * len(self.classes)
-        if need > pool:
+        if not self.schedule:
+            need = self.initial + (self.rounds + 1) * self.budget
+            if need > pool:
+                problems.append(
+                    f"initial + (rounds + 1) × budget = {need} labels exceed the pool of {pool} "
+                    f"(n_pool {self.n_pool} × {len(self.classes)} classes; the loop also picks "
+                    "after the last evaluated round): raise n_pool or lower rounds/budget"
+                )
+        elif self.schedule[-1] + 1 > pool:
             problems.append(
-                f"initial + (rounds + 1) × budget = {need} labels exceed the pool of {pool} "
-                f"(n_pool {self.n_pool} × {len(self.classes)} classes; the loop also picks "
-                "after the last evaluated round): raise n_pool or lower rounds/budget"
+                f"the schedule's last label count {self.schedule[-1]} (+1: the loop also picks "
+                f"after the last evaluated round) exceeds the pool of {pool} (n_pool "
+                f"{self.n_pool} × {len(self.classes)} classes): raise n_pool"
             )
         if self.voxel_size <= 0:
             problems.append(f"voxel_size must be > 0 Å, got {self.voxel_size}")
@@ -240,6 +324,37 @@ class NoiseBenchmarkConfig(ConfigViews):
     def _subset(self, fields: Sequence[str]) -> dict[str, Any]:
         d = self.to_dict()
         return {k: d[k] for k in fields}
+
+    def describe(self) -> str:
+        """Every option, one per line; ``initial/budget/rounds`` marked when a schedule replaces them."""
+        lines = super().describe().splitlines()
+        if self.schedule:
+            ignored = ("initial", "budget", "rounds")
+            lines = [
+                f"{ln}  (replaced by schedule)" if ln.split(":")[0].strip() in ignored else ln
+                for ln in lines
+            ]
+        return "\n".join(lines)
+
+    def label_counts(self) -> tuple[int, ...]:
+        """Label counts at which each run's model is evaluated, in order.
+
+        ``schedule`` when given, else ``initial + r·budget`` for ``r = 0 … rounds``.
+        """
+        if self.schedule:
+            return self.schedule
+        return tuple(self.initial + r * self.budget for r in range(self.rounds + 1))
+
+    def pick_sizes(self) -> tuple[int, ...]:
+        """Picks of each evaluated round: ``n_{r+1} − n_r``, then the last round's pick.
+
+        The loop picks after every trained round, the last one included; that pick is
+        never evaluated, so a ``schedule`` makes it a single volume (``budget`` for the
+        ``initial/budget/rounds`` form, as before schedules existed).
+        """
+        counts = self.label_counts()
+        steps = tuple(b - a for a, b in zip(counts, counts[1:]))
+        return (*steps, 1 if self.schedule else self.budget)
 
 
 #: Named presets. Times: expected wall time of the whole benchmark (see PRESET_RUNTIMES).
@@ -284,6 +399,34 @@ PRESETS: dict[str, NoiseBenchmarkConfig] = {
         robustness_seeds=1,
         robustness_epochs=20,
     ),
+    "low-budget": NoiseBenchmarkConfig(
+        preset="low-budget",
+        strategies=(
+            "random@scratch",
+            "random",
+            "auto",
+            "typicality",
+            "diverse-entropy-gradnorm",
+            "diverse-expected-gradnorm",
+            "entropy-gradnorm",
+            "entropy-gradnorm@scratch",
+        ),
+        snrs=(0.1, 0.05),
+        seeds=(0, 1, 2),
+        model="cb3d",
+        model_kwargs={},
+        box=16,
+        voxel_size=15.0,
+        classes=("4V8R-A", "7PBL", "3O21", "2NWL"),
+        n_pool=150,
+        n_test=50,
+        schedule=(20, 40, 80, 160, 280, 400),
+        initial_from="cold-start",
+        pretrain_epochs=60,
+        epochs=30,
+        batch_size=16,
+        robustness=False,
+    ),
     "paper": NoiseBenchmarkConfig(
         preset="paper",
         strategies=(
@@ -324,6 +467,10 @@ PRESET_RUNTIMES: dict[str, str] = {
     "standard": (
         "≈ 40–60 min on an idle 2-core CPU (estimated: 266k training samples at 24³ × ~7 ms, "
         "scaled from the quick run's ~2 ms per 16³ sample; not run)"
+    ),
+    "low-budget": (
+        "≈ 1 h on an idle 2-core CPU (estimated from 1.9 ms per 16³ training sample on one "
+        "thread and 5 s per pretraining epoch of the 600-volume pool; being measured)"
     ),
     "paper": (
         "≈ 7 h on one H200 GPU (extrapolated from a measured paper-size probe: ~0.8 ms per "
@@ -565,25 +712,35 @@ def _run_block(
     test_x: torch.Tensor,
     test_y: torch.Tensor,
     snr: float,
-    strategy: str,
+    arm: str,
     seed: int,
     device: torch.device,
+    encoder: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) the active loop of one (snr, strategy, seed) and score each round."""
+    """Run (or resume) the active loop of one (snr, arm, seed) and score each trained round.
+
+    ``encoder`` (the SNR's pretrained encoder, or ``None``) is copied into the run's
+    project, where every round finds it (``SelectConfig.pretrain_epochs = 0`` uses a
+    project's encoder); ``NAME@scratch`` arms never get it.
+    """
     from cryoal import models
     from cryoal.active import Oracle, Project
-    from cryoal.active.loop import SelectConfig
+    from cryoal.active.loop import SelectConfig, register_pool
     from cryoal.active.loop import run as loop_run
     from cryoal.io import VolumePool
+    from cryoal.pretrain import ENCODER_FILE
 
+    strategy, scratch = split_arm(arm)
     pool = VolumePool.from_stack(pool_split.stack)
     ids = pool_split.ids
     truth = dict(zip(ids, pool_split.labels, strict=True))
     oracle = Oracle(truth, seed=seed, annotator="benchmark-oracle")
+    cold = config.initial_from == "cold-start"
     select_cfg = SelectConfig(
         strategy=strategy,
         budget=config.budget,
         seed=seed,
+        cold_start=cold_start_of(strategy) if cold else "random",
         arch=config.model,
         arch_kwargs=dict(config.model_kwargs),
         epochs=config.epochs,
@@ -593,13 +750,17 @@ def _run_block(
         gallery_size=0,
         progress=False,
     )
-    n_rounds = config.rounds + 1
+    counts, picks = config.label_counts(), config.pick_sizes()
     with Project(project_dir) as project:
-        if not project.label_map():
-            chosen = [ids[i] for i in initial_indices(pool_split.labels, config.initial, seed)]
+        if encoder is not None and not scratch:
+            target = project.path / ENCODER_FILE
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(encoder, tmp)
+        if not project.label_map() and not cold:
+            chosen = [ids[i] for i in initial_indices(pool_split.labels, counts[0], seed)]
             with project.lock():
-                from cryoal.active.loop import register_pool
-
                 register_pool(project, pool)
                 project.add_labels(
                     oracle.label(chosen),
@@ -609,17 +770,21 @@ def _run_block(
                 )
         while True:
             done = _finished_rounds(project)
-            if len(done) >= n_rounds:
+            trained = [r for r in done if r.mode != "cold"]
+            if len(trained) >= len(counts):
                 break
-            loop_run(project, oracle, strategy, 1, config.budget, pool=pool, config=select_cfg)
+            # a project without labels (cold-start) first picks the initial set
+            budget = counts[0] if not done and cold else picks[len(trained)]
+            loop_run(project, oracle, strategy, 1, budget, pool=pool, config=select_cfg)
         rows = []
-        for r, rnd in enumerate(_finished_rounds(project)[:n_rounds]):
+        trained = [r for r in _finished_rounds(project) if r.mode != "cold"]
+        for r, rnd in enumerate(trained[: len(counts)]):
             model, info = models.load_checkpoint(project.path / str(rnd.model_path), device=device)
             m = _metrics(model, info.class_names or [], test_x, test_y, config.classes, device, 64)
             rows.append(
                 {
                     "snr": snr,
-                    "strategy": strategy,
+                    "strategy": arm,
                     "seed": seed,
                     "round": r,
                     "n_labels": rnd.n_labels,
@@ -628,6 +793,31 @@ def _run_block(
                 }
             )
     return rows
+
+
+def _prepare_encoder(
+    config: NoiseBenchmarkConfig, data_dir: Path, snr: float, pool_split: _Split, device: torch.device
+) -> Path | None:
+    """The SNR's pool-pretrained encoder (trained once, cached beside its data), or None."""
+    if config.pretrain_epochs == 0:
+        return None
+    from cryoal.io import VolumePool
+    from cryoal.pretrain import PretrainConfig, cached_encoder
+
+    pool = VolumePool.from_stack(pool_split.stack)
+    logger.info(
+        "pretraining the SNR %s encoder (%d epochs) or reusing it", format_snr(snr), config.pretrain_epochs
+    )
+    return cached_encoder(
+        data_dir / _snr_dir_name(snr),
+        pool,
+        config.model,
+        (1, config.box, config.box, config.box),
+        PretrainConfig(epochs=config.pretrain_epochs, seed=config.data_seed),
+        arch_kwargs=config.model_kwargs,
+        device=device,
+        progress=False,
+    )
 
 
 def _finished_rounds(project: Any) -> list[Any]:
@@ -716,7 +906,9 @@ def _check_resumable(out: Path, config: NoiseBenchmarkConfig) -> None:
             f"{path} is not a noise-benchmark config; use another --out or --no-resume"
         ) from exc
     want = config._subset(_DATA_FIELDS + _RUN_FIELDS)
-    diff = sorted(k for k in want if recorded.get(k) != want[k])
+    # options added after a benchmark was recorded take their default there
+    default = NoiseBenchmarkConfig().to_dict()
+    diff = sorted(k for k in want if recorded.get(k, default[k]) != want[k])
     physics = manifest_physics(config.manifest)
     try:
         recorded_physics = json.loads(path.read_text(encoding="utf-8"))["arguments"]["physics"]
@@ -821,7 +1013,7 @@ def run(
             arguments=arguments,
         )
     device = resolve_device(config.device)
-    unknown = [s for s in config.strategies if s not in acquisition.available()]
+    unknown = [s for s in config.strategies if split_arm(s)[0] not in acquisition.available()]
     if unknown:
         raise ConfigError(
             f"unknown strategy(ies) {', '.join(unknown)}; available: {', '.join(acquisition.available())}"
@@ -877,6 +1069,7 @@ def _run_in(
         for a, b in robust[["train_snr", "seed"]].drop_duplicates().itertuples(index=False)
     }
     data: dict[float, tuple[_Split, _Split]] = {}
+    encoders: dict[float, Path | None] = {}
     tests: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
     class_index = {c: i for i, c in enumerate(config.classes)}
     t0 = time.perf_counter()
@@ -903,6 +1096,8 @@ def _run_in(
             _load_tensor(test_split),
             torch.as_tensor([class_index[c] for c in test_split.labels], dtype=torch.long),
         )
+        if any(b[0] == snr for b in todo):
+            encoders[snr] = _prepare_encoder(config, out / "data", snr, data[snr][0], device)
     bar = tqdm(
         total=len(todo) + len(todo_robust),
         desc="noise benchmark",
@@ -914,7 +1109,15 @@ def _run_in(
             bar.set_postfix_str(f"SNR {format_snr(snr)} {strategy} seed {seed}")
             project_dir = out / "runs" / _snr_dir_name(snr) / strategy / f"seed-{seed}"
             rows = _run_block(
-                config, project_dir, data[snr][0], *tests[snr], snr, strategy, seed, device
+                config,
+                project_dir,
+                data[snr][0],
+                *tests[snr],
+                snr,
+                strategy,
+                seed,
+                device,
+                encoders[snr],
             )
             results = _append_csv(results_path, results, rows, RESULT_COLUMNS)
             if not config.keep_models:  # only once the rows are safe on disk
@@ -950,6 +1153,7 @@ def _run_in(
             table,
             out,
             robustness=robust_table[list(ROBUSTNESS_COLUMNS)] if len(robust_table) else None,
+            extra_baselines=[a for a in config.strategies if split_arm(a) == ("random", True)],
             notes=[
                 *notes,
                 f"Preset: {config.preset}; device: {device}; this invocation ran "

@@ -22,6 +22,11 @@ Definitions (used in ``summary.md`` too):
   the first label count where the curve reaches the target, linearly interpolated between
   the last point below and the first point at or above it; ``None`` ("not reached") when
   the mean curve never reaches it.
+* **Gap to the baseline at every budget**: at each label count ``n`` that both ran, per
+  seed the difference strategy − baseline of the metric; its mean over seeds, standard
+  error ``SE = std(ddof=1)/sqrt(k)`` and paired t-test p-value. A strategy is *worse than
+  the baseline beyond noise* at ``n`` when the mean difference is below ``−2·SE`` (and
+  better beyond noise when above ``+2·SE``); with two or more seeds only.
 * **Paired comparison vs the baseline**: per seed, difference strategy − baseline of the
   final metric (and of AULC); mean difference, wins / ties / losses (ties when
   ``|d| <= tie_tolerance``), and two-sided p-values of the paired t-test
@@ -47,6 +52,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ROBUSTNESS_COLUMNS",
     "auc_table",
+    "budget_comparison",
     "final_table",
     "format_snr",
     "labels_to_reach",
@@ -400,6 +406,73 @@ def paired_comparison(
     return pd.DataFrame(rows, columns=columns)
 
 
+def budget_comparison(
+    results: pd.DataFrame, *, baseline: str = "random", metric: str = "accuracy"
+) -> pd.DataFrame:
+    """Paired gap to the baseline at every label count, per (snr, strategy).
+
+    Parameters
+    ----------
+    results
+        Tidy results table.
+    baseline
+        Strategy compared against.
+    metric
+        Metric column to compare.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``snr, strategy, n_labels, n_seeds, mean_diff, se, p_ttest, verdict``:
+        one row per label count both ran (on the same seeds); ``se`` = std(ddof=1)/√k of
+        the per-seed differences (NaN for one seed); ``verdict`` is ``"worse"`` /
+        ``"better"`` when the mean difference is beyond ∓2·SE, else ``"within noise"``
+        (``"n/a"`` with one seed). Empty when the baseline did not run.
+    """
+    _check_columns(results, RESULT_COLUMNS[:6], "results")
+    _check_metric(metric)
+    columns = ["snr", "strategy", "n_labels", "n_seeds", "mean_diff", "se", "p_ttest", "verdict"]
+    rows = []
+    for snr, at_snr in results.groupby("snr", sort=True):
+        base = at_snr[at_snr["strategy"] == baseline].set_index(["n_labels", "seed"])[metric]
+        if base.empty:
+            continue
+        for strategy, other in at_snr.groupby("strategy", sort=True):
+            if strategy == baseline:
+                continue
+            vals = other.set_index(["n_labels", "seed"])[metric]
+            for n in sorted({int(k[0]) for k in vals.index} & {int(k[0]) for k in base.index}):
+                seeds = sorted(set(vals.loc[n].index) & set(base.loc[n].index))
+                if not seeds:
+                    continue
+                d = vals.loc[n].loc[seeds].to_numpy(np.float64) - base.loc[n].loc[
+                    seeds
+                ].to_numpy(np.float64)
+                se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan
+                mean = float(d.mean())
+                if math.isnan(se):
+                    verdict = "n/a"
+                elif mean < -2 * se:
+                    verdict = "worse"
+                elif mean > 2 * se:
+                    verdict = "better"
+                else:
+                    verdict = "within noise"
+                rows.append(
+                    {
+                        "snr": snr,
+                        "strategy": strategy,
+                        "n_labels": n,
+                        "n_seeds": len(seeds),
+                        "mean_diff": mean,
+                        "se": se,
+                        "p_ttest": _p_values(d, 1e-9)[0],
+                        "verdict": verdict,
+                    }
+                )
+    return pd.DataFrame(rows, columns=columns)
+
+
 def robustness_matrix(robustness: pd.DataFrame) -> pd.DataFrame:
     """Mean test accuracy over seeds as a (train SNR × test SNR) matrix.
 
@@ -442,6 +515,80 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _reached(
+    reach: pd.DataFrame, final: pd.DataFrame, snr: float, strategy: str, baseline: str
+) -> str:
+    """"N (x % fewer)" labels to reach the baseline's final metric, or why not."""
+    r = reach[(reach["snr"] == snr) & (reach["strategy"] == strategy)]
+    if r.empty:
+        return "n/a"
+    n = float(r["n_labels"].iloc[0])
+    if math.isnan(n):
+        return "not reached"
+    base = final[(final["snr"] == snr) & (final["strategy"] == baseline)]
+    spent = float(base["n_labels"].iloc[0])
+    return f"{n:.1f} ({100.0 * (1.0 - n / spent):.0f} % fewer)" if spent > 0 else f"{n:.1f}"
+
+
+def _curve_tables(results: pd.DataFrame, metric: str) -> list[str]:
+    """One Markdown table per SNR: label counts down, strategies across."""
+    curves = learning_curve_table(results, metric)
+    out: list[str] = []
+    for snr, at_snr in curves.groupby("snr", sort=True):
+        strategies = list(dict.fromkeys(results[results["snr"] == snr]["strategy"]))
+        counts = sorted(at_snr["n_labels"].unique())
+        cell = {
+            (c["strategy"], c["n_labels"]): f"{_fmt(c['mean'])} ± {_fmt(c['std'])}"
+            for _, c in at_snr.iterrows()
+        }
+        out += [f"SNR {format_snr(float(snr))}:", ""]
+        out.append(
+            _md_table(
+                ["labels", *strategies],
+                [[str(int(n)), *[cell.get((st, n), "") for st in strategies]] for n in counts],
+            )
+        )
+        out.append("")
+    return out
+
+
+def _gap_tables(results: pd.DataFrame, baseline: str, metric: str) -> list[str]:
+    """Per SNR: mean paired difference ± SE to the baseline at each label count."""
+    gaps = budget_comparison(results, baseline=baseline, metric=metric)
+    if gaps.empty:
+        return [f"No {baseline} runs to compare against."]
+    out = [
+        f"Per seed, strategy − {baseline} at the same label count; mean ± SE over seeds; "
+        "▲ / ▼ = better / worse beyond noise (|mean| > 2·SE). Last column: the strategy's "
+        f"worst mean gap over the budgets.",
+        "",
+    ]
+    for snr, at_snr in gaps.groupby("snr", sort=True):
+        counts = sorted(at_snr["n_labels"].unique())
+        rows = []
+        for strategy in dict.fromkeys(results[results["snr"] == snr]["strategy"]):
+            g = at_snr[at_snr["strategy"] == strategy]
+            if g.empty:
+                continue
+            by_n = {int(r["n_labels"]): r for _, r in g.iterrows()}
+            cells = []
+            for n in counts:
+                if n not in by_n:
+                    cells.append("")
+                    continue
+                r = by_n[n]
+                mark = {"better": " ▲", "worse": " ▼"}.get(str(r["verdict"]), "")
+                cells.append(f"{r['mean_diff']:+.3f} ± {_fmt(r['se'])}{mark}")
+            worst = g.loc[g["mean_diff"].idxmin()]
+            rows.append(
+                [str(strategy), *cells, f"{worst['mean_diff']:+.3f} at {int(worst['n_labels'])}"]
+            )
+        out += [f"SNR {format_snr(float(snr))}:", ""]
+        out.append(_md_table(["strategy", *[str(int(n)) for n in counts], "worst"], rows))
+        out.append("")
+    return out
+
+
 def summary_markdown(
     results: pd.DataFrame,
     *,
@@ -450,6 +597,7 @@ def summary_markdown(
     baseline: str = "random",
     title: str = "Noise-robustness benchmark",
     notes: Sequence[str] = (),
+    extra_baselines: Sequence[str] = (),
 ) -> str:
     """Render the benchmark summary as Markdown (the content of ``summary.md``).
 
@@ -467,10 +615,14 @@ def summary_markdown(
         Level-1 heading.
     notes
         Extra lines (machine, preset, run time) placed under the heading.
+    extra_baselines
+        Further strategies (e.g. ``random@scratch``) that get their own labels-to-reach
+        column and gap-at-every-budget section.
     """
     final = final_table(results, metric)
     aulc = auc_table(results, metric)
-    reach = labels_to_reach_table(results, metric, baseline)
+    bases = [baseline, *[b for b in extra_baselines if b != baseline]]
+    reaches = {b: labels_to_reach_table(results, metric, b) for b in bases}
     cmp_final = paired_comparison(results, baseline=baseline, metric=metric, quantity="final")
     cmp_auc = paired_comparison(results, baseline=baseline, metric=metric, quantity="auc")
     label = metric.replace("_", " ")
@@ -489,12 +641,7 @@ def summary_markdown(
     rows = []
     for _, f in final.iterrows():
         a = aulc[(aulc["snr"] == f["snr"]) & (aulc["strategy"] == f["strategy"])].iloc[0]
-        r = reach[(reach["snr"] == f["snr"]) & (reach["strategy"] == f["strategy"])]
-        if r.empty:
-            reached = "n/a"
-        else:
-            n = float(r["n_labels"].iloc[0])
-            reached = "not reached" if math.isnan(n) else f"{n:.1f}"
+        reached = [_reached(reaches[b], final, f["snr"], f["strategy"], b) for b in bases]
         rows.append(
             [
                 format_snr(float(f["snr"])),
@@ -503,7 +650,7 @@ def summary_markdown(
                 f"{f['n_labels']:.0f}",
                 f"{_fmt(f['mean'])} ± {_fmt(f['std'])}",
                 f"{_fmt(a['mean'])} ± {_fmt(a['std'])}",
-                reached,
+                *reached,
             ]
         )
     out.append(
@@ -515,11 +662,16 @@ def summary_markdown(
                 "final labels",
                 f"final {label}",
                 "AULC",
-                f"labels to reach {baseline}'s final",
+                *[f"labels to reach {b}'s final" for b in bases],
             ],
             rows,
         )
     )
+    out += ["", "## Learning curves (mean ± std over seeds)", ""]
+    out += _curve_tables(results, metric)
+    for b in bases:
+        out += ["", f"## Gap to {b} at every budget", ""]
+        out += _gap_tables(results, b, metric)
     for name, cmp in (("final " + label, cmp_final), ("AULC", cmp_auc)):
         out += ["", f"## Paired comparison vs {baseline}: {name}", ""]
         if cmp.empty:
@@ -675,8 +827,12 @@ def write_report(
     metric: str = "accuracy",
     baseline: str = "random",
     notes: Sequence[str] = (),
+    extra_baselines: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write ``summary.md``, ``curves_snr*.png`` and (with a robustness table) ``robustness.png``.
+
+    ``extra_baselines`` (e.g. ``random@scratch``) get their own comparisons in
+    ``summary.md`` (see :func:`summary_markdown`).
 
     Returns
     -------
@@ -689,7 +845,12 @@ def write_report(
     atomic_write_text(
         summary,
         summary_markdown(
-            results, robustness=robustness, metric=metric, baseline=baseline, notes=notes
+            results,
+            robustness=robustness,
+            metric=metric,
+            baseline=baseline,
+            notes=notes,
+            extra_baselines=extra_baselines,
         ),
     )
     curves = plot_curves(results, out_dir, metric=metric, baseline=baseline)

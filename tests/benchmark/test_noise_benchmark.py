@@ -31,8 +31,41 @@ def test_presets_follow_the_brief() -> None:
     paper = noise.preset("paper")
     assert len(paper.classes) == 10 and paper.box == 32 and len(paper.seeds) == 5
     assert paper.snrs == (math.inf, 0.1, 0.05, 0.03, 0.01)
-    assert set(noise.PRESET_RUNTIMES) == set(noise.PRESETS) == {"quick", "standard", "paper"}
+    assert set(noise.PRESET_RUNTIMES) == set(noise.PRESETS) == {
+        "quick",
+        "standard",
+        "low-budget",
+        "paper",
+    }
     assert noise.preset("quick", seeds=(3,)).seeds == (3,)
+
+
+def test_low_budget_preset_spans_5_to_100_labels_per_class() -> None:
+    low = noise.preset("low-budget")
+    per_class = [n / len(low.classes) for n in low.label_counts()]
+    assert per_class[0] == 5 and per_class[-1] == 100
+    assert low.initial_from == "cold-start" and low.pretrain_epochs > 0
+    assert len(low.seeds) >= 3 and {0.1, 0.05} <= set(low.snrs)
+    new = {"auto", "typicality", "diverse-entropy-gradnorm", "diverse-expected-gradnorm"}
+    assert new | {"random", "random@scratch"} <= set(low.strategies)
+
+
+def test_label_counts_and_pick_sizes(tiny_config: Factory) -> None:
+    cfg = tiny_config()  # initial 4, budget 3, rounds 2
+    assert cfg.label_counts() == (4, 7, 10)
+    assert cfg.pick_sizes() == (3, 3, 3)  # the last round picks a budget, as always
+    sched = tiny_config(schedule=(4, 6, 9))
+    assert sched.label_counts() == (4, 6, 9)
+    assert sched.pick_sizes() == (2, 3, 1)  # the unevaluated last pick is one volume
+
+
+def test_split_arm_and_cold_starts() -> None:
+    assert noise.split_arm("random@scratch") == ("random", True)
+    assert noise.split_arm("diverse-entropy-gradnorm") == ("diverse-entropy-gradnorm", False)
+    assert [
+        noise.cold_start_of(s)
+        for s in ("auto", "typicality", "diverse-expected-gradnorm", "coreset", "entropy")
+    ] == ["auto", "typicality", "typicality", "coreset", "random"]
 
 
 def test_unknown_preset_suggests() -> None:
@@ -60,6 +93,19 @@ def test_config_round_trips_through_json(tiny_config: Factory) -> None:
             "initial + (rounds + 1) × budget = 22 labels exceed the pool of 20 (n_pool 10 × 2 classes",
         ),
         ({"initial": 1}, "initial must be >= 2"),
+        ({"schedule": (4, 4, 8)}, "schedule must be increasing label counts starting at >= 2"),
+        ({"schedule": (1, 4)}, "schedule must be increasing label counts starting at >= 2"),
+        (
+            {"schedule": (4, 20)},
+            "the schedule's last label count 20 (+1: the loop also picks after the last "
+            "evaluated round) exceeds the pool of 20",
+        ),
+        ({"initial_from": "typical"}, "initial_from must be one of balanced-random, cold-start"),
+        ({"pretrain_epochs": -1}, "pretrain_epochs must be >= 0"),
+        (
+            {"strategies": ("random", "random@scratch")},
+            "random@scratch: the @scratch arms need pretrain_epochs > 0",
+        ),
     ],
 )
 def test_config_errors(tiny_config: Factory, changes: dict[str, Any], message: str) -> None:
@@ -245,3 +291,88 @@ def test_resume_refuses_changed_manifest_physics(tmp_path: Path, tiny_config: Fa
     recipe.write_text(recipe.read_text().replace("defocus_um: 5.0", "defocus_um: 3.0"))
     with pytest.raises(ConfigError, match="other options \\(physics .*'defocus_um': 3.0"):
         noise.run(cfg, tmp_path / "out")
+
+
+# ---------------------------------------------------------------------- low-budget options
+@pytest.fixture(scope="module")
+def cold_run(
+    tmp_path_factory: pytest.TempPathFactory, tiny_config: Factory
+) -> tuple[Path, pd.DataFrame, noise.NoiseBenchmarkConfig]:
+    """A schedule + cold start + pretrained-encoder run of three arms."""
+    cfg = tiny_config(
+        strategies=("random", "random@scratch", "auto"),
+        schedule=(4, 6, 9),
+        initial_from="cold-start",
+        pretrain_epochs=1,
+        robustness=False,
+    )
+    out = tmp_path_factory.mktemp("cold-bench")
+    return out, noise.run(cfg, out), cfg
+
+
+def _rounds(out: Path, arm: str) -> list[Any]:
+    from cryoal.active import Project
+
+    with Project(out / "runs" / "snr-0.5" / arm / "seed-0") as project:
+        return project.rounds()
+
+
+def test_schedule_rows_at_the_scheduled_label_counts(
+    cold_run: tuple[Path, pd.DataFrame, noise.NoiseBenchmarkConfig],
+) -> None:
+    out, table, cfg = cold_run
+    assert list(table["strategy"].unique()) == list(cfg.strategies)
+    for _, run in table.groupby("strategy"):
+        assert run["n_labels"].tolist() == [4, 6, 9]
+        assert run["round"].tolist() == [0, 1, 2]  # the untrained cold round is not a row
+
+
+def test_cold_start_picks_the_first_labels_with_the_strategys_own_cold_start(
+    cold_run: tuple[Path, pd.DataFrame, noise.NoiseBenchmarkConfig],
+) -> None:
+    out, _, _ = cold_run
+    for arm, choice in (("auto", "typicality"), ("random", None)):
+        rounds = _rounds(out, arm)
+        assert rounds[0].mode == "cold" and rounds[0].n_labels == 0 and rounds[0].budget == 4
+        assert (rounds[0].metrics.get("selection") or {}).get("choice") == choice
+        # schedule 4 → 6 → 9, then the single unevaluated pick
+        assert [r.budget for r in rounds[1:]] == [2, 3, 1]
+
+
+def test_pretrained_encoder_is_shared_except_by_scratch_arms(
+    cold_run: tuple[Path, pd.DataFrame, noise.NoiseBenchmarkConfig],
+) -> None:
+    out, _, _ = cold_run
+    assert (out / "data" / "snr-0.5" / "models" / "encoder.pt").is_file()
+    for arm, encoder in (("random", "models/encoder.pt"), ("auto", "models/encoder.pt")):
+        assert {r.metrics["encoder"] for r in _rounds(out, arm)} == {encoder}
+    assert {r.metrics["encoder"] for r in _rounds(out, "random@scratch")} == {None}
+
+
+def test_low_budget_summary_compares_with_both_randoms(
+    cold_run: tuple[Path, pd.DataFrame, noise.NoiseBenchmarkConfig],
+) -> None:
+    out, _, _ = cold_run
+    text = (out / "summary.md").read_text(encoding="utf-8")
+    assert "labels to reach random's final | labels to reach random@scratch's final |" in text
+    assert "## Gap to random at every budget" in text
+    assert "## Gap to random@scratch at every budget" in text
+    assert "| labels | random | random@scratch | auto |" in text
+
+
+def test_results_recorded_before_schedules_existed_still_resume(
+    tiny_run: tuple[Path, pd.DataFrame], tiny_config: Factory, tmp_path: Path
+) -> None:
+    import shutil
+
+    src, table = tiny_run
+    out = tmp_path / "old"
+    shutil.copytree(src, out)
+    path = out / "config.json"
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("schedule", "initial_from", "pretrain_epochs"):
+        del recorded["arguments"]["benchmark"][key]
+    path.write_text(json.dumps(recorded), encoding="utf-8")
+    again = noise.run(tiny_config(), out)  # nothing to do: every block is in results.csv
+    cols = [c for c in report.RESULT_COLUMNS if c != "wall_time"]
+    pd.testing.assert_frame_equal(again[cols], table[cols])

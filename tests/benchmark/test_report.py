@@ -177,18 +177,56 @@ def test_robustness_matrix_order_and_means() -> None:
     assert mat.loc[0.1, math.inf] == pytest.approx(0.81)
 
 
+def test_budget_comparison_against_hand_computed_gaps() -> None:
+    gaps = report.budget_comparison(make_results()).set_index(["strategy", "n_labels"])
+    assert len(gaps) == 6 and set(gaps["n_seeds"]) == {3}
+    # gradnorm − random at 20 labels: 0.1, 0.2, 0.1 → mean 0.1333, SE 0.0577/√3 = 0.0333
+    g = gaps.loc[("gradnorm", 20)]
+    assert g["mean_diff"] == pytest.approx(0.4 / 3) and g["se"] == pytest.approx(0.1 / 3)
+    assert g["verdict"] == "better"
+    assert g["p_ttest"] == pytest.approx(
+        stats.ttest_rel([0.7, 0.8, 0.6], [0.6, 0.6, 0.5]).pvalue
+    )
+    # entropy − random at 30: −0.2, −0.2, −0.05 → mean −0.15, SE 0.05: beyond 2·SE
+    e = gaps.loc[("entropy", 30)]
+    assert e["mean_diff"] == pytest.approx(-0.15) and e["se"] == pytest.approx(0.05)
+    assert e["verdict"] == "worse"
+    # gradnorm at 30: 0.1, 0, 0 → mean 0.0333 < 2·SE 0.0667; equal curves at 10 labels
+    assert gaps.loc[("gradnorm", 30), "verdict"] == "within noise"
+    assert gaps.loc[("entropy", 10), "mean_diff"] == 0.0
+    assert gaps.loc[("entropy", 10), "verdict"] == "within noise"
+    one_seed = make_results()
+    one_seed = one_seed[one_seed["seed"] == 0]
+    assert set(report.budget_comparison(one_seed)["verdict"]) == {"n/a"}
+    assert report.budget_comparison(make_results(), baseline="bald").empty
+
+
 def test_summary_markdown_content() -> None:
     text = report.summary_markdown(
         make_results(), robustness=make_robustness(), notes=["Machine: test VM"]
     )
     assert text.startswith("# Noise-robustness benchmark\n\nMachine: test VM\n")
-    assert "| 0.1 | random | 3 | 30 | 0.700 ± 0.100 | 0.575 ± 0.043 | 30.0 |" in text
+    assert "| 0.1 | random | 3 | 30 | 0.700 ± 0.100 | 0.575 ± 0.043 | 30.0 (0 % fewer) |" in text
     assert "| 0.1 | gradnorm | 3 | 30 | 0.733 ± 0.115 |" in text
     assert "| 0.1 | entropy | 3 | 30 | 0.550 ± 0.050 |" in text and "not reached |" in text
     assert "| 0.1 | gradnorm | 3 | +0.033 | 1/2/0 |" in text
     assert "## Cross-SNR robustness" in text
     assert "| inf | 0.910 | 0.410 |" in text
     assert "| 0.1 | random | 13.5 |" in text  # 9 rows x 1.5 s
+    # learning curves and the gap at every budget
+    assert "| 20 | 0.567 ± 0.058 | 0.700 ± 0.100 | 0.500 ± 0.000 |" in text
+    assert "| gradnorm | +0.000 ± 0.000 | +0.133 ± 0.033 ▲ | +0.033 ± 0.033 | +0.000 at 10 |" in text
+    assert "| entropy | +0.000 ± 0.000 | -0.067 ± 0.033 | -0.150 ± 0.050 ▼ | -0.150 at 30 |" in text
+    # labels to reach, with the saving relative to the baseline's final label count
+    extra = report.summary_markdown(make_results(), extra_baselines=["entropy"])
+    assert "| labels to reach random's final | labels to reach entropy's final |" in extra
+    # gradnorm's mean curve: 0.467 at 10, 0.700 at 20 labels; random ends at 0.700,
+    # entropy at 0.550 → 10 + (0.550 − 0.467) / (0.700 − 0.467) · 10 = 13.6 labels
+    assert (
+        "| 0.1 | gradnorm | 3 | 30 | 0.733 ± 0.115 | 0.650 ± 0.066 | 20.0 (33 % fewer) "
+        "| 13.6 (55 % fewer) |"
+    ) in extra
+    assert "## Gap to entropy at every budget" in extra
 
 
 def test_write_report_files(tmp_path: Path) -> None:

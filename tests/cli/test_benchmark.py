@@ -100,9 +100,49 @@ def test_overrides_apply() -> None:
     assert "expected time: n/a (custom)" in result.output
 
 
+def test_low_budget_options() -> None:
+    shown = CliRunner().invoke(
+        cli, ["benchmark", "noise", "--preset", "low-budget", "--print-config"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "schedule: [20, 40, 80, 160, 280, 400]" in shown.output
+    assert "initial_from: cold-start" in shown.output
+    assert "expected time: " + noise.PRESET_RUNTIMES["low-budget"] in shown.output
+    result = CliRunner().invoke(
+        cli,
+        [
+            "benchmark",
+            "noise",
+            "--preset",
+            "quick",
+            "--pretrain-epochs",
+            "7",
+            "--schedule",
+            "8, 16,32",
+            "--initial-from",
+            "cold-start",
+            "--strategies",
+            "random,random@scratch,auto",
+            "--print-config",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "pretrain_epochs: 7" in result.output
+    assert "schedule: [8, 16, 32]" in result.output
+    assert "initial_from: cold-start" in result.output
+    assert "strategies: ['random', 'random@scratch', 'auto']" in result.output
+    assert "preset: quick (modified)" in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--schedule", "8,x", "--out", "x"], "--schedule takes comma-separated label counts"),
+        (["--schedule", "16,8", "--out", "x"], "schedule must be increasing label counts"),
+        (
+            ["--strategies", "random,auto@scratch", "--out", "x"],
+            "auto@scratch: the @scratch arms need pretrain_epochs > 0",
+        ),
         (["--snr", "0.1,abc", "--out", "x"], "'abc' is not a number (use e.g. inf,0.1,0.05)"),
         (["--snr", "0.1,-2", "--out", "x"], "Error: noise benchmark config: snrs must be > 0"),
         (
