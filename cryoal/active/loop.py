@@ -26,8 +26,8 @@ Modes of a round (recorded in ``rounds.mode``):
     A model checkpoint was given: it is copied into the project and only scores.
 
 Test hook: when the environment variable ``CRYOAL_TEST_KILL_AT`` names a step point
-(see :data:`KILL_POINTS`), the process sends itself SIGKILL there. The resume tests use
-it to stop a real ``cryoal select`` at chosen points.
+(see :data:`KILL_POINTS` and :func:`kill_point`), the process sends itself SIGKILL
+there. The resume tests use it to stop a real ``cryoal select`` at chosen points.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ __all__ = [
     "KILL_POINTS",
     "RoundResult",
     "SelectConfig",
+    "kill_point",
     "pool_entries",
     "train_batch_size",
     "register_pool",
@@ -87,8 +88,32 @@ KILL_POINTS = (
 )
 
 
-def _kill_point(name: str) -> None:
-    """SIGKILL this process when ``CRYOAL_TEST_KILL_AT`` equals ``name`` (test hook)."""
+def kill_point(name: str) -> None:
+    """Crash-test hook: SIGKILL this process when ``CRYOAL_TEST_KILL_AT`` equals ``name``.
+
+    A resumable step (here and in :mod:`cryoal.tasks.seg_select`) calls this at each
+    point where a crash must leave a state that a rerun with the same options can
+    continue from. Normally it does nothing. When the environment variable
+    ``CRYOAL_TEST_KILL_AT`` is set to ``name``, the process logs a warning and sends
+    itself ``SIGKILL`` (no cleanup, no ``finally`` blocks, no atexit handlers), exactly
+    like ``kill -9`` or the out-of-memory killer. The crash-resume tests start a real
+    ``cryoal select`` in a subprocess with ``CRYOAL_TEST_KILL_AT=scored`` (say), then
+    run it again without the variable and check the picks equal those of an
+    uninterrupted run.
+
+    Parameters
+    ----------
+    name
+        The step point reached, one of :data:`KILL_POINTS`.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not in :data:`KILL_POINTS` (a caller typo would otherwise make the
+        hook silently unreachable).
+    """
+    if name not in KILL_POINTS:
+        raise ConfigError(f"unknown kill point {name!r}; expected one of {', '.join(KILL_POINTS)}")
     if os.environ.get("CRYOAL_TEST_KILL_AT") == name:
         logger.warning("CRYOAL_TEST_KILL_AT=%s: killing this process (test hook)", name)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -258,7 +283,7 @@ def register_pool(project: Project, pool: Any) -> int:
         if project.pool_size() == len(pool):
             return 0  # registered in bulk when the index was built: nothing to re-read
     n = project.register_pool(pool_entries(pool), root=pool.root, voxel_size=float(pool.voxel_size))
-    _kill_point("registered")
+    kill_point("registered")
     return n
 
 
@@ -422,7 +447,7 @@ def select_round(
     resumed_from = None if rnd is None or reused else rnd.status
     if rnd is None:
         rnd = _start(project, pool, config, arguments)
-        _kill_point("started")
+        kill_point("started")
     elif resumed_from is not None:
         logger.info("resuming round %d from step %r", rnd.n, rnd.status)
     guarded = _Guarded(pool, rnd.n)
@@ -521,12 +546,12 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
             shutil.copyfile(config.model, tmp)
         metrics["source_model"] = str(Path(config.model).resolve())
         metrics.update({f"model_{k}": v for k, v in info.metrics.items() if _scalar(v)})
-        _kill_point("training")
+        kill_point("training")
     elif rnd.mode == "cold":
         encoder = _encoder(project, pool, config, box)
         metrics["encoder"] = None if encoder is None else str(encoder.relative_to(project.path))
         model = _seeded_model(config, 2, box, encoder)
-        _kill_point("training")
+        kill_point("training")
         models.save_checkpoint(
             target, model, class_names=None, voxel_size=voxel_size, round=rnd.n, untrained=True
         )
@@ -557,7 +582,7 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         )
         # under torchrun every rank trains (DDP); elsewhere a plain call
         history = distributed.run_everywhere(fit, model, train_ds, None, cfg)
-        _kill_point("training")
+        kill_point("training")
         train_eval = evaluate(model, train_ds, batch_size=config.batch_size)
         metrics.update(
             {
@@ -579,7 +604,7 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
             round=rnd.n,
         )
     project.mark_trained(rnd.n, rel, metrics)
-    _kill_point("trained")
+    kill_point("trained")
 
 
 def train_batch_size(requested: int, n_labels: int) -> int:
@@ -686,9 +711,9 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     picks = [
         (str(pool.pool.ids[i]), float(s)) for i, s in zip(pick_global, pick_scores, strict=True)
     ]
-    _kill_point("scoring")
+    kill_point("scoring")
     project.record_scores(rnd.n, rows, picks)
-    _kill_point("scored")
+    kill_point("scored")
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -756,7 +781,7 @@ def _write_outputs(
     files = {"csv": project.picks_path(rnd.n, ".csv"), "star": project.picks_path(rnd.n, ".star")}
     if mark or not files["csv"].exists():
         write_table(files["csv"], table)
-    _kill_point("picks")
+    kill_point("picks")
     if mark or not files["star"].exists():
         write_table(files["star"], table)
     shown = picks[: config.gallery_size]
@@ -798,7 +823,7 @@ def _write_outputs(
         files["out"] = write_table(out, table)
     if rnd.status == "scored":
         project.mark_picked(rnd.n)
-        _kill_point("picked")
+        kill_point("picked")
     return files
 
 

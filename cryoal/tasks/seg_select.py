@@ -25,7 +25,7 @@ finished step, trains on the same patches and gives the same picks as an uninter
 run (initialisation, training and acquisition are seeded), even if masks were edited in
 between. Running the command again after a finished round shows that round again when no
 mask changed and the options are the same; otherwise it starts the next round. The
-``CRYOAL_TEST_KILL_AT`` hook of :mod:`cryoal.active.loop` works here too.
+``CRYOAL_TEST_KILL_AT`` hook (:func:`cryoal.active.loop.kill_point`) works here too.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import Subset
 
 from cryoal._atomic import atomic_path
-from cryoal.active.loop import _kill_point, pending_round, register_pool
+from cryoal.active.loop import kill_point, pending_round, register_pool
 from cryoal.active.project import PickRecord, Project, RoundRecord
 from cryoal.errors import ConfigError, PoolExhaustedError, ProjectError
 from cryoal.tasks.seg_data import PatchPool
@@ -253,7 +253,7 @@ def select_segmentation_round(
     resumed_from = None if rnd is None or reused else rnd.status
     if rnd is None:
         rnd = _start(project, pool, config, annotated, arguments)
-        _kill_point("started")
+        kill_point("started")
     elif resumed_from is not None:
         logger.info("resuming round %d from step %r", rnd.n, rnd.status)
     labelled = _recorded_labelled(project, pool, rnd)
@@ -383,7 +383,7 @@ def _train(
     metrics: dict[str, Any] = {"n_labelled": len(labelled)}
     if rnd.mode == "cold":
         project.mark_trained(rnd.n, None, metrics)
-        _kill_point("trained")
+        kill_point("trained")
         return
     if rnd.mode == "score":
         if config.model is None:
@@ -398,9 +398,9 @@ def _train(
         with atomic_path(target) as tmp:
             shutil.copyfile(config.model, tmp)
         metrics["source_model"] = str(Path(config.model).resolve())
-        _kill_point("training")
+        kill_point("training")
         project.mark_trained(rnd.n, rel, metrics)
-        _kill_point("trained")
+        kill_point("trained")
         return
     task = get("segmentation")
     torch.manual_seed(config.seed)
@@ -415,7 +415,7 @@ def _train(
         progress=config.progress,
     )
     history = fit(model, train_ds, None, cfg)
-    _kill_point("training")
+    kill_point("training")
     probs = predict(model, train_ds, batch_size=config.batch_size)
     masks = [pool.mask(i) for i in labelled]
     target_maps = torch.stack([m for m in masks if m is not None])
@@ -437,7 +437,7 @@ def _train(
         round=rnd.n,
     )
     project.mark_trained(rnd.n, rel, metrics)
-    _kill_point("trained")
+    kill_point("trained")
 
 
 def _round_model(project: Project, rnd: RoundRecord) -> torch.nn.Module | None:
@@ -501,11 +501,11 @@ def _score(
             f = torch.bincount(maps[j].flatten(), minlength=pool.num_classes)
             fractions = dict(zip(pool.class_names, f.div(maps[j].numel()).tolist(), strict=True))
         rows.append((pool.ids[i], s, None, fractions))
-    _kill_point("scoring")
+    kill_point("scoring")
     project.record_scores(
         rnd.n, rows, [(pool.ids[i], s) for i, s in zip(picks, scores, strict=True)]
     )
-    _kill_point("scored")
+    kill_point("scored")
 
 
 def seg_picks_table(pool: PatchPool, rnd: RoundRecord, picks: Sequence[PickRecord]) -> pd.DataFrame:
@@ -561,7 +561,7 @@ def _write_outputs(
         files["model"] = project.path / rnd.model_path
     if mark or not files["csv"].exists():
         write_table(files["csv"], table)
-    _kill_point("picks")
+    kill_point("picks")
     if mark or not files["star"].exists():
         write_table(files["star"], table)
     shown = [pool.index_of(p.id) for p in picks[: config.gallery_size]]
@@ -602,7 +602,7 @@ def _write_outputs(
         files["out"] = write_table(out, table)
     if rnd.status == "scored":
         project.mark_picked(rnd.n)
-        _kill_point("picked")
+        kill_point("picked")
     return table, files
 
 

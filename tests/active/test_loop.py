@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +15,15 @@ import torch
 
 from cryoal import models
 from cryoal.active import Oracle, Project
-from cryoal.active.loop import SelectConfig, _Guarded, _score, run, select_round
+from cryoal.active.loop import (
+    KILL_POINTS,
+    SelectConfig,
+    _Guarded,
+    _score,
+    kill_point,
+    run,
+    select_round,
+)
 from cryoal.errors import (
     CheckpointError,
     ConfigError,
@@ -337,3 +348,24 @@ def test_train_batch_size_shrinks_for_few_labels() -> None:
         16,
     ]
     assert train_batch_size(2, 100) == 2
+
+
+def test_kill_point_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    # unset or another point: a no-op
+    monkeypatch.delenv("CRYOAL_TEST_KILL_AT", raising=False)
+    for name in KILL_POINTS:
+        kill_point(name)
+    monkeypatch.setenv("CRYOAL_TEST_KILL_AT", "picked")
+    kill_point("scored")
+    # a typo in a caller would make the hook unreachable: refused
+    with pytest.raises(ConfigError, match="unknown kill point 'scord'"):
+        kill_point("scord")
+    # the named point: the process dies by SIGKILL, before the next statement
+    code = "from cryoal.active.loop import kill_point; kill_point('scored'); print('alive')"
+    env = {**os.environ, "CRYOAL_TEST_KILL_AT": "scored"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL
+    assert "alive" not in proc.stdout
+    assert "CRYOAL_TEST_KILL_AT=scored" in proc.stderr
