@@ -83,6 +83,8 @@ def _run_image2d(task: Any, kw: dict[str, Any]) -> None:
         f"pool {len(pool)} images {pool.box[0]}x{pool.box[1]} px, {len(pool) - n_lab} "
         f"unlabelled; picked {len(result.picks)}"
     )
+    if rnd.metrics.get("encoder"):
+        click.echo(f"pretrained encoder: {rnd.metrics['encoder']}")
     acc = rnd.metrics.get("train_accuracy")
     if acc is not None:
         click.echo(f"model: {rnd.model_path} (training accuracy {acc:.2f})")
@@ -107,6 +109,7 @@ def _caption(p: Any) -> str:
 
 def _run_segmentation(task: Any, kw: dict[str, Any]) -> None:
     from cryoal.active import Project
+    from cryoal.errors import ConfigError
     from cryoal.runtime import resolve_device
     from cryoal.tasks.seg_select import SegSelectConfig, select_segmentation_round
 
@@ -115,6 +118,14 @@ def _run_segmentation(task: Any, kw: dict[str, Any]) -> None:
     if kw["images"] is not None or kw["labels"] is not None:
         raise click.UsageError(
             "--task segmentation takes label maps with --masks DIR, not --images/--labels"
+        )
+    if kw["pretrain_epochs"]:
+        raise ConfigError(
+            "--pretrain-epochs is not supported for --task segmentation: pool pretraining "
+            "trains a classifier's encoder (features + linear head) to embed whole "
+            "subtomograms or images, and the segmentation network (a UNet) has no such "
+            "encoder and predicts every voxel, which image-level contrastive views do not "
+            "train; drop --pretrain-epochs"
         )
     pool = task.open_pool(
         kw["volumes"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from cryoal.cli._common import (
@@ -19,6 +20,7 @@ EXAMPLES = """
 cryoal pretrain --volumes subtomos/ --model cb3d --epochs 50 --out encoder.pt
 cryoal pretrain --volumes subtomos/ --model cb3d --project cryoal-project   # cached for select
 cryoal pretrain --volumes particles.h5 --model dsrf3d --max-items 5000 --device cuda --out enc.pt
+cryoal pretrain --images digits/images --epochs 20 --project cryoal-project   # 2D, cnn2d
 """
 
 
@@ -27,14 +29,20 @@ cryoal pretrain --volumes particles.h5 --model dsrf3d --max-items 5000 --device 
     epilog=example_epilog(EXAMPLES),
     short_help="Pretrain an encoder on the unlabelled pool (contrastive, no labels).",
 )
-@volumes_option()
+@volumes_option(required=False)
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path),
+    help="Instead of --volumes: a folder of 2D images (PNG/TIFF/2D MRC/.npy), the pool of "
+    "`cryoal select --task image2d`.",
+)
 @pattern_option
 @click.option(
     "--model",
     "model_name",
-    default="cb3d",
-    show_default=True,
-    help="Architecture whose encoder to pretrain; use the one you classify with.",
+    default=None,
+    help="Architecture whose encoder to pretrain; use the one you classify with "
+    "[default: cb3d for --volumes, cnn2d for --images].",
 )
 @click.option(
     "--out",
@@ -65,9 +73,10 @@ cryoal pretrain --volumes particles.h5 --model dsrf3d --max-items 5000 --device 
 @seed_option
 @device_option
 def pretrain(
-    volumes: Path,
+    volumes: Path | None,
+    images: Path | None,
     pattern: str,
-    model_name: str,
+    model_name: str | None,
     out: Path | None,
     project: Path | None,
     epochs: int,
@@ -82,12 +91,15 @@ def pretrain(
     """Train the encoder of --model on the pool without labels (SimCLR NT-Xent).
 
     Two views of each volume (random rotation, re-imposed missing wedge, extra noise,
-    z-score) are pulled together, views of other volumes pushed apart. The encoder
-    initialises classifiers and embeds the pool for the typicality cold start and the
-    diversity step of `cryoal select` (see docs/acquisition.md).
+    z-score) are pulled together, views of other volumes pushed apart. With --images the
+    views of each 2D image are a random quarter turn and mirror, extra noise and z-score
+    (no wedge). The encoder initialises classifiers and embeds the pool for the
+    typicality cold start and the diversity step of `cryoal select` (see
+    docs/acquisition.md).
     """
     import torch
 
+    from cryoal import tasks
     from cryoal.errors import ConfigError
     from cryoal.io import VolumePool
     from cryoal.models import create, describe
@@ -96,7 +108,12 @@ def pretrain(
 
     if (out is None) == (project is None):
         raise ConfigError("give exactly one of --out FILE or --project DIR")
-    arguments = dict(click.get_current_context().params)
+    if (volumes is None) == (images is None):
+        raise ConfigError(
+            "give exactly one of --volumes (subtomograms) or --images (a folder of 2D images)"
+        )
+    model_name = model_name or ("cb3d" if images is None else tasks.get("image2d").default_model)
+    arguments = {**click.get_current_context().params, "model_name": model_name}
     dev = resolve_device(device)
     describe(model_name)  # unknown name: fail before reading any volume
     config = PretrainConfig(
@@ -107,12 +124,21 @@ def pretrain(
         max_items=max_items,
         seed=seed,
     )
-    pool = VolumePool.from_path(volumes, pattern)
+    pool: Any
+    if images is not None:
+        pool = tasks.get("image2d").open_pool(
+            images, pattern=None if pattern == "*.mrc" else pattern
+        )
+        what = f"{len(pool)} images, {'x'.join(map(str, pool.box))} px"
+        source = {"images": str(images)}
+    elif volumes is not None:
+        pool = VolumePool.from_path(volumes, pattern)
+        what = f"{len(pool)} volumes, box {'x'.join(map(str, pool.box))}"
+        source = {"volumes": str(volumes)}
+    else:  # unreachable: exactly one of volumes/images was checked above
+        raise ConfigError("give exactly one of --volumes or --images")
     in_shape = (1, *pool.box)
-    click.echo(
-        f"{len(pool)} volumes, box {'x'.join(map(str, pool.box))}; pretraining {model_name} "
-        f"for {epochs} epochs on {dev}"
-    )
+    click.echo(f"{what}; pretraining {model_name} for {epochs} epochs on {dev}")
     if project is not None:
         path = cached_encoder(
             project, pool, model_name, in_shape, config, device=dev, progress=progress
@@ -127,7 +153,7 @@ def pretrain(
             device=dev,
             out=out,
             progress=progress,
-            meta={"volumes": str(volumes), "voxel_size": float(pool.voxel_size)},
+            meta={**source, "voxel_size": float(pool.voxel_size)},
         )
         path = out
     else:  # unreachable: exactly one of out/project was checked above
@@ -138,6 +164,7 @@ def pretrain(
     if losses:
         click.echo(
             f"NT-Xent {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} epochs "
-            f"({info.extra.get('seconds', 0):.0f} s, {info.extra.get('n_items')} volumes)"
+            f"({info.extra.get('seconds', 0):.0f} s, {info.extra.get('n_items')} "
+            f"{'images' if images is not None else 'volumes'})"
         )
     click.echo(f"wrote {path}")

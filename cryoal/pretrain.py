@@ -7,7 +7,10 @@ al. 2020) so that two augmented views of one subtomogram embed close together an
 of different subtomograms apart. The views come from the cryo-ET physics of
 :mod:`cryoal.transforms`: a uniform random rotation (orientation is a nuisance), a
 missing wedge re-imposed in the lab frame after the rotation (tilt range jittered), extra
-Gaussian noise at a random SNR, then per-volume z-scoring.
+Gaussian noise at a random SNR, then per-volume z-scoring. Pools of 2D images
+``(1, H, W)`` (``cryoal select --task image2d``) get the 2D views of
+:func:`augmentation` instead: a random in-plane quarter turn and mirror, noise and
+z-scoring, no wedge.
 
 The pretrained encoder is used twice (see :mod:`cryoal.acquisition.typicality`,
 :mod:`cryoal.acquisition.diverse` and the active loop):
@@ -50,6 +53,15 @@ from tqdm.auto import tqdm
 
 from cryoal.errors import CheckpointError, ConfigError, EmptyPoolError
 from cryoal.runtime import resolve_device
+from cryoal.transforms import (
+    Compose,
+    Normalize,
+    RandomFlip,
+    RandomMissingWedge,
+    RandomNoise,
+    RandomRotate,
+    Transform,
+)
 
 __all__ = [
     "ENCODER_FILE",
@@ -216,24 +228,101 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     return F.cross_entropy(sim, target)
 
 
-def augmentation(config: PretrainConfig) -> Any:
-    """The view-making pipeline: rotate → missing wedge → noise → z-score.
+def augmentation(config: PretrainConfig, spatial_dims: int = 3) -> Any:
+    """The view-making pipeline for volumes (3D) or images (2D).
+
+    3D, on a batch ``(B, 1, D, H, W)``: uniform random rotation (SO(3)) → missing wedge
+    re-imposed in the lab frame (tilt range jittered) → Gaussian noise at a random SNR
+    → per-volume z-score.
+
+    2D, on a batch ``(B, 1, H, W)``: random in-plane quarter turn (0, 90, 180 or 270°;
+    only 0 or 180° for non-square images) and a random mirror in x → Gaussian noise at
+    a random SNR → per-image z-score. :mod:`cryoal.transforms` has no continuous 2D
+    rotation, so the in-plane orientation is drawn from the 8 exact symmetries of the
+    square (no interpolation). A mirrored projection is the projection of the particle
+    seen from the opposite side, so for cryo-EM images the mirror is an orientation
+    change, not a change of handedness. There is no missing wedge: a 2D image has no
+    tilt-series gap in its Fourier transform (``tilt_range`` and ``wedge_jitter`` are
+    unused).
+
+    Parameters
+    ----------
+    config
+        ``rotate`` switches the rotation (3D) or quarter turn and mirror (2D);
+        ``snr_range``, ``tilt_range`` and ``wedge_jitter`` set the draws.
+    spatial_dims
+        3 for volumes, 2 for images (:func:`pretrain_encoder` reads it off the pool).
 
     Returns
     -------
     cryoal.transforms.Compose
-        Callable on a batch ``(B, 1, D, H, W)`` with a ``generator``; each volume draws
-        its own rotation, tilt range and SNR.
-    """
-    from cryoal.transforms import Compose, Normalize, RandomMissingWedge, RandomNoise, RandomRotate
+        Callable ``(x, generator)`` on a batch (shape above) returning views of the
+        same shape; each volume or image draws its own orientation, tilt range and
+        SNR. The same generator state gives the same views.
 
+    Raises
+    ------
+    ConfigError
+        ``spatial_dims`` is neither 2 nor 3.
+    """
     steps: list[Any] = []
-    if config.rotate:
-        steps.append(RandomRotate(padding="mean"))
-    steps.append(RandomMissingWedge(tilt_range=config.tilt_range, jitter=config.wedge_jitter))
-    steps.append(RandomNoise(snr_range=config.snr_range))
-    steps.append(Normalize())
-    return Compose(steps)
+    if spatial_dims == 3:
+        if config.rotate:
+            steps.append(RandomRotate(padding="mean"))
+        steps.append(RandomMissingWedge(tilt_range=config.tilt_range, jitter=config.wedge_jitter))
+        steps.append(RandomNoise(snr_range=config.snr_range))
+        steps.append(Normalize())
+        return Compose(steps)
+    if spatial_dims == 2:
+        if config.rotate:
+            steps.append(_RandomQuarterTurn())
+            steps.append(RandomFlip(axes=(2,), prob=0.5))  # mirror in x
+        steps.append(RandomNoise(snr_range=config.snr_range))
+        steps.append(Normalize())
+        return _ImageCompose(steps)
+    raise ConfigError(
+        f"pretraining augments volumes (3 spatial dims) or images (2), got {spatial_dims}"
+    )
+
+
+class _RandomQuarterTurn(Transform):
+    """Rotate each item by a random multiple of 90° in its (H, W) plane (exact, no resampling).
+
+    Acts on ``(B, C, D, H, W)`` like every :class:`cryoal.transforms.Transform`; with
+    ``H != W`` only 0 and 180° are drawn, so the shape is kept.
+    """
+
+    name = "quarter-turn"
+
+    def _apply(self, x: Tensor, gen: torch.Generator | None) -> Tensor:
+        square = x.shape[-1] == x.shape[-2]
+        src = gen.device if gen is not None else torch.device("cpu")
+        u = torch.rand(x.shape[0], generator=gen, device=src, dtype=torch.float64).cpu()
+        turns = (u * 4).floor().long() if square else (u * 2).floor().long() * 2
+        turns = torch.where(self._selected(x.shape[0], gen, torch.device("cpu")), turns, 0)
+        out = x.clone()
+        for k in (1, 2, 3):
+            sel = (turns == k).to(x.device)
+            if bool(sel.any()):
+                out[sel] = torch.rot90(x[sel], k, dims=(-2, -1))
+        return out
+
+
+class _ImageCompose(Compose):
+    """A :class:`cryoal.transforms.Compose` of volume transforms applied to images.
+
+    Images ``(B, C, H, W)`` are seen as volumes of depth 1, ``(B, C, 1, H, W)``, so the
+    per-volume noise and z-score are per image and flips/turns act in the image plane.
+    """
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Apply every transform to a batch of images ``(B, C, H, W)``; same shape back."""
+        if x.ndim != 4:
+            raise ConfigError(
+                f"2D pretraining views need a batch of images (B, C, H, W), got shape "
+                f"{tuple(x.shape)}"
+            )
+        return super().__call__(x.unsqueeze(2), generator).squeeze(2)
 
 
 def _features(model: nn.Module) -> tuple[Any, nn.Linear]:
@@ -260,6 +349,17 @@ def _collate(items: list[Any]) -> Tensor:
     return torch.stack([_first_tensor(it) for it in items])
 
 
+def _spatial_dims(pool: Any) -> int:
+    """3 for a pool of volumes ``(C, D, H, W)``, 2 for one of images ``(C, H, W)`` (item 0)."""
+    shape = tuple(_first_tensor(pool[0]).shape)
+    if len(shape) not in (3, 4):
+        raise ConfigError(
+            f"pretraining needs pool items with a channel axis, volumes (C, D, H, W) or images "
+            f"(C, H, W); item 0 has shape {shape}"
+        )
+    return len(shape) - 1
+
+
 def encoder_state(model: nn.Module) -> dict[str, Tensor]:
     """The encoder part of a classifier's weights: ``state_dict`` minus ``head.*`` (CPU copies)."""
     return {
@@ -282,8 +382,10 @@ def pretrain_encoder(
 ) -> PretrainResult:
     """Train ``model.features`` on the unlabelled pool with the NT-Xent objective (in place).
 
-    Each step draws ``batch_size`` pool volumes ``(B, 1, D, H, W)``, makes two views of
-    each with :func:`augmentation`, embeds them with ``model.features`` → ``(B, F)``,
+    Each step draws ``batch_size`` pool volumes ``(B, 1, D, H, W)`` (or images
+    ``(B, 1, H, W)``), makes two views of each with :func:`augmentation` (the 3D or 2D
+    pipeline, chosen from the shape of the pool's first item), embeds them with
+    ``model.features`` → ``(B, F)``,
     projects them with a throw-away MLP ``F → F → projection_dim`` and minimises
     :func:`nt_xent`. The linear head is not touched. Same seed, same weights (on CPU).
 
@@ -294,9 +396,10 @@ def pretrain_encoder(
         :func:`cryoal.models.create` model); trained in place, left in eval mode on
         ``device``.
     pool
-        Map-style dataset of raw volumes: items are a tensor ``(1, D, H, W)`` or a tuple
-        starting with one (a :class:`cryoal.io.VolumePool` or ``pool.dataset()``).
-        Labels, if any, are ignored.
+        Map-style dataset of raw volumes or images: items are a tensor ``(1, D, H, W)``
+        or ``(1, H, W)``, or a tuple starting with one (a :class:`cryoal.io.VolumePool`,
+        ``pool.dataset()`` or a :class:`cryoal.io.images.ImagePool`). Labels, if any,
+        are ignored.
     config
         :class:`PretrainConfig` (defaults when ``None``).
     device
@@ -320,13 +423,15 @@ def pretrain_encoder(
     EmptyPoolError
         Fewer than two pool items.
     ConfigError
-        The model has no ``features``/``head``.
+        The model has no ``features``/``head``, or pool items are neither volumes
+        ``(C, D, H, W)`` nor images ``(C, H, W)``.
     """
     cfg = config or PretrainConfig()
     features, head = _features(model)
     n = len(pool)
     if n < 2:
         raise EmptyPoolError(f"pretraining needs at least 2 pool volumes, got {n}")
+    spatial_dims = _spatial_dims(pool)
     dev = resolve_device(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     indices = list(range(n))
@@ -345,7 +450,7 @@ def pretrain_encoder(
     )
     steps_per_epoch = len(loader)
     total = cfg.epochs * steps_per_epoch
-    augment = augmentation(cfg)
+    augment = augmentation(cfg, spatial_dims)
     fork = [dev] if dev.type == "cuda" else []
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -629,7 +734,8 @@ def cached_encoder(
     pool
         The pool to pretrain on (see :func:`pretrain_encoder`).
     arch, in_shape, arch_kwargs
-        Architecture (:func:`cryoal.models.available`), ``(C, D, H, W)`` and options.
+        Architecture (:func:`cryoal.models.available`), ``(C, D, H, W)`` (``(C, H, W)``
+        for images) and options.
     config
         Pretraining configuration.
     device, progress, num_workers
@@ -652,6 +758,8 @@ def cached_encoder(
         "config": cfg.to_dict(),
         "recipe": RECIPE_VERSION,
     }
+    if len(shape) == 3:  # images (C, H, W): the 2D views (3D keys stay as they were)
+        key_src["views"] = "2d"
     key = hashlib.sha1(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(project_dir) / ENCODER_FILE
     if path.exists():

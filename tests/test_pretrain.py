@@ -215,3 +215,87 @@ def test_project_encoder_uses_a_fitting_encoder_only(pool: Pool, tmp_path: Path)
     assert project_encoder(tmp_path, pool, "cb3d", shape) is None  # other widths
     assert project_encoder(tmp_path, pool, "rb3d", shape, arch_kwargs=SMALL) is None  # other arch
     assert project_encoder(tmp_path, pool, "cb3d", (1, 16, 16, 16), arch_kwargs=SMALL) is None
+
+
+# ---------------------------------------------------------------------- 2D image pools
+def _d4(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 symmetries of the square applied to images ``(..., H, W)``."""
+    turns = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    return turns + [t.flip(-1) for t in turns]
+
+
+def test_2d_augmentation_keeps_shape_is_seeded_and_exact() -> None:
+    from cryoal.pretrain import augmentation
+    from cryoal.transforms import normalize
+
+    x = torch.randn(6, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    augment = augmentation(PretrainConfig(), spatial_dims=2)
+    v1 = augment(x, torch.Generator().manual_seed(7))
+    v2 = augment(x, torch.Generator().manual_seed(7))
+    v3 = augment(x, torch.Generator().manual_seed(8))
+    assert v1.shape == x.shape and v1.dtype == x.dtype
+    assert torch.equal(v1, v2) and not torch.equal(v1, v3)
+    # z-scored per image
+    torch.testing.assert_close(v1.mean(dim=(-2, -1)), torch.zeros(6, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(v1.std(dim=(-2, -1), unbiased=False), torch.ones(6, 1))
+    # without noise every view is an exact in-plane symmetry of its image, and a batch
+    # draws several different ones (each image its own)
+    quiet = augmentation(PretrainConfig(snr_range=(1e12, 1e12)), spatial_dims=2)
+    views = quiet(x, torch.Generator().manual_seed(1))
+    used = set()
+    for i in range(6):
+        dist = [float((views[i] - normalize(c[None])[0]).abs().max()) for c in _d4(x[i])]
+        assert min(dist) < 1e-4
+        used.add(int(np.argmin(dist)))
+    assert len(used) > 1
+    # non-square images keep their shape (only 0/180° turns), rotate=False keeps orientation
+    rect = torch.randn(5, 1, 8, 12, generator=torch.Generator().manual_seed(2))
+    assert augment(rect, torch.Generator().manual_seed(0)).shape == rect.shape
+    still = augmentation(PretrainConfig(rotate=False, snr_range=(1e12, 1e12)), spatial_dims=2)
+    torch.testing.assert_close(
+        still(rect, torch.Generator().manual_seed(0)),
+        normalize(rect[:, :, None])[:, :, 0],
+        atol=1e-4,
+        rtol=0,
+    )
+    with pytest.raises(ConfigError, match=r"batch of images \(B, C, H, W\)"):
+        augment(torch.zeros(2, 1, 4, 4, 4))
+    with pytest.raises(ConfigError, match="volumes .3 spatial dims. or images .2., got 4"):
+        augmentation(PretrainConfig(), spatial_dims=4)
+
+
+def test_2d_pool_item_shapes() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"volumes \(C, D, H, W\) or images \(C, H, W\); item 0 has shape \(8, 8\)",
+    ):
+        pretrain_encoder(_small(), Pool(torch.zeros(4, 8, 8)), device="cpu", progress=False)
+
+
+def test_2d_pretraining_improves_linear_probe() -> None:
+    """Simulated projection images (4 structures, 16×16 px, SNR 1): a linear probe on the
+    pretrained cnn2d features beats the same network's random features by > 10 points
+    (measured 0.46 → 0.66 for seed 0; +8 to +23 points for seeds 0-3; ≈ 4 s on the dev VM)."""
+    from cryoal.tasks.image2d import simulate_projections
+    from cryoal.transforms import normalize
+
+    images, labels = simulate_projections(
+        ("4V8R-A", "7PBL", "3O21", "2NWL"), 30, box=16, voxel_size=15.0, snr=1.0, seed=0
+    )
+    names = sorted(set(labels))
+    y = np.array([names.index(c) for c in labels])
+    x = normalize(torch.from_numpy(images)[:, None, None])[:, :, 0]  # (120, 1, 16, 16)
+    torch.manual_seed(0)
+    model = models.create("cnn2d", 2, (1, 16, 16), channels=(8, 16, 32), fc_units=64)
+    before = _probe(model, x, y)
+    res = pretrain_encoder(
+        model,
+        Pool(x),
+        PretrainConfig(epochs=60, batch_size=16, seed=0),
+        device="cpu",
+        progress=False,
+    )
+    after = _probe(model, x, y)
+    assert res.n_items == 120
+    assert res.losses[-1] < res.losses[0] - 0.5  # learned, no collapse to log(2B - 1)
+    assert after > before + 0.10, (before, after)

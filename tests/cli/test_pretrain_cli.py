@@ -36,6 +36,31 @@ def test_out_writes_encoder_and_config(volumes: Path, tmp_path: Path) -> None:
     init_from_encoder(models.create("cb3d", 3, (1, 16, 16, 16)), out)  # fits a 3-class classifier
 
 
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 real handwritten digits (8×8 px) as PNG files."""
+    from cryoal.tasks.image2d import load_digits_images, write_image_set
+
+    pixels, labels = load_digits_images()
+    return write_image_set(tmp_path_factory.mktemp("digits"), pixels[:40], labels[:40])["images"]
+
+
+def test_images_pretrain_a_2d_encoder(images: Path, tmp_path: Path) -> None:
+    args = ["pretrain", "--images", str(images), "--epochs", "1", "--batch-size", "8"]
+    args += ["--device", "cpu", "--no-progress", "--project", str(tmp_path)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "40 images, 8x8 px; pretraining cnn2d for 1 epochs on cpu" in res.output
+    assert "NT-Xent" in res.output and "40 images)" in res.output
+    model, info = load_encoder(tmp_path / ENCODER_FILE)
+    assert info.arch.name == "cnn2d" and list(info.arch.in_shape) == [1, 8, 8]
+    record = json.loads((tmp_path / "models" / "config.json").read_text())
+    assert record["arguments"]["model_name"] == "cnn2d"
+    from cryoal import models
+
+    init_from_encoder(models.create("cnn2d", 10, (1, 8, 8)), tmp_path / ENCODER_FILE)
+
+
 def test_project_cache_is_reused(volumes: Path, tmp_path: Path) -> None:
     args = ["pretrain", "--volumes", str(volumes), *FAST, "--project", str(tmp_path)]
     first = CliRunner().invoke(cli, args)
@@ -55,6 +80,10 @@ def test_project_cache_is_reused(volumes: Path, tmp_path: Path) -> None:
             "Error: give exactly one of --out FILE or --project DIR",
         ),
         (["--model", "nonet", "--out", "a.pt"], "unknown model"),
+        (
+            ["--images", ".", "--out", "a.pt"],
+            "Error: give exactly one of --volumes (subtomograms) or --images",
+        ),
     ],
 )
 def test_bad_input_exits_2(volumes: Path, extra: list[str], message: str) -> None:

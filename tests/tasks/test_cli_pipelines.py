@@ -137,6 +137,70 @@ def test_image2d_non_image_file_is_one_line_error(digits: dict[str, Path], tmp_p
     assert "broken.png: not a readable PNG image" in res.output
 
 
+def test_image2d_pretrain_epochs_pretrains_on_the_images(
+    digits: dict[str, Path], tmp_path: Path
+) -> None:
+    from cryoal.active import Project
+    from cryoal.pretrain import ENCODER_FILE, load_encoder
+
+    proj = tmp_path / "proj"
+    res = invoke(
+        "select",
+        "--task",
+        "image2d",
+        "--images",
+        digits["images"],
+        "--project",
+        proj,
+        "--labels",
+        digits["initial"],
+        "--budget",
+        6,
+        "--epochs",
+        1,
+        "--pretrain-epochs",
+        1,
+        "--strategy",
+        "typicality",
+        *COMMON,
+    )
+    assert res.exit_code == 0, res.output
+    assert "round 1 (image2d): trained on 20 labels (cnn2d); strategy typicality" in res.output
+    assert "pretrained encoder: models/encoder.pt" in res.output
+    picks = read_table(proj / "picks" / "round-001.csv")
+    assert len(picks) == 6 and not set(picks["id"]) & set(pd.read_csv(digits["initial"])["id"])
+    with Project(proj, readonly=True) as p:
+        rnd = p.latest_round()
+        assert rnd is not None and rnd.metrics["encoder"] == str(ENCODER_FILE)
+    _, info = load_encoder(proj / ENCODER_FILE)
+    assert info.arch.name == "cnn2d" and list(info.arch.in_shape) == [1, 8, 8]
+    assert info.extra["n_items"] == 120 and len(info.extra["losses"]) == 1
+
+
+def test_segmentation_refuses_pretrain_epochs(tmp_path: Path) -> None:
+    res = invoke(
+        "select",
+        "--task",
+        "segmentation",
+        "--volumes",
+        tmp_path,
+        "--masks",
+        tmp_path,
+        "--pretrain-epochs",
+        2,
+        "--project",
+        tmp_path / "p",
+        *COMMON,
+    )
+    assert res.exit_code == 2
+    assert res.output.startswith(
+        "Error: --pretrain-epochs is not supported for --task segmentation: pool pretraining "
+        "trains a classifier's encoder"
+    )
+    assert "drop --pretrain-epochs" in res.output
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.fixture
 def seg(seg_example: dict[str, Path], tmp_path: Path) -> dict[str, Path]:
     base = seg_example["volumes"].parent
