@@ -795,6 +795,77 @@ def _run_block(
     return rows
 
 
+#: Columns of ``balance.csv``: the class make-up of each evaluated labelled set.
+BALANCE_COLUMNS: tuple[str, ...] = (
+    "snr",
+    "strategy",
+    "seed",
+    "n_labels",
+    "classes_seen",
+    "min_share",
+    "max_share",
+    "class_entropy",
+)
+
+
+def label_balance(labels: Sequence[str], classes: Sequence[str]) -> dict[str, float]:
+    """How evenly a labelled set covers the classes.
+
+    Parameters
+    ----------
+    labels
+        The class of every labelled item.
+    classes
+        Every class of the benchmark (``C`` of them).
+
+    Returns
+    -------
+    dict
+        ``classes_seen`` (classes with ≥ 1 label), ``min_share`` and ``max_share`` (the
+        smallest and largest class's fraction of the labels; ideal ``1/C`` both),
+        ``class_entropy`` (entropy of the class fractions divided by ``log C``: 1 for a
+        balanced set, 0 for a single class).
+    """
+    counts = np.array([sum(1 for lbl in labels if lbl == c) for c in classes], dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return {"classes_seen": 0, "min_share": 0.0, "max_share": 0.0, "class_entropy": 0.0}
+    share = counts / total
+    nz = share[share > 0]
+    entropy = float(-(nz * np.log(nz)).sum() / math.log(len(classes))) if len(classes) > 1 else 1.0
+    return {
+        "classes_seen": int((counts > 0).sum()),
+        "min_share": float(share.min()),
+        "max_share": float(share.max()),
+        "class_entropy": entropy,
+    }
+
+
+def _balance_rows(
+    config: NoiseBenchmarkConfig, project_dir: Path, snr: float, arm: str, seed: int
+) -> list[dict[str, Any]]:
+    """The class balance of every evaluated labelled set of one run, from its project."""
+    from cryoal.active import Project
+
+    if not (project_dir / "project.sqlite").exists():
+        return []
+    rows = []
+    with Project(project_dir) as project:
+        trained = [r for r in _finished_rounds(project) if r.mode != "cold"]
+        for rnd in trained[: len(config.label_counts())]:
+            labels = list(project.label_map(as_of_seq=rnd.label_seq).values())
+            rows.append(
+                {
+                    "snr": snr,
+                    "strategy": arm,
+                    "seed": seed,
+                    "n_labels": len(labels),
+                    **label_balance(labels, config.classes),
+                }
+            )
+    return rows
+
+
 def _prepare_encoder(
     config: NoiseBenchmarkConfig, data_dir: Path, snr: float, pool_split: _Split, device: torch.device
 ) -> Path | None:
@@ -1148,10 +1219,22 @@ def _run_in(
     robust_table = robust[rkeep].reset_index(drop=True)
     elapsed = time.perf_counter() - t0
     logger.info("noise benchmark finished in %.1f s", elapsed)
+    balance = pd.DataFrame(
+        [
+            row
+            for snr, arm, seed in blocks
+            for row in _balance_rows(
+                config, out / "runs" / _snr_dir_name(snr) / arm / f"seed-{seed}", snr, arm, seed
+            )
+        ],
+        columns=list(BALANCE_COLUMNS),
+    )
     if write:
+        atomic_write_text(out / "balance.csv", balance.to_csv(index=False))
         write_report(
             table,
             out,
+            balance=balance,
             robustness=robust_table[list(ROBUSTNESS_COLUMNS)] if len(robust_table) else None,
             extra_baselines=[a for a in config.strategies if split_arm(a) == ("random", True)],
             notes=[
@@ -1163,4 +1246,5 @@ def _run_in(
             ],
         )
     table.attrs["robustness"] = robust_table
+    table.attrs["balance"] = balance
     return table

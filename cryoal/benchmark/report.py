@@ -589,6 +589,30 @@ def _gap_tables(results: pd.DataFrame, baseline: str, metric: str) -> list[str]:
     return out
 
 
+def _balance_tables(balance: pd.DataFrame) -> list[str]:
+    """Per SNR: smallest class share (and classes seen) by label count and strategy."""
+    out: list[str] = []
+    for snr, at_snr in balance.groupby("snr", sort=True):
+        strategies = list(dict.fromkeys(at_snr["strategy"]))
+        mean = at_snr.groupby(["strategy", "n_labels"]).agg(
+            share=("min_share", "mean"), seen=("classes_seen", "mean")
+        )
+        rows = []
+        for n in sorted(at_snr["n_labels"].unique()):
+            cells = []
+            for st in strategies:
+                if (st, n) in mean.index:
+                    m = mean.loc[(st, n)]
+                    cells.append(f"{100 * m['share']:.1f} % ({m['seen']:.1f})")
+                else:
+                    cells.append("")
+            rows.append([str(int(n)), *cells])
+        out += [f"SNR {format_snr(float(snr))}:", ""]
+        out.append(_md_table(["labels", *strategies], rows))
+        out.append("")
+    return out
+
+
 def summary_markdown(
     results: pd.DataFrame,
     *,
@@ -598,6 +622,7 @@ def summary_markdown(
     title: str = "Noise-robustness benchmark",
     notes: Sequence[str] = (),
     extra_baselines: Sequence[str] = (),
+    balance: pd.DataFrame | None = None,
 ) -> str:
     """Render the benchmark summary as Markdown (the content of ``summary.md``).
 
@@ -618,6 +643,10 @@ def summary_markdown(
     extra_baselines
         Further strategies (e.g. ``random@scratch``) that get their own labels-to-reach
         column and gap-at-every-budget section.
+    balance
+        Optional class make-up of the labelled sets (``snr, strategy, seed, n_labels,
+        min_share, ...``, :data:`cryoal.benchmark.noise.BALANCE_COLUMNS`): a table of the
+        smallest class's share at every label count.
     """
     final = final_table(results, metric)
     aulc = auc_table(results, metric)
@@ -672,6 +701,16 @@ def summary_markdown(
     for b in bases:
         out += ["", f"## Gap to {b} at every budget", ""]
         out += _gap_tables(results, b, metric)
+    if balance is not None and len(balance):
+        out += [
+            "",
+            "## Class balance of the labelled set",
+            "",
+            "Smallest class's share of the labels (mean over seeds; a balanced set has 1/C), "
+            "then the mean number of classes with at least one label.",
+            "",
+        ]
+        out += _balance_tables(balance)
     for name, cmp in (("final " + label, cmp_final), ("AULC", cmp_auc)):
         out += ["", f"## Paired comparison vs {baseline}: {name}", ""]
         if cmp.empty:
@@ -828,11 +867,12 @@ def write_report(
     baseline: str = "random",
     notes: Sequence[str] = (),
     extra_baselines: Sequence[str] = (),
+    balance: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Write ``summary.md``, ``curves_snr*.png`` and (with a robustness table) ``robustness.png``.
 
     ``extra_baselines`` (e.g. ``random@scratch``) get their own comparisons in
-    ``summary.md`` (see :func:`summary_markdown`).
+    ``summary.md``, ``balance`` a class-balance section (see :func:`summary_markdown`).
 
     Returns
     -------
@@ -851,6 +891,7 @@ def write_report(
             baseline=baseline,
             notes=notes,
             extra_baselines=extra_baselines,
+            balance=balance,
         ),
     )
     curves = plot_curves(results, out_dir, metric=metric, baseline=baseline)

@@ -376,3 +376,35 @@ def test_results_recorded_before_schedules_existed_still_resume(
     again = noise.run(tiny_config(), out)  # nothing to do: every block is in results.csv
     cols = [c for c in report.RESULT_COLUMNS if c != "wall_time"]
     pd.testing.assert_frame_equal(again[cols], table[cols])
+
+
+def test_label_balance_by_hand() -> None:
+    b = noise.label_balance(["a", "a", "a", "b"], ["a", "b", "c", "d"])
+    assert b["classes_seen"] == 2 and b["min_share"] == 0.0 and b["max_share"] == 0.75
+    # −(0.75 ln 0.75 + 0.25 ln 0.25) / ln 4
+    assert b["class_entropy"] == pytest.approx(0.5623351446188083 / math.log(4))
+    even = noise.label_balance(["a", "b", "c", "d"] * 3, ["a", "b", "c", "d"])
+    assert even == {"classes_seen": 4, "min_share": 0.25, "max_share": 0.25, "class_entropy": 1.0}
+    assert noise.label_balance([], ["a", "b"])["classes_seen"] == 0
+
+
+def test_balance_table_matches_the_labelled_sets(
+    cold_run: tuple[Path, pd.DataFrame, noise.NoiseBenchmarkConfig],
+) -> None:
+    from cryoal.active import Project
+
+    out, table, cfg = cold_run
+    balance = pd.read_csv(out / "balance.csv")
+    assert list(balance.columns) == list(noise.BALANCE_COLUMNS)
+    assert len(balance) == len(table)
+    assert sorted(balance["n_labels"].unique()) == [4, 6, 9]
+    # the final labelled set of the auto run, recounted from its project
+    with Project(out / "runs" / "snr-0.5" / "auto" / "seed-0") as project:
+        rnd = [r for r in project.rounds() if r.mode != "cold"][-1]  # trained on 9 labels
+        labels = list(project.label_map(as_of_seq=rnd.label_seq).values())
+    assert len(labels) == 9
+    row = balance[(balance["strategy"] == "auto") & (balance["n_labels"] == 9)].iloc[0]
+    shares = [labels.count(c) / len(labels) for c in cfg.classes]
+    assert row["min_share"] == pytest.approx(min(shares))
+    assert row["max_share"] == pytest.approx(max(shares))
+    assert "## Class balance of the labelled set" in (out / "summary.md").read_text("utf-8")
