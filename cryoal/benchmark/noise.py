@@ -469,8 +469,9 @@ PRESET_RUNTIMES: dict[str, str] = {
         "scaled from the quick run's ~2 ms per 16³ sample; not run)"
     ),
     "low-budget": (
-        "≈ 1 h on an idle 2-core CPU (estimated from 1.9 ms per 16³ training sample on one "
-        "thread and 5 s per pretraining epoch of the 600-volume pool; being measured)"
+        "28 min on the quiet 2-core CPU dev VM with one process per SNR (--snr 0.1 and --snr "
+        "0.05 into two folders, one torch thread each: 27.8 min per SNR, 3.5 min of it "
+        "pretraining); ≈ 55 min CPU time in all (docs/benchmarks/noise/low-budget/)"
     ),
     "paper": (
         "≈ 7 h on one H200 GPU (extrapolated from a measured paper-size probe: ~0.8 ms per "

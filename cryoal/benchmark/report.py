@@ -791,7 +791,8 @@ def plot_curves(
     metric
         Metric on the y axis.
     baseline
-        Drawn dashed and black.
+        Drawn dashed and black; ``NAME@scratch`` arms are dotted. Label counts spanning a
+        factor of 8 or more get a logarithmic axis.
 
     Returns
     -------
@@ -809,12 +810,22 @@ def plot_curves(
             x = c["n_labels"].to_numpy(dtype=float)
             m = c["mean"].to_numpy(dtype=float)
             s = np.nan_to_num(c["std"].to_numpy(dtype=float))
-            style: dict[str, Any] = (
-                {"color": "black", "linestyle": "--"} if strategy == baseline else {}
-            )
+            style: dict[str, Any] = {}
+            if strategy == baseline:
+                style = {"color": "black", "linestyle": "--"}
+            elif str(strategy).endswith("@scratch"):  # no pretrained encoder: dotted
+                style = {"linestyle": ":"}
             (line,) = ax.plot(x, m, marker="o", markersize=3, label=str(strategy), **style)
             ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
         n_seeds = int(at_snr["n_seeds"].max())
+        low, high = float(at_snr["n_labels"].min()), float(at_snr["n_labels"].max())
+        if low > 0 and high / low >= 8:  # a schedule over decades: equal room per doubling
+            from matplotlib.ticker import NullFormatter
+
+            counts = sorted(at_snr["n_labels"].unique())
+            ax.set_xscale("log")
+            ax.set_xticks([float(n) for n in counts], [str(int(n)) for n in counts])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("labelled subtomograms")
         ax.set_ylabel(f"test {metric.replace('_', ' ')}")
         ax.set_title(
