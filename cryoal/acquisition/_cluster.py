@@ -8,6 +8,8 @@
   generator, with distances computed in chunks (memory ``O(chunk · k)``).
 - :func:`knn_typicality` is TypiClust's typicality, ``1 / mean distance to the K
   nearest neighbours``.
+- :func:`whiten` decorrelates an embedding and gives every direction unit variance
+  (PCA whitening), then L2-normalises again: the typicality cold start clusters there.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.errors import ConfigError
 
-__all__ = ["EncoderLike", "embed_pool", "kmeans", "knn_typicality", "resolve_encoder"]
+__all__ = ["EncoderLike", "embed_pool", "kmeans", "knn_typicality", "resolve_encoder", "whiten"]
 
 #: An encoder for embeddings: a model with ``features``, or an encoder checkpoint path.
 EncoderLike = nn.Module | str | os.PathLike[str]
@@ -205,3 +207,51 @@ def knn_typicality(x: Tensor, n_neighbors: int = 20) -> Tensor:
         near = torch.topk(d, kk, dim=1, largest=False).values
         out[s : s + _CHUNK] = 1.0 / (near.mean(1) + 1e-8)
     return out
+
+
+def whiten(x: Tensor, shrinkage: float = 0.1) -> Tensor:
+    """Regularised PCA whitening of rows, then L2 normalisation.
+
+    ``y_i = normalize(diag(λ + s·λ̄)^{-1/2} Vᵀ (x_i − x̄))`` with ``V diag(λ) Vᵀ`` the
+    eigendecomposition of the sample covariance (ddof = 1) of the rows, ``λ̄`` the mean
+    eigenvalue and ``s`` the shrinkage. Directions with variance well above ``s·λ̄`` come
+    out with about unit variance; directions with far less (noise in a low-rank
+    embedding) are not blown up. ``s = 0`` is plain PCA whitening (directions without
+    variance dropped).
+
+    Why: in a contrastive embedding a large, high-contrast class (a ribosome) spreads
+    over the directions of largest variance while small, noise-dominated particles share a
+    few; k-means with ``k`` clusters then gives the strong class most of the clusters and a
+    one-pick-per-cluster cold start most of its picks (16–22 of 50 for the ribosome in a
+    10-class benchmark, where balanced is 5). Whitening gives the directions comparable
+    variance, so the clusters follow structure in all of them (measured: 7–11 per class).
+
+    Parameters
+    ----------
+    x
+        ``(N, F)`` embedding.
+    shrinkage
+        ``s >= 0``, the eigenvalue floor relative to the mean eigenvalue.
+
+    Returns
+    -------
+    Tensor
+        ``(N, F')`` float32 on the CPU, unit rows; ``F' = F`` unless ``s = 0`` drops
+        directions. A single row comes back L2-normalised; a pool without variance comes
+        back centred (all zeros).
+    """
+    if shrinkage < 0:
+        raise ConfigError(f"shrinkage must be >= 0, got {shrinkage}")
+    x64 = x.detach().to("cpu", torch.float64)
+    if x64.shape[0] < 2:
+        return torch.nn.functional.normalize(x64, dim=1).float()
+    xc = x64 - x64.mean(0, keepdim=True)
+    cov = xc.T @ xc / (x64.shape[0] - 1)
+    evals, evecs = torch.linalg.eigh(cov)
+    evals = evals.clamp_min(0.0)
+    if not bool(evals.max() > 0):
+        return xc.float()
+    keep = evals > evals.max() * 1e-12 if shrinkage == 0 else torch.ones_like(evals, dtype=torch.bool)
+    scale = (evals[keep] + shrinkage * evals.mean()).sqrt()
+    y = xc @ evecs[:, keep] / scale
+    return torch.nn.functional.normalize(y, dim=1).float()

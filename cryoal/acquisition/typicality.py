@@ -6,6 +6,10 @@ first labels are *typical* and *diverse*: one representative of each dense regio
 pool's appearance. The algorithm, on the L2-normalised embedding (``model.features``, or
 a pretrained encoder's, see :mod:`cryoal.pretrain`) of the whole pool:
 
+0. The embedding is PCA-whitened and L2-normalised again (:func:`whiten`; ``whiten=False``
+   skips it): without it, a strong class that spreads over the main directions of the
+   embedding owns most clusters and so most picks (measured on ten simulated structures:
+   the ribosome took 16–22 of 50 picks; 7–11 with whitening).
 1. ``k = min(L + B, N)`` clusters by k-means++/Lloyd (:func:`kmeans`), ``L`` labelled,
    ``B`` the budget, ``N`` the pool size.
 2. Typicality of each item within its cluster: ``1 / mean distance to its
@@ -34,6 +38,7 @@ from cryoal.acquisition._cluster import (
     kmeans,
     knn_typicality,
     resolve_encoder,
+    whiten,
 )
 from cryoal.acquisition._stream import PoolLike
 from cryoal.acquisition.base import Selection, Strategy, register
@@ -130,6 +135,8 @@ class Typicality(Strategy):
         ``K`` of the typicality (default 20, as TypiClust).
     min_cluster_size
         Clusters smaller than this are taken only when no larger uncovered one remains.
+    whiten
+        Cluster in the PCA-whitened embedding (step 0 of the module doc; default).
     **kwargs
         :class:`~cryoal.acquisition.base.Strategy` options (device, batch_size, ...).
     """
@@ -140,6 +147,7 @@ class Typicality(Strategy):
         encoder: EncoderLike | None = None,
         n_neighbors: int = 20,
         min_cluster_size: int = 5,
+        whiten: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -152,6 +160,7 @@ class Typicality(Strategy):
         self.encoder = resolve_encoder(encoder)
         self.n_neighbors = int(n_neighbors)
         self.min_cluster_size = int(min_cluster_size)
+        self.whiten = bool(whiten)
 
     def select(
         self,
@@ -165,6 +174,8 @@ class Typicality(Strategy):
         lab, _ = self._unlabelled(pool, budget, labelled)
         net = self.encoder if self.encoder is not None else model
         emb = embed_pool(net, pool, torch.arange(len(pool)), strategy=self, name=self.name)
+        if self.whiten:
+            emb = whiten(emb)
         picks, scores = typiclust_select(
             emb,
             budget,

@@ -11,7 +11,7 @@ from test_strategies import StrategyTemplate
 from torch import nn
 
 from cryoal import acquisition
-from cryoal.acquisition._cluster import kmeans, knn_typicality
+from cryoal.acquisition._cluster import embed_pool, kmeans, knn_typicality, whiten
 from cryoal.errors import CheckpointError, ConfigError
 
 
@@ -146,3 +146,51 @@ def test_encoder_path_and_bad_options(tmp_path: Path, pool3d: TensorPool) -> Non
         acquisition.get("typicality", n_neighbors=0)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         acquisition.get("typicality", encoder=tmp_path / "missing.pt")
+
+
+def test_whiten_matches_naive_pca_whitening() -> None:
+    import numpy as np
+
+    g = torch.Generator().manual_seed(3)
+    mix = torch.tensor([[3.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 0.2, 0.05]])
+    x = torch.randn(40, 3, generator=g) @ mix + torch.tensor([5.0, -1.0, 2.0])
+    xn = x.double().numpy()
+    xc = xn - xn.mean(0)
+    evals, evecs = np.linalg.eigh(np.cov(xc, rowvar=False))
+    for s in (0.0, 0.1):
+        # naive: centre, covariance (ddof 1), eigenvectors, scale, unit rows
+        z = xc @ evecs / np.sqrt(evals + s * evals.mean())
+        if s == 0.0:  # plain whitening: identity covariance
+            assert np.allclose(np.cov(z, rowvar=False), np.eye(3), atol=1e-8)
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        y = whiten(x, shrinkage=s)
+        assert y.shape == (40, 3) and y.dtype == torch.float32
+        assert torch.allclose(y.norm(dim=1), torch.ones(40))
+        # the same up to the signs of the eigenvectors: compare the Gram matrices
+        assert np.allclose(y.double().numpy() @ y.double().numpy().T, z @ z.T, atol=1e-5)
+
+
+def test_whiten_edge_cases() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(20, 2, generator=g), torch.full((20, 1), 7.0)], 1)
+    assert whiten(x, shrinkage=0.0).shape == (20, 2)  # the constant column is dropped
+    assert whiten(x).shape == (20, 3)
+    same = whiten(torch.ones(5, 4))
+    assert same.shape == (5, 4) and torch.count_nonzero(same) == 0
+    assert torch.allclose(whiten(torch.tensor([[3.0, 4.0]])), torch.tensor([[0.6, 0.8]]))
+    with pytest.raises(ConfigError, match="shrinkage must be >= 0, got -1"):
+        whiten(x, shrinkage=-1)
+
+
+def test_select_clusters_the_whitened_embedding(pool3d: TensorPool) -> None:
+    from cryoal.acquisition.typicality import typiclust_select
+
+    model = TinyConv3d()
+    none = torch.zeros(0, dtype=torch.long)
+    for flag in (True, False):
+        s = acquisition.get("typicality", whiten=flag, progress=False)
+        emb = embed_pool(model, pool3d, torch.arange(len(pool3d)), strategy=s, name=s.name)
+        space = whiten(emb) if flag else emb
+        sel = s.select(model, pool3d, 5, generator=torch.Generator().manual_seed(2))
+        want, _ = typiclust_select(space, 5, none, torch.Generator().manual_seed(2))
+        assert sel.indices.tolist() == want.tolist()
