@@ -251,7 +251,9 @@ def whiten(x: Tensor, shrinkage: float = 0.1) -> Tensor:
     evals = evals.clamp_min(0.0)
     if not bool(evals.max() > 0):
         return xc.float()
-    keep = evals > evals.max() * 1e-12 if shrinkage == 0 else torch.ones_like(evals, dtype=torch.bool)
+    keep = (
+        evals > evals.max() * 1e-12 if shrinkage == 0 else torch.ones_like(evals, dtype=torch.bool)
+    )
     scale = (evals[keep] + shrinkage * evals.mean()).sqrt()
     y = xc @ evecs[:, keep] / scale
     return torch.nn.functional.normalize(y, dim=1).float()

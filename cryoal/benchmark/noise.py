@@ -26,6 +26,7 @@ strategy's random draws. Rounds retrain from scratch (the loop's default).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -244,7 +245,7 @@ class NoiseBenchmarkConfig(ConfigViews):
         object.__setattr__(self, "schedule", tuple(int(n) for n in self.schedule))
         problems = []
         if self.schedule and (
-            self.schedule[0] < 2 or any(b <= a for a, b in zip(self.schedule, self.schedule[1:]))
+            self.schedule[0] < 2 or any(b <= a for a, b in itertools.pairwise(self.schedule))
         ):
             problems.append(
                 f"schedule must be increasing label counts starting at >= 2, got {list(self.schedule)}"
@@ -353,7 +354,7 @@ class NoiseBenchmarkConfig(ConfigViews):
         ``initial/budget/rounds`` form, as before schedules existed).
         """
         counts = self.label_counts()
-        steps = tuple(b - a for a, b in zip(counts, counts[1:]))
+        steps = tuple(b - a for a, b in itertools.pairwise(counts))
         return (*steps, 1 if self.schedule else self.budget)
 
 
@@ -868,7 +869,11 @@ def _balance_rows(
 
 
 def _prepare_encoder(
-    config: NoiseBenchmarkConfig, data_dir: Path, snr: float, pool_split: _Split, device: torch.device
+    config: NoiseBenchmarkConfig,
+    data_dir: Path,
+    snr: float,
+    pool_split: _Split,
+    device: torch.device,
 ) -> Path | None:
     """The SNR's pool-pretrained encoder (trained once, cached beside its data), or None."""
     if config.pretrain_epochs == 0:
@@ -878,7 +883,9 @@ def _prepare_encoder(
 
     pool = VolumePool.from_stack(pool_split.stack)
     logger.info(
-        "pretraining the SNR %s encoder (%d epochs) or reusing it", format_snr(snr), config.pretrain_epochs
+        "pretraining the SNR %s encoder (%d epochs) or reusing it",
+        format_snr(snr),
+        config.pretrain_epochs,
     )
     return cached_encoder(
         data_dir / _snr_dir_name(snr),

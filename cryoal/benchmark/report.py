@@ -445,9 +445,9 @@ def budget_comparison(
                 seeds = sorted(set(vals.loc[n].index) & set(base.loc[n].index))
                 if not seeds:
                     continue
-                d = vals.loc[n].loc[seeds].to_numpy(np.float64) - base.loc[n].loc[
-                    seeds
-                ].to_numpy(np.float64)
+                d = vals.loc[n].loc[seeds].to_numpy(np.float64) - base.loc[n].loc[seeds].to_numpy(
+                    np.float64
+                )
                 se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan
                 mean = float(d.mean())
                 if math.isnan(se):
@@ -518,7 +518,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _reached(
     reach: pd.DataFrame, final: pd.DataFrame, snr: float, strategy: str, baseline: str
 ) -> str:
-    """"N (x % fewer)" labels to reach the baseline's final metric, or why not."""
+    """ "N (x % fewer)" labels to reach the baseline's final metric, or why not."""
     r = reach[(reach["snr"] == snr) & (reach["strategy"] == strategy)]
     if r.empty:
         return "n/a"

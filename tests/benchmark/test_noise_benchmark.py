@@ -31,12 +31,16 @@ def test_presets_follow_the_brief() -> None:
     paper = noise.preset("paper")
     assert len(paper.classes) == 10 and paper.box == 32 and len(paper.seeds) == 5
     assert paper.snrs == (math.inf, 0.1, 0.05, 0.03, 0.01)
-    assert set(noise.PRESET_RUNTIMES) == set(noise.PRESETS) == {
-        "quick",
-        "standard",
-        "low-budget",
-        "paper",
-    }
+    assert (
+        set(noise.PRESET_RUNTIMES)
+        == set(noise.PRESETS)
+        == {
+            "quick",
+            "standard",
+            "low-budget",
+            "paper",
+        }
+    )
     assert noise.preset("quick", seeds=(3,)).seeds == (3,)
 
 

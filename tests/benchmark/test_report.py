@@ -184,9 +184,7 @@ def test_budget_comparison_against_hand_computed_gaps() -> None:
     g = gaps.loc[("gradnorm", 20)]
     assert g["mean_diff"] == pytest.approx(0.4 / 3) and g["se"] == pytest.approx(0.1 / 3)
     assert g["verdict"] == "better"
-    assert g["p_ttest"] == pytest.approx(
-        stats.ttest_rel([0.7, 0.8, 0.6], [0.6, 0.6, 0.5]).pvalue
-    )
+    assert g["p_ttest"] == pytest.approx(stats.ttest_rel([0.7, 0.8, 0.6], [0.6, 0.6, 0.5]).pvalue)
     # entropy − random at 30: −0.2, −0.2, −0.05 → mean −0.15, SE 0.05: beyond 2·SE
     e = gaps.loc[("entropy", 30)]
     assert e["mean_diff"] == pytest.approx(-0.15) and e["se"] == pytest.approx(0.05)
@@ -215,7 +213,9 @@ def test_summary_markdown_content() -> None:
     assert "| 0.1 | random | 13.5 |" in text  # 9 rows x 1.5 s
     # learning curves and the gap at every budget
     assert "| 20 | 0.567 ± 0.058 | 0.700 ± 0.100 | 0.500 ± 0.000 |" in text
-    assert "| gradnorm | +0.000 ± 0.000 | +0.133 ± 0.033 ▲ | +0.033 ± 0.033 | +0.000 at 10 |" in text
+    assert (
+        "| gradnorm | +0.000 ± 0.000 | +0.133 ± 0.033 ▲ | +0.033 ± 0.033 | +0.000 at 10 |" in text
+    )
     assert "| entropy | +0.000 ± 0.000 | -0.067 ± 0.033 | -0.150 ± 0.050 ▼ | -0.150 at 30 |" in text
     # labels to reach, with the saving relative to the baseline's final label count
     extra = report.summary_markdown(make_results(), extra_baselines=["entropy"])
