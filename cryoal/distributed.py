@@ -591,4 +591,9 @@ def session(
             with contextlib.suppress(Exception):
                 dist.broadcast_object_list([_STOP], src=0)
         if info.distributed:
+            # every rank waits here before the group goes: destroying it while gloo still
+            # delivers the stop message to a follower aborted rank 0 ("terminate called
+            # without an active exception") under load
+            with contextlib.suppress(Exception):
+                dist.barrier()
             shutdown()
