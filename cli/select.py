@@ -265,7 +265,7 @@ def select(**kw: Any) -> None:
         return
     from cryoal import distributed
 
-    with distributed.session(device=kw["device"]) as info:
+    with distributed.session(device=kw["device"], drive=True) as info:
         if info.rank == 0:
             _dispatch(kw)  # rank 0 drives the round; training and scoring run on all ranks
         else:

@@ -571,18 +571,23 @@ def serve() -> int:
 
 @contextlib.contextmanager
 def session(
-    *, device: str | torch.device | None = "auto", timeout_s: float = 1800.0
+    *,
+    device: str | torch.device | None = "auto",
+    timeout_s: float = 1800.0,
+    drive: bool = False,
 ) -> Iterator[DistInfo]:
     """Join torchrun's process group for the duration of a command.
 
-    Rank 0 runs the body (the driver: it owns files and the project); every other rank
-    should call :func:`serve` in the body. On exit (also on an error) rank 0 tells the
-    followers to stop and the group is destroyed. Without torchrun's environment this is
-    a plain single-process context.
+    By default every rank runs the body (SPMD: the same calls on every rank, e.g. ``fit``
+    with ``distributed=True`` and :func:`sharded_select`). With ``drive=True`` rank 0 runs
+    the body alone (the driver: it owns files and the project) and every other rank must
+    call :func:`serve` in the body; on exit (also on an error) rank 0 tells the followers
+    to stop. Either way all ranks meet at a barrier before the group is destroyed.
+    Without torchrun's environment this is a plain single-process context.
     """
     global _LEADING
     info = init_distributed(device=device, timeout_s=timeout_s)
-    _LEADING = info.distributed and info.rank == 0
+    _LEADING = drive and info.distributed and info.rank == 0
     try:
         yield info
     finally:
