@@ -33,6 +33,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -772,15 +773,14 @@ def _run_block(
                 )
         while True:
             done = _finished_rounds(project)
-            trained = [r for r in done if r.mode != "cold"]
+            trained = _trained_rounds(done)
             if len(trained) >= len(counts):
                 break
             # a project without labels (cold-start) first picks the initial set
             budget = counts[0] if not done and cold else picks[len(trained)]
             loop_run(project, oracle, strategy, 1, budget, pool=pool, config=select_cfg)
         rows = []
-        trained = [r for r in _finished_rounds(project) if r.mode != "cold"]
-        for r, rnd in enumerate(trained[: len(counts)]):
+        for r, rnd in enumerate(_trained_rounds(_finished_rounds(project))[: len(counts)]):
             model, info = models.load_checkpoint(project.path / str(rnd.model_path), device=device)
             m = _metrics(model, info.class_names or [], test_x, test_y, config.classes, device, 64)
             rows.append(
@@ -828,7 +828,8 @@ def label_balance(labels: Sequence[str], classes: Sequence[str]) -> dict[str, fl
         ``class_entropy`` (entropy of the class fractions divided by ``log C``: 1 for a
         balanced set, 0 for a single class).
     """
-    counts = np.array([sum(1 for lbl in labels if lbl == c) for c in classes], dtype=np.float64)
+    per_class = Counter(labels)
+    counts = np.array([per_class[c] for c in classes], dtype=np.float64)
     total = counts.sum()
     if total == 0:
         return {"classes_seen": 0, "min_share": 0.0, "max_share": 0.0, "class_entropy": 0.0}
@@ -853,8 +854,7 @@ def _balance_rows(
         return []
     rows = []
     with Project(project_dir) as project:
-        trained = [r for r in _finished_rounds(project) if r.mode != "cold"]
-        for rnd in trained[: len(config.label_counts())]:
+        for rnd in _trained_rounds(_finished_rounds(project))[: len(config.label_counts())]:
             labels = list(project.label_map(as_of_seq=rnd.label_seq).values())
             rows.append(
                 {
@@ -910,6 +910,11 @@ def _finished_rounds(project: Any) -> list[Any]:
             break
         done.append(rnd)
     return done
+
+
+def _trained_rounds(rounds: list[Any]) -> list[Any]:
+    """The rounds whose model was trained (a cold start's untrained model is not evaluated)."""
+    return [r for r in rounds if r.mode != "cold"]
 
 
 def _robustness_block(

@@ -324,6 +324,12 @@ def _p_values(diffs: np.ndarray, tie_tolerance: float) -> tuple[float, float]:
     return p_t, p_w
 
 
+def _seed_differences(values: pd.Series, base: pd.Series) -> np.ndarray:
+    """``values − base`` over the seeds both hold (both indexed by seed), in seed order."""
+    seeds = sorted(set(values.index) & set(base.index))
+    return values.loc[seeds].to_numpy(np.float64) - base.loc[seeds].to_numpy(np.float64)
+
+
 def paired_comparison(
     results: pd.DataFrame,
     *,
@@ -384,17 +390,13 @@ def paired_comparison(
         for strategy, other in at_snr.groupby("strategy", sort=True):
             if strategy == baseline:
                 continue
-            vals = other.set_index("seed")["value"]
-            seeds = sorted(set(vals.index) & set(base.index))
-            d = vals.loc[seeds].to_numpy(dtype=np.float64) - base.loc[seeds].to_numpy(
-                dtype=np.float64
-            )
+            d = _seed_differences(other.set_index("seed")["value"], base)
             p_t, p_w = _p_values(d, tie_tolerance)
             rows.append(
                 {
                     "snr": snr,
                     "strategy": strategy,
-                    "n_seeds": len(seeds),
+                    "n_seeds": int(d.size),
                     "mean_diff": float(d.mean()) if d.size else math.nan,
                     "wins": int(np.sum(d > tie_tolerance)),
                     "ties": int(np.sum(np.abs(d) <= tie_tolerance)),
@@ -442,12 +444,9 @@ def budget_comparison(
                 continue
             vals = other.set_index(["n_labels", "seed"])[metric]
             for n in sorted({int(k[0]) for k in vals.index} & {int(k[0]) for k in base.index}):
-                seeds = sorted(set(vals.loc[n].index) & set(base.loc[n].index))
-                if not seeds:
+                d = _seed_differences(vals.loc[n], base.loc[n])
+                if not d.size:
                     continue
-                d = vals.loc[n].loc[seeds].to_numpy(np.float64) - base.loc[n].loc[seeds].to_numpy(
-                    np.float64
-                )
                 se = float(np.std(d, ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan
                 mean = float(d.mean())
                 if math.isnan(se):
@@ -463,7 +462,7 @@ def budget_comparison(
                         "snr": snr,
                         "strategy": strategy,
                         "n_labels": n,
-                        "n_seeds": len(seeds),
+                        "n_seeds": int(d.size),
                         "mean_diff": mean,
                         "se": se,
                         "p_ttest": _p_values(d, 1e-9)[0],
@@ -530,26 +529,41 @@ def _reached(
     return f"{n:.1f} ({100.0 * (1.0 - n / spent):.0f} % fewer)" if spent > 0 else f"{n:.1f}"
 
 
-def _curve_tables(results: pd.DataFrame, metric: str) -> list[str]:
-    """One Markdown table per SNR: label counts down, strategies across."""
-    curves = learning_curve_table(results, metric)
+def _label_tables(cells: dict[tuple[float, str, int], str]) -> list[str]:
+    """One Markdown table per SNR from ``{(snr, strategy, n_labels): text}``.
+
+    Label counts run down, strategies across in the order they first appear in ``cells``;
+    a missing cell is blank.
+    """
     out: list[str] = []
-    for snr, at_snr in curves.groupby("snr", sort=True):
-        strategies = list(dict.fromkeys(results[results["snr"] == snr]["strategy"]))
-        counts = sorted(at_snr["n_labels"].unique())
-        cell = {
-            (c["strategy"], c["n_labels"]): f"{_fmt(c['mean'])} ± {_fmt(c['std'])}"
-            for _, c in at_snr.iterrows()
-        }
+    for snr in sorted({k[0] for k in cells}):
+        keys = [k for k in cells if k[0] == snr]
+        strategies = list(dict.fromkeys(k[1] for k in keys))
+        rows = [
+            [str(int(n)), *[cells.get((snr, st, n), "") for st in strategies]]
+            for n in sorted({k[2] for k in keys})
+        ]
         out += [f"SNR {format_snr(float(snr))}:", ""]
-        out.append(
-            _md_table(
-                ["labels", *strategies],
-                [[str(int(n)), *[cell.get((st, n), "") for st in strategies]] for n in counts],
-            )
-        )
+        out.append(_md_table(["labels", *strategies], rows))
         out.append("")
     return out
+
+
+def _in_run_order(table: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its rows in the order the strategies first appear in ``results``."""
+    order = {st: i for i, st in enumerate(dict.fromkeys(results["strategy"]))}
+    return table.sort_values("strategy", key=lambda col: col.map(order), kind="stable")
+
+
+def _curve_tables(results: pd.DataFrame, metric: str) -> list[str]:
+    """Per SNR: mean ± std of the metric by label count and strategy."""
+    curves = _in_run_order(learning_curve_table(results, metric), results)
+    return _label_tables(
+        {
+            (c["snr"], c["strategy"], int(c["n_labels"])): f"{_fmt(c['mean'])} ± {_fmt(c['std'])}"
+            for _, c in curves.iterrows()
+        }
+    )
 
 
 def _gap_tables(results: pd.DataFrame, baseline: str, metric: str) -> list[str]:
@@ -591,26 +605,17 @@ def _gap_tables(results: pd.DataFrame, baseline: str, metric: str) -> list[str]:
 
 def _balance_tables(balance: pd.DataFrame) -> list[str]:
     """Per SNR: smallest class share (and classes seen) by label count and strategy."""
-    out: list[str] = []
-    for snr, at_snr in balance.groupby("snr", sort=True):
-        strategies = list(dict.fromkeys(at_snr["strategy"]))
-        mean = at_snr.groupby(["strategy", "n_labels"]).agg(
-            share=("min_share", "mean"), seen=("classes_seen", "mean")
-        )
-        rows = []
-        for n in sorted(at_snr["n_labels"].unique()):
-            cells = []
-            for st in strategies:
-                if (st, n) in mean.index:
-                    m = mean.loc[(st, n)]
-                    cells.append(f"{100 * m['share']:.1f} % ({m['seen']:.1f})")
-                else:
-                    cells.append("")
-            rows.append([str(int(n)), *cells])
-        out += [f"SNR {format_snr(float(snr))}:", ""]
-        out.append(_md_table(["labels", *strategies], rows))
-        out.append("")
-    return out
+    mean = balance.groupby(["snr", "strategy", "n_labels"], as_index=False).agg(
+        share=("min_share", "mean"), seen=("classes_seen", "mean")
+    )
+    return _label_tables(
+        {
+            (m["snr"], m["strategy"], int(m["n_labels"])): (
+                f"{100 * m['share']:.1f} % ({m['seen']:.1f})"
+            )
+            for _, m in _in_run_order(mean, balance).iterrows()
+        }
+    )
 
 
 def summary_markdown(
