@@ -56,9 +56,17 @@ class ConfigViews:
         check_option_names(self, changes, self._what)
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
+    def option_notes(self) -> dict[str, str]:
+        """Remarks shown beside options in :meth:`describe` (none by default)."""
+        return {}
+
     def describe(self) -> str:
         """Multi-line human-readable listing of every option (printed by the CLI)."""
-        return "\n".join(f"{k:>18}: {v}" for k, v in self.to_dict().items())
+        notes = self.option_notes()
+        return "\n".join(
+            f"{k:>18}: {v}" + (f"  ({notes[k]})" if k in notes else "")
+            for k, v in self.to_dict().items()
+        )
 
 
 def check_option_names(config_type: Any, names: Iterable[str], what: str) -> None:

@@ -327,16 +327,11 @@ class NoiseBenchmarkConfig(ConfigViews):
         d = self.to_dict()
         return {k: d[k] for k in fields}
 
-    def describe(self) -> str:
-        """Every option, one per line; ``initial/budget/rounds`` marked when a schedule replaces them."""
-        lines = super().describe().splitlines()
-        if self.schedule:
-            ignored = ("initial", "budget", "rounds")
-            lines = [
-                f"{ln}  (replaced by schedule)" if ln.split(":")[0].strip() in ignored else ln
-                for ln in lines
-            ]
-        return "\n".join(lines)
+    def option_notes(self) -> dict[str, str]:
+        """``initial``, ``budget`` and ``rounds`` are marked when a schedule replaces them."""
+        if not self.schedule:
+            return {}
+        return dict.fromkeys(("initial", "budget", "rounds"), "replaced by schedule")
 
     def label_counts(self) -> tuple[int, ...]:
         """Label counts at which each run's model is evaluated, in order.

@@ -61,6 +61,8 @@ def test_label_counts_and_pick_sizes(tiny_config: Factory) -> None:
     sched = tiny_config(schedule=(4, 6, 9))
     assert sched.label_counts() == (4, 6, 9)
     assert sched.pick_sizes() == (2, 3, 1)  # the unevaluated last pick is one volume
+    assert "budget: 3  (replaced by schedule)" in sched.describe()
+    assert "budget: 3\n" in cfg.describe()
 
 
 def test_split_arm_and_cold_starts() -> None:
