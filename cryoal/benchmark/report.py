@@ -494,6 +494,11 @@ def robustness_matrix(robustness: pd.DataFrame) -> pd.DataFrame:
     return mat.loc[order_rows, order_cols]
 
 
+def _pairs(series: pd.Series) -> list[tuple[tuple[Any, Any], float]]:
+    """(key pair, value) items of a Series indexed by two levels."""
+    return [(tuple(k), float(v)) for k, v in series.items()]  # type: ignore[arg-type,misc]
+
+
 def _fmt(value: float, digits: int = 3) -> str:
     return (
         "n/a"
@@ -597,7 +602,7 @@ def _gap_tables(results: pd.DataFrame, baseline: str, metric: str) -> list[str]:
             rows.append(
                 [str(strategy), *cells, f"{worst['mean_diff']:+.3f} at {int(worst['n_labels'])}"]
             )
-        out += [f"SNR {format_snr(float(snr))}:", ""]
+        out += [f"SNR {format_snr(float(snr))}:", ""]  # type: ignore[arg-type]
         out.append(_md_table(["strategy", *[str(int(n)) for n in counts], "worst"], rows))
         out.append("")
     return out
@@ -765,7 +770,7 @@ def summary_markdown(
         "",
         _md_table(
             ["SNR", "strategy", "seconds"],
-            [[format_snr(float(s)), str(st), f"{v:.1f}"] for (s, st), v in wall.items()],
+            [[format_snr(float(k[0])), str(k[1]), f"{v:.1f}"] for k, v in _pairs(wall)],
         ),
         "",
     ]

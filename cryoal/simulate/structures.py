@@ -409,4 +409,4 @@ def load_structure(
         finer = [v for v in sizes if v <= voxel_size] or sizes[:1]
         src = finer[-1]
         dens = resample_map(lib[_key(key, src)].astype(np.float32), src, voxel_size)
-    return Structure(name or key, _fit_box(dens, box), float(voxel_size), row)
+    return Structure(name or key, _fit_box(dens, box), float(voxel_size), row)  # type: ignore[arg-type]

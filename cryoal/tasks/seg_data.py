@@ -542,7 +542,7 @@ def annotate_from_truth(
             m = read_mask(mpath)[0] if mpath.is_file() else np.full(t.shape, IGNORE, np.int64)
             edited[vid] = (m, t, size)
         m, t, _ = edited[vid]
-        z, y, x, s = int(row.z), int(row.y), int(row.x), int(row.size)  # type: ignore[call-overload]
+        z, y, x, s = int(row.z), int(row.y), int(row.x), int(row.size)  # type: ignore[call-overload,arg-type]
         m[z : z + s, y : y + s, x : x + s] = t[z : z + s, y : y + s, x : x + s]
     written = []
     for vid, (m, _, size) in edited.items():

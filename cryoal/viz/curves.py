@@ -46,7 +46,7 @@ def learning_curve_points(
     if hasattr(history, "rounds") and callable(history.rounds):
         rows = [{"n_labels": r.n_labels, **r.metrics} for r in history.rounds()]
     elif isinstance(history, pd.DataFrame):
-        rows = history.to_dict("records")
+        rows = history.to_dict("records")  # type: ignore[assignment]
     else:
         rows = list(history)
     points = []
