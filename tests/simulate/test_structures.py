@@ -20,7 +20,7 @@ from cryoal.simulate import (
 
 BUNDLED = {
     "6ZU5", "4V8R-A", "7PBL", "7CTH", "3O21", "2NWL", "3HSY", "3ENL", "1AKE", "1UBI",
-    "6MSM", "3KPR", "19HC", "1HVR", "6WG6", "7DDO", "2XHE", "4JSV",
+    "6MSM", "3KPR", "19HC", "1HVR", "6WG6", "7DDO", "2XHE", "4JSV", "1BD2", "3P3W",
 }  # fmt: skip
 
 PDB_TEXT = """\
