@@ -889,11 +889,13 @@ def write_report(
     notes: Sequence[str] = (),
     extra_baselines: Sequence[str] = (),
     balance: pd.DataFrame | None = None,
+    title: str = "Noise-robustness benchmark",
 ) -> dict[str, Any]:
     """Write ``summary.md``, ``curves_snr*.png`` and (with a robustness table) ``robustness.png``.
 
     ``extra_baselines`` (e.g. ``random@scratch``) get their own comparisons in
-    ``summary.md``, ``balance`` a class-balance section (see :func:`summary_markdown`).
+    ``summary.md``, ``balance`` a class-balance section, ``title`` its heading (see
+    :func:`summary_markdown`).
 
     Returns
     -------
@@ -913,6 +915,7 @@ def write_report(
             notes=notes,
             extra_baselines=extra_baselines,
             balance=balance,
+            title=title,
         ),
     )
     curves = plot_curves(results, out_dir, metric=metric, baseline=baseline)

@@ -244,3 +244,10 @@ def test_write_report_files(tmp_path: Path) -> None:
         "robustness.png",
         "summary.md",
     ]
+
+
+def test_write_report_title(tmp_path: Path) -> None:
+    paths = report.write_report(make_results(), tmp_path, title="Default select vs random")
+    text = paths["summary"].read_text(encoding="utf-8")
+    assert text.startswith("# Default select vs random\n")
+    assert "Noise-robustness" not in text
