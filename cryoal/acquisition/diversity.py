@@ -36,7 +36,9 @@ def kcenter_greedy(
     """k-center greedy selection (Sener & Savarese 2018).
 
     Repeatedly picks the candidate farthest from its nearest centre and makes it a centre.
-    With no centres, the first pick is the candidate farthest from the candidates' mean.
+    With no centres (a cold start), the first pick is the candidate farthest from the
+    candidates' mean; from then on the picks are the only centres (standard greedy
+    k-center: the mean is not kept as a phantom centre).
 
     Parameters
     ----------
@@ -54,15 +56,18 @@ def kcenter_greedy(
     picks : Tensor
         ``(k,)`` int64 indices in pick order; ties go to the lower index.
     scores : Tensor
-        ``(k,)`` distance of each pick to its nearest centre when it was picked.
+        ``(k,)`` distance of each pick to its nearest centre when it was picked (for a
+        cold start's first pick: its distance to the candidates' mean).
     """
     emb = emb.to(torch.float64)
     available = torch.zeros(emb.shape[0], dtype=torch.bool)
     available[candidates] = True
-    if centres.numel():
-        dist = _min_dist(emb, emb[centres])
-    else:
+    cold = centres.numel() == 0
+    if cold:
+        # only to choose the first centre; replaced by the distance to it below
         dist = (emb - emb[candidates].mean(0)).norm(dim=1)
+    else:
+        dist = _min_dist(emb, emb[centres])
     picks, scores = [], []
     for _ in range(k):
         masked = torch.where(available, dist, torch.tensor(-torch.inf, dtype=dist.dtype))
@@ -70,7 +75,8 @@ def kcenter_greedy(
         picks.append(i)
         scores.append(float(dist[i]))
         available[i] = False
-        dist = torch.minimum(dist, (emb - emb[i]).norm(dim=1))
+        to_pick = (emb - emb[i]).norm(dim=1)
+        dist = to_pick if cold and len(picks) == 1 else torch.minimum(dist, to_pick)
     return torch.tensor(picks, dtype=torch.long), torch.tensor(scores)
 
 
@@ -155,7 +161,9 @@ class Coreset(_EmbeddingStrategy):
     """Core-set selection: k-center greedy on ``model.features`` embeddings.
 
     The labelled set serves as the initial centres; each pick is the unlabelled volume
-    farthest (Euclidean) from every centre so far. Deterministic (ties to the lower index).
+    farthest (Euclidean) from every centre so far. Without labels the first pick is the
+    volume farthest from the pool's mean embedding, then farthest-first from the picks.
+    Deterministic (ties to the lower index).
     """
 
     def select(

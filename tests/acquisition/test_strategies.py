@@ -208,6 +208,56 @@ class TestCoreset(StrategyTemplate):
         # mean (0, .25): 1 and 2 tie at the largest distance -> lower index 1; then 2 (dist 4)
         assert picks.tolist() == [1, 2]
 
+    @staticmethod
+    def naive_kcenter(emb: torch.Tensor, k: int, centres: list[int], cand: list[int]) -> list[int]:
+        """Textbook greedy k-center in plain Python: farthest-first from the centres."""
+        pts = emb.double().tolist()
+
+        def d(a: list[float], b: list[float]) -> float:
+            return sum((u - v) ** 2 for u, v in zip(a, b, strict=True)) ** 0.5
+
+        cs = [pts[c] for c in centres]
+        left = list(cand)
+        picks: list[int] = []
+        if not cs:  # first centre: the candidate farthest from the candidates' mean
+            mean = [sum(pts[c][j] for c in cand) / len(cand) for j in range(len(pts[0]))]
+            first = max(left, key=lambda i: (d(pts[i], mean), -i))
+            picks.append(first)
+            left.remove(first)
+            cs.append(pts[first])
+        while len(picks) < k:
+            best = max(left, key=lambda i: (min(d(pts[i], c) for c in cs), -i))
+            picks.append(best)
+            left.remove(best)
+            cs.append(pts[best])
+        return picks
+
+    @pytest.mark.parametrize("seed", range(6))
+    @pytest.mark.parametrize("n_lab", [0, 1, 3])
+    def test_matches_naive_greedy_kcenter(self, seed: int, n_lab: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        emb = torch.randn(40, 3, generator=g)
+        perm = torch.randperm(40, generator=g)
+        lab, cand = perm[:n_lab], perm[n_lab:].sort().values
+        picks, scores = acquisition.kcenter_greedy(emb, 12, lab, cand)
+        assert picks.tolist() == self.naive_kcenter(emb, 12, lab.tolist(), cand.tolist())
+        # every score after a cold start's first pick is the distance to the earlier centres
+        start = 1 if n_lab == 0 else 0
+        for j in range(start, 12):
+            prev = torch.cat([lab, picks[:j]])
+            want = (emb[prev] - emb[picks[j]]).double().norm(dim=1).min()
+            torch.testing.assert_close(scores[j].double(), want)
+
+    def test_cold_start_has_no_phantom_centre(self) -> None:
+        # mean -4.25: first -2 (2.25 away), then -6 (4 from -2); third -4 (2 from both
+        # centres). Keeping the mean as a centre would make -4 look covered (0.25) and pick -5.
+        emb = torch.tensor([[-6.0], [-5.0], [-4.0], [-2.0]])
+        picks, scores = acquisition.kcenter_greedy(
+            emb, 3, torch.zeros(0, dtype=torch.long), torch.arange(4)
+        )
+        assert picks.tolist() == [3, 0, 2]
+        torch.testing.assert_close(scores, torch.tensor([2.25, 4.0, 2.0]))
+
 
 class TestBADGE(StrategyTemplate):
     name = "badge"
