@@ -49,6 +49,7 @@ import hashlib
 import importlib.resources
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,29 +157,46 @@ def list_manifests() -> list[str]:
 def load_manifest(name_or_path: str | Path) -> Manifest:
     """Load and validate a manifest by bundled name or from a YAML file.
 
+    A bundled name (``demo``, ...) wins over a folder of the same name in the working
+    directory. The argument is read as a file when it is an existing file, or when it is
+    clearly a path: a ``.yaml``/``.yml`` suffix, a directory separator, a leading ``.``
+    or ``~``, or a :class:`~pathlib.Path` object.
+
     Raises
     ------
     ManifestError
-        The name is unknown (with the closest names), the file is unreadable or not
-        YAML, or a key breaks the schema.
+        The name is unknown (with the closest names), the file is missing, a folder,
+        unreadable or not YAML, or a key breaks the schema.
     """
     text_name = str(name_or_path)
-    path = Path(text_name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    path = Path(text_name).expanduser()
+    names = list_manifests()
+    looks_like_path = (
+        isinstance(name_or_path, Path)
+        or path.suffix in (".yaml", ".yml")
+        or any(sep in text_name for sep in ("/", "\\", os.sep))
+        or text_name.startswith((".", "~"))
+    )
+    if path.is_file() or (looks_like_path and text_name not in names):
         if not path.is_file():
-            raise ManifestError(f"{path}: manifest file not found")
+            what = (
+                "is a folder, not a manifest file" if path.is_dir() else "manifest file not found"
+            )
+            raise ManifestError(f"{path}: {what}")
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
         return parse_manifest(text, source=str(path), base_dir=path.parent)
-    names = list_manifests()
     if text_name not in names:
         close = difflib.get_close_matches(text_name, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
+        folder = (
+            " (a folder of that name exists, but a manifest is a file)" if path.is_dir() else ""
+        )
         raise ManifestError(
-            f"unknown manifest {text_name!r}: not a bundled name and not a .yaml file.{hint} "
-            f"Bundled: {', '.join(names)} (cryoal simulate --list)"
+            f"unknown manifest {text_name!r}: not a bundled name and not a .yaml file{folder}."
+            f"{hint} Bundled: {', '.join(names)} (cryoal simulate --list)"
         )
     text = (_bundled_dir() / f"{text_name}.yaml").read_text(encoding="utf-8")
     return parse_manifest(text, source=f"{text_name}.yaml (bundled)", base_dir=None)

@@ -104,6 +104,11 @@ def test_simulate_argument_errors(tmp_path: Path) -> None:
         ca.simulate("demoo", tmp_path)
 
 
+def test_simulate_demo_with_a_demo_folder_in_the_cwd(demo_cwd: Path) -> None:
+    pool = ca.simulate("demo")  # the bundled manifest (its cache), not ./demo/
+    assert len(pool) == 12 and sorted(set(pool.labels)) == ["6ZU5", "7PBL"]
+
+
 def test_simulate_manifest_is_built_once_with_test_split(tmp_path: Path) -> None:
     manifest = tmp_path / "tiny.yaml"
     manifest.write_text(TINY_MANIFEST.format(snr=1.0), encoding="utf-8")

@@ -115,6 +115,27 @@ def test_unknown_manifest_and_bad_yaml(tmp_path: Path) -> None:
         parse_manifest("- 1\n- 2\n")
 
 
+def test_bundled_name_wins_over_a_folder_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # e.g. the output of a previous `cryoal simulate demo --out demo`
+    m = load_manifest("demo")
+    assert m.name == "demo" and m.source == "demo.yaml (bundled)"
+    assert load_manifest(Path("demo")).source == "demo.yaml (bundled)"
+    # clearly a path: read as a file, and a folder is not one
+    with pytest.raises(ManifestError, match=r"^demo: is a folder, not a manifest file$"):
+        load_manifest("./demo")
+    with pytest.raises(ManifestError, match=r"demo\.yaml: manifest file not found"):
+        load_manifest("demo.yaml")
+    with pytest.raises(ManifestError, match=r"a folder of that name exists.*Did you mean 'demo'"):
+        (tmp_path / "dem").mkdir()
+        load_manifest("dem")
+    # an existing FILE of that name is what the user means
+    (tmp_path / "snr-benchmark").write_text(TINY)
+    assert load_manifest("snr-benchmark").name == "tiny"
+
+
 def test_build_writes_pool_layout_and_is_deterministic(tmp_path: Path) -> None:
     m = load_manifest(_write(tmp_path, TINY))
     res = build(m, tmp_path / "a")

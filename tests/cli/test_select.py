@@ -375,6 +375,15 @@ def test_killed_select_resumes_to_same_picks(round2_setup, tmp_path: Path, point
         assert [r.status for r in p.rounds()] == ["picked", "picked"]
 
 
+def test_demo_with_a_demo_folder_in_the_cwd(demo_cwd: Path) -> None:
+    res = invoke(
+        "select", "--demo", "--rounds", "1", "--budget", "4", "--project", "proj",
+        "--device", "cpu", "--no-progress",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "demo pool: 12 simulated subtomograms of 2 classes (6ZU5, 7PBL)" in res.output
+
+
 def test_demo_runs_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest = tmp_path / "tiny.yaml"
     manifest.write_text(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from cryoal.cli.main import cli
 
@@ -83,6 +84,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert code == 2 and "bad.yaml: key 'snr' must be a positive number" in err
     code, _, err = _run("simulate", str(_manifest(tmp_path)))
     assert code == 2 and "give --out DIR" in err
+
+
+def test_bundled_demo_wins_over_a_demo_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    code, out, err = _run("simulate", "demo", "--out", "built")
+    assert code == 0, err
+    assert "wrote 128 volume(s) of 'demo' to built" in out
+    assert len(VolumePool.from_directory(tmp_path / "built" / "volumes")) == 96
+    code, _, err = _run("simulate", "./demo", "--out", "x")
+    assert (
+        code == 2
+        and err.strip().splitlines()[-1] == "Error: demo: is a folder, not a manifest file"
+    )
 
 
 def test_verify_external_layout(tmp_path: Path) -> None:
