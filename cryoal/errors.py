@@ -14,6 +14,7 @@ __all__ = [
     "CryoalWarning",
     "EmptyPoolError",
     "InvalidLabelsError",
+    "InvalidParticlesError",
     "InvalidVolumeError",
     "ManifestError",
     "MissingDependencyError",
@@ -33,6 +34,14 @@ class InvalidVolumeError(CryoalError, ValueError):
 
 class InvalidLabelsError(CryoalError, ValueError):
     """A labels, picks or predictions table is malformed or does not match the pool."""
+
+
+class InvalidParticlesError(InvalidLabelsError):
+    """A particle list (RELION/Dynamo/copick/CSV coordinates) is malformed or inconsistent.
+
+    A subclass of :class:`InvalidLabelsError`, so code that already reports bad label
+    tables reports bad particle files the same way.
+    """
 
 
 class ManifestError(CryoalError, ValueError):

@@ -19,9 +19,29 @@ from cryoal.io.mrc import (
     read_volume,
     write_volume,
 )
+from cryoal.io.particles import (
+    PARTICLE_FORMATS,
+    ParticleList,
+    make_particle_ids,
+    read_csv_particles,
+    read_particles,
+    read_relion4,
+    read_relion5,
+    read_relion_tomograms,
+    sniff_particle_format,
+)
 from cryoal.io.pool import PoolDataset, PoolSummary, VolumePool
 
 __all__ = [
+    "PARTICLE_FORMATS",
+    "ParticleList",
+    "make_particle_ids",
+    "read_csv_particles",
+    "read_particles",
+    "read_relion4",
+    "read_relion5",
+    "read_relion_tomograms",
+    "sniff_particle_format",
     "HDF5_EXTENSIONS",
     "STACK_EXTENSIONS",
     "VOLUME_EXTENSIONS",
