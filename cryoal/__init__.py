@@ -4,6 +4,7 @@ The notebook API (``import cryoal as ca``) is loaded on first use, so ``import c
 and ``cryoal --version`` stay fast:
 
 - :func:`open_pool`, :func:`simulate`: subtomograms as a lazy :class:`~cryoal.io.VolumePool`
+- :func:`simulate_copick`: a small simulated copick project (tomograms + true picks)
 - :func:`train`: a classifier on the labelled volumes (:class:`TrainedModel`)
 - :func:`select`: the volumes most worth labelling (:class:`~cryoal.acquisition.Selection`)
 - :class:`Project`: an active-learning project on disk; :func:`label_widget` labels its
@@ -25,13 +26,14 @@ from cryoal.errors import CryoalError
 if TYPE_CHECKING:
     from cryoal import viz
     from cryoal.active.project import Project
-    from cryoal.api import TrainedModel, label_widget, open_pool, select
+    from cryoal.api import TrainedModel, label_widget, open_pool, select, simulate_copick
 
 #: public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
     "open_pool": "cryoal.api",
     "select": "cryoal.api",
     "label_widget": "cryoal.api",
+    "simulate_copick": "cryoal.api",
     "TrainedModel": "cryoal.api",
     "Project": "cryoal.active.project",
     "viz": "cryoal.viz",
@@ -46,6 +48,7 @@ __all__ = [
     "open_pool",
     "select",
     "simulate",
+    "simulate_copick",
     "train",
     "viz",
 ]

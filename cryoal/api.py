@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from cryoal.acquisition import Selection
     from cryoal.active.widgets import LabelWidget
     from cryoal.io import VolumePool
+    from cryoal.simulate import SimulatedCopickProject
     from cryoal.train import History
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "open_pool",
     "select",
     "simulate",
+    "simulate_copick",
     "train",
 ]
 
@@ -171,6 +173,86 @@ def simulate(
             )
         root = _simulate_manifest(str(source), out, split, snr, seed, device, progress)
     return VolumePool.from_directory(root / "volumes").with_labels(root / "labels.csv")
+
+
+def simulate_copick(
+    out: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+    **params: Any,
+) -> SimulatedCopickProject:
+    """Simulate a small copick project with known particles (``cryoal simulate tomo-copick``).
+
+    Parameters
+    ----------
+    out
+        Project folder. A project built there with the same settings is reused, not
+        rebuilt; another one is replaced. Default: the cryoal cache (``$CRYOAL_CACHE``,
+        else ``~/.cache/cryoal``), one folder per settings.
+    seed
+        Same seed, same tomograms and picks.
+    device
+        Torch device for the simulation.
+    progress
+        Show a progress bar.
+    **params
+        Options of :func:`cryoal.simulate.simulate_copick_project` (``n_tomograms``,
+        ``shape`` in voxels, ``voxel_size`` in Å, ``n_per_class``, ``snr``, ``relion``,
+        ``tomo_type``, ...).
+
+    Returns
+    -------
+    SimulatedCopickProject
+        Paths (``config`` for ``copick.from_file``), runs, objects and the true particles.
+
+    Raises
+    ------
+    ConfigError
+        A bad option or physics parameter.
+    """
+    import hashlib
+    import inspect
+    import json
+
+    from cryoal.simulate import load_simulated_copick, simulate_copick_project
+
+    allowed = set(inspect.signature(simulate_copick_project).parameters) - {
+        "out",
+        "seed",
+        "device",
+        "progress",
+        "overwrite",
+    }
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"simulate_copick: unknown option(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(sorted(allowed))}"
+        )
+    key = json.dumps({"seed": seed, **params}, sort_keys=True, default=str)
+    if out is None:
+        from cryoal.active.demo import cache_dir
+
+        root = cache_dir() / f"copick-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    else:
+        root = Path(out)
+    stamp = root / ".cryoal-simulate-copick"
+    try:
+        reuse = stamp.read_text(encoding="utf-8") == key
+    except OSError:
+        reuse = False
+    if reuse:
+        return load_simulated_copick(root)
+    logger.info("simulating a copick project into %s", root)
+    project = simulate_copick_project(
+        root, seed=seed, device=device, progress=progress, overwrite=True, **params
+    )
+    from cryoal._atomic import atomic_write_text
+
+    atomic_write_text(stamp, key)
+    return project
 
 
 def _simulate_manifest(

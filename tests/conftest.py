@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from cryoal.simulate import SimulatedCopickProject
 
 # Two test workers share two cores: one intra-op thread each avoids oversubscription.
 torch.set_num_threads(1)
@@ -46,3 +50,24 @@ def demo_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(work)
     monkeypatch.setenv("CRYOAL_CACHE", str(cache))
     return work
+
+
+@pytest.fixture(scope="session")
+def sim_copick(tmp_path_factory: pytest.TempPathFactory) -> SimulatedCopickProject:
+    """A small simulated copick project, built once per session (treat it as read-only).
+
+    2 runs (TS_001, TS_002) of 64 x 96 x 96 voxels (z, y, x) at 10 Å, the six
+    :data:`cryoal.simulate.COPICK_OBJECTS` x 5 particles each per run, SNR 0.5, tomogram
+    type "wbp", true picks by user "curation" session "0", with the RELION 5 copies
+    (``project.relion``). Copy ``project.root`` before writing into it.
+    """
+    from cryoal.simulate import simulate_copick_project
+
+    return simulate_copick_project(
+        tmp_path_factory.mktemp("copick") / "sim-copick",
+        shape=(64, 96, 96),
+        n_per_class=5,
+        snr=0.5,
+        relion=True,
+        seed=0,
+    )

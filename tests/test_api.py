@@ -249,3 +249,23 @@ def test_select_errors(sim: VolumePool, trained: ca.TrainedModel, tmp_path: Path
         ca.select(3, sim, budget=1)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="unknown acquisition strategy 'entropi'"):
         ca.select(trained, sim, budget=1, strategy="entropi", device="cpu")
+
+
+def test_simulate_copick_builds_then_reuses(tmp_path: Path) -> None:
+    import copick
+
+    small = {"shape": (32, 40, 40), "n_per_class": 2, "objects": {"ruvab": "7PBL"}}
+    project = ca.simulate_copick(tmp_path / "p", seed=2, **small)
+    assert project.runs == ["TS_001", "TS_002"] and len(project.particles) == 4
+    root = copick.from_file(str(project.config))
+    assert [o.name for o in root.pickable_objects] == ["ruvab"]
+    stamp = (project.root / "truth.csv").stat().st_mtime_ns
+    again = ca.simulate_copick(tmp_path / "p", seed=2, **small)
+    assert (project.root / "truth.csv").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    pd.testing.assert_frame_equal(again.particles, project.particles)
+    pd.testing.assert_frame_equal(again.objects, project.objects)
+    assert (again.runs, again.shape, again.voxel_size) == (project.runs, project.shape, 10.0)
+    other = ca.simulate_copick(tmp_path / "p", seed=3, **small)  # other settings: rebuilt
+    assert not other.particles[["x", "y", "z"]].equals(project.particles[["x", "y", "z"]])
+    with pytest.raises(ConfigError, match="unknown option"):
+        ca.simulate_copick(tmp_path / "q", n_per_klass=3)

@@ -70,6 +70,17 @@ def _radius_vox(s: Structure) -> float:
     return max(1.0, s.radius / s.voxel_size)
 
 
+def _check_fits(s: Structure, dims: tuple[int, ...], voxel_size: float) -> float:
+    """The structure's radius in voxels; ConfigError when it does not fit the crop."""
+    r = _radius_vox(s)
+    if 2 * r + 2 > min(dims):
+        raise ConfigError(
+            f"structure {s.name} (radius {r * voxel_size / 10:.1f} nm) does not fit the "
+            f"{dims} crop at {voxel_size} Å/voxel; use a larger crop or voxel size"
+        )
+    return r
+
+
 def _membrane(
     shape: tuple[int, int, int], normal: np.ndarray, offset: float, voxel_size: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +114,7 @@ def simulate_tomogram(
     amplitude_contrast: float = 0.07,
     noise: str = "white",
     max_tries: int = 200,
+    n_per_class: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
 ) -> SimulatedTomogram:
     """Simulate one crowded tomogram crop with its voxel label map.
@@ -136,6 +148,10 @@ def simulate_tomogram(
         As in :func:`cryoal.simulate.simulate_subtomograms`.
     max_tries
         Placement attempts per particle.
+    n_per_class
+        Particles to place per class, in ``structures`` order (replaces ``n_particles``
+        and the uniform class draw); the largest classes are placed first, so a crowded
+        crop loses small particles rather than large ones.
 
     Returns
     -------
@@ -151,6 +167,13 @@ def simulate_tomogram(
         raise ConfigError(f"shape must be an int or (D, H, W), each >= 8 voxels, got {shape!r}")
     if n_particles < 0 or membranes < 0:
         raise ConfigError(f"n_particles and membranes must be >= 0, got {n_particles}, {membranes}")
+    if n_per_class is not None:
+        counts = [int(n) for n in n_per_class]
+        if len(counts) != len(structures) or min(counts, default=0) < 0:
+            raise ConfigError(
+                f"n_per_class must give a count >= 0 for each of the {len(structures)} "
+                f"structures, got {list(n_per_class)}"
+            )
     snr_f = float(snr)
     if math.isnan(snr_f) or snr_f <= 0:
         raise ConfigError(f"snr must be positive (inf for no noise), got {snr}")
@@ -164,12 +187,7 @@ def simulate_tomogram(
     templates: list[Structure] = []
     radii: list[float] = []
     for s in loaded:
-        r = _radius_vox(s)
-        if 2 * r + 2 > min(dims):
-            raise ConfigError(
-                f"structure {s.name} (radius {r * voxel_size / 10:.1f} nm) does not fit the "
-                f"{dims} crop at {voxel_size} Å/voxel; use a larger crop or voxel size"
-            )
+        r = _check_fits(s, dims, voxel_size)
         edge = 2 * math.ceil(r + 2)
         templates.append(Structure(s.name, _fit_box(s.density, edge), s.voxel_size, s.info))
         radii.append(r)
@@ -198,8 +216,13 @@ def simulate_tomogram(
     # rejection sampling of non-overlapping spheres (x, y, z voxel centres)
     placed: list[tuple[int, np.ndarray, float]] = []
     size_xyz = np.array(dims[::-1], dtype=np.float64)
-    for _ in range(n_particles):
-        c = int(rng.integers(n_cls))
+    draws: list[int] | None = None
+    if n_per_class is not None:
+        largest_first = sorted(range(n_cls), key=lambda k: -radii[k])
+        draws = [k for k in largest_first for _ in range(counts[k])]
+        n_particles = len(draws)
+    for i_draw in range(n_particles):
+        c = draws[i_draw] if draws is not None else int(rng.integers(n_cls))
         r = radii[c]
         for _try in range(max_tries):
             p = np.rint(rng.uniform(r, size_xyz - 1 - r))

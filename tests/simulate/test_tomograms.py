@@ -60,3 +60,20 @@ def test_deterministic_per_seed() -> None:
 def test_too_large_structure_is_rejected() -> None:
     with pytest.raises(ConfigError, match="structure 6ZU5 .* does not fit"):
         simulate_tomogram(["6ZU5"], 16, 10.0, n_particles=1)
+
+
+def test_n_per_class_places_exact_counts_largest_first() -> None:
+    tomo = simulate_tomogram(CLASSES, 48, 10.0, n_per_class=[3, 0, 4], snr=1.0, seed=2)
+    counts = tomo.particles["class_name"].value_counts().to_dict()
+    assert counts == {"7PBL": 3, "1AKE": 4}
+    # too crowded: the largest class is placed in full, the small one loses particles
+    crowded = simulate_tomogram(["7PBL", "3ENL"], 32, 10.0, n_per_class=[3, 60], seed=2)
+    got = crowded.particles["class_name"].value_counts().to_dict()
+    assert got["7PBL"] == 3 and got["3ENL"] < 60
+
+
+def test_n_per_class_needs_one_count_per_structure() -> None:
+    with pytest.raises(ConfigError, match="n_per_class must give a count >= 0 for each of the 3"):
+        simulate_tomogram(CLASSES, 48, 10.0, n_per_class=[1, 2])
+    with pytest.raises(ConfigError, match="n_per_class"):
+        simulate_tomogram(CLASSES, 48, 10.0, n_per_class=[1, -2, 1])
