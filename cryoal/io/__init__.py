@@ -23,12 +23,18 @@ from cryoal.io.particles import (
     PARTICLE_FORMATS,
     ParticleList,
     make_particle_ids,
+    read_copick,
     read_csv_particles,
+    read_dynamo,
     read_particles,
     read_relion4,
     read_relion5,
     read_relion_tomograms,
     sniff_particle_format,
+    write_copick,
+    write_csv_particles,
+    write_particles,
+    write_relion,
 )
 from cryoal.io.pool import PoolDataset, PoolSummary, VolumePool
 
@@ -36,7 +42,9 @@ __all__ = [
     "PARTICLE_FORMATS",
     "ParticleList",
     "make_particle_ids",
+    "read_copick",
     "read_csv_particles",
+    "read_dynamo",
     "read_particles",
     "read_relion4",
     "read_relion5",
@@ -61,5 +69,9 @@ __all__ = [
     "write_hdf5_pool",
     "write_labels",
     "write_table",
+    "write_copick",
+    "write_csv_particles",
+    "write_particles",
+    "write_relion",
     "write_volume",
 ]

@@ -65,18 +65,25 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from cryoal._atomic import atomic_path, atomic_write
 from cryoal.errors import InvalidParticlesError
 
 __all__ = [
     "PARTICLE_FORMATS",
     "ParticleList",
     "make_particle_ids",
+    "read_copick",
     "read_csv_particles",
+    "read_dynamo",
     "read_particles",
     "read_relion4",
     "read_relion5",
     "read_relion_tomograms",
     "sniff_particle_format",
+    "write_copick",
+    "write_csv_particles",
+    "write_particles",
+    "write_relion",
 ]
 
 logger = logging.getLogger(__name__)
@@ -354,15 +361,24 @@ def _particles_block(blocks: Mapping[str, pd.DataFrame], path: Path) -> pd.DataF
 
 
 def _euler_matrices(angles_deg: np.ndarray) -> np.ndarray:
-    """RELION ZYZ Euler angles ``(N, 3)`` (rot, tilt, psi; degrees) → ``(N, 3, 3)``.
+    """RELION ZYZ Euler angles ``(N, 3)`` (rot, tilt, psi; degrees) → RELION matrices ``(N, 3, 3)``.
 
-    The matrix that maps particle (subtomogram) coordinates to tomogram coordinates,
-    ``Rz(rot) @ Ry(tilt) @ Rz(psi)`` — the transpose of RELION's
-    ``Euler_angles2matrix`` (which maps the other way).
+    RELION's Euler matrix (``Euler_angles2matrix``; the same matrix in RELION 5's
+    ``Euler::anglesToMatrix3``) is ``Rotation.from_euler("ZYZ", angles).inv()`` in scipy,
+    as copick's ``copick.util.relion.relion_rows_to_poses`` also uses it.
     """
     from scipy.spatial.transform import Rotation
 
-    return Rotation.from_euler("ZYZ", angles_deg, degrees=True).as_matrix()
+    return Rotation.from_euler("ZYZ", angles_deg, degrees=True).inv().as_matrix()
+
+
+def _matrices_to_euler(m: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_euler_matrices`: RELION matrices → ``(N, 3)`` ZYZ degrees."""
+    from scipy.spatial.transform import Rotation
+
+    with warnings.catch_warnings():  # tilt 0 or 180: psi set to 0, rot carries the angle
+        warnings.filterwarnings("ignore", message="Gimbal lock", category=UserWarning)
+        return Rotation.from_matrix(m).inv().as_euler("ZYZ", degrees=True)
 
 
 def _shifts_and_angles(
@@ -396,12 +412,8 @@ def _shifts_and_angles(
     if all(c in df.columns for c in _ANGLES):
         eul = _as_float(df, _ANGLES, where)
         if sub is not None:
-            from scipy.spatial.transform import Rotation
-
-            m = np.einsum("nij,njk->nik", sub, _euler_matrices(eul))
-            with warnings.catch_warnings():  # tilt 0 or 180: psi set to 0, rot carries it
-                warnings.filterwarnings("ignore", message="Gimbal lock", category=UserWarning)
-                eul = Rotation.from_matrix(m).as_euler("ZYZ", degrees=True)
+            # RELION 5 ParticleSet::getMatrix3x3: A = A_subtomogram @ A_particle
+            eul = _matrices_to_euler(np.einsum("nij,njk->nik", sub, _euler_matrices(eul)))
         angles = {"rot": eul[:, 0], "tilt": eul[:, 1], "psi": eul[:, 2]}
     return shift, angles
 
@@ -924,6 +936,674 @@ def read_csv_particles(
     )
 
 
+# ---------------------------------------------------------------------------- Dynamo
+
+
+def _dynamo_tomo_names(
+    tomo_names: str | os.PathLike[str] | Mapping[int, str] | None, where: str
+) -> dict[int, str]:
+    if tomo_names is None:
+        return {}
+    if isinstance(tomo_names, Mapping):
+        return {int(k): str(v) for k, v in tomo_names.items()}
+    p = Path(tomo_names)
+    if not p.exists():
+        raise InvalidParticlesError(f"{where}: tomogram list {p} not found")
+    if p.suffix.lower() == ".vll":
+        # Dynamo volume list: one tomogram path per line, numbered from 1 in order
+        # (a following '* index = N' line overrides the number)
+        out: dict[int, str] = {}
+        last: str | None = None
+        n = 0
+        for raw in p.read_text().splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("*"):
+                key, _, val = line.lstrip("* ").partition("=")
+                if key.strip().lower() == "index" and last is not None:
+                    out = {k: v for k, v in out.items() if v != last or k != n}
+                    n = int(val.strip())
+                    out[n] = last
+                continue
+            n += 1
+            last = Path(line).stem
+            out[n] = last
+        return out
+    from copick.util.formats import read_dynamo_tomolist
+
+    try:
+        return read_dynamo_tomolist(str(p))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidParticlesError(
+            f"{p}: not a Dynamo tomogram list (.doc: index path) ({exc})"
+        ) from None
+
+
+def read_dynamo(
+    path: str | os.PathLike[str],
+    *,
+    pixel_size: PixelSize = None,
+    tomo_names: str | os.PathLike[str] | Mapping[int, str] | None = None,
+    apply_shifts: bool = True,
+    index_base: int = 1,
+) -> ParticleList:
+    """Read a Dynamo ``.tbl`` (via ``dynamotable``): positions ``x + dx`` etc. in pixels.
+
+    Parameters
+    ----------
+    path
+        Dynamo table. Columns used: ``tomo`` (column 20), ``x, y, z`` (24-26), shifts
+        ``dx, dy, dz`` (4-6), angles ``tdrot, tilt, narot`` (7-9, ZXZ), ``cc`` (10,
+        becomes ``score``), ``apix`` (35, when positive) — all columns are kept.
+    pixel_size
+        Å/pixel, one number or ``{tomo: Å}``; default the table's ``apix`` column.
+    tomo_names
+        ``{number: name}``, or a Dynamo ``.doc`` (``index path`` lines, read by copick's
+        ``read_dynamo_tomolist``) or ``.vll`` (one path per line, numbered from 1);
+        names are the file stems. Without it the tomogram is ``str(number)``.
+    apply_shifts
+        Add ``dx, dy, dz`` to the positions (Dynamo's particle centre; default).
+    index_base
+        Index of the first voxel's centre in the table. Dynamo is MATLAB code and
+        counts voxels from 1, so the default subtracts 1 to get 0-based voxel
+        coordinates. (copick's own Dynamo converter uses the table values unchanged:
+        pass ``index_base=0`` to agree with it.)
+
+    Returns
+    -------
+    ParticleList
+        ``source="dynamo"``; ``rot``/``tilt``/``psi`` (RELION ZYZ, converted from
+        Dynamo's ZXZ as copick does), ``score`` from ``cc``.
+
+    Raises
+    ------
+    InvalidParticlesError
+        Unreadable or empty table, NaN positions, no pixel size, a tomogram number the
+        list does not name.
+    """
+    import dynamotable
+
+    p = Path(path)
+    where = str(p)
+    if not p.exists():
+        raise InvalidParticlesError(f"{p}: file not found")
+    if p.stat().st_size == 0:
+        raise InvalidParticlesError(f"{p}: empty file")
+    try:
+        df = dynamotable.read(str(p))
+    except Exception as exc:  # dynamotable raises assorted parser errors
+        raise InvalidParticlesError(f"{p}: not a readable Dynamo table ({exc})") from None
+    df = df.reset_index(drop=True)
+    _check_columns(df, ("tomo", "x", "y", "z"), where)
+    if len(df) == 0:
+        raise InvalidParticlesError(f"{where}: no particles (the table is empty)")
+    numbers = _as_float(df, ["tomo"], where)[:, 0].astype(np.int64)
+    names = _dynamo_tomo_names(tomo_names, where)
+    if names:
+        unknown = sorted({int(n) for n in numbers} - set(names))
+        if unknown:
+            raise InvalidParticlesError(
+                f"{where}: tomogram number(s) {', '.join(map(str, unknown[:_MAX_LISTED]))} are not "
+                "in the tomogram list"
+            )
+        tomos = [names[int(n)] for n in numbers]
+    else:
+        tomos = [str(int(n)) for n in numbers]
+    pos = _as_float(df, ["x", "y", "z"], where) - float(index_base)
+    if apply_shifts and all(c in df.columns for c in ("dx", "dy", "dz")):
+        pos = pos + _as_float(df, ["dx", "dy", "dz"], where)
+    if pixel_size is not None:
+        ps_list = []
+        for t in tomos:
+            v = _per_tomo(pixel_size, t)
+            if v is None:
+                raise InvalidParticlesError(f"{where}: pixel_size does not name tomogram {t!r}")
+            ps_list.append(v)
+        ps_rows = np.asarray(ps_list, dtype=np.float64)
+    elif "apix" in df.columns and (pd.to_numeric(df["apix"], errors="coerce") > 0).all():
+        ps_rows = _as_float(df, ["apix"], where)[:, 0]
+    else:
+        raise InvalidParticlesError(
+            f"{where}: Dynamo positions are in pixels and the table gives no pixel size "
+            "(apix column); pass pixel_size= (Å/pixel)"
+        )
+    for v in np.unique(ps_rows):
+        _check_pixel_size(float(v), where)
+    per_tomo = _one_per_tomo(tomos, ps_rows, where)
+    extra: dict[str, Any] = {}
+    if all(c in df.columns for c in ("tdrot", "tilt", "narot")):
+        from scipy.spatial.transform import Rotation
+
+        zxz = _as_float(df, ["tdrot", "tilt", "narot"], where)
+        # copick.util.formats.dynamo_to_copick_transform: RELION matrix = zxz(...).inv()
+        eul = _matrices_to_euler(Rotation.from_euler("zxz", zxz, degrees=True).inv().as_matrix())
+        extra.update(rot=eul[:, 0], tilt=eul[:, 1], psi=eul[:, 2])
+    if "cc" in df.columns:
+        extra["score"] = pd.to_numeric(df["cc"], errors="coerce").to_numpy(dtype=np.float64)
+    # Dynamo's own 'tilt' (its ZXZ angle) would clash with RELION's tilt: kept as dynamo_tilt
+    return _finish(
+        df.rename(columns={"tilt": "dynamo_tilt"}),
+        tomos,
+        pos * ps_rows[:, None],
+        source="dynamo",
+        where=where,
+        pixel_size=per_tomo,
+        extra=extra,
+    )
+
+
+# ---------------------------------------------------------------------------- copick
+
+
+def _copick_root(config: str | os.PathLike[str]) -> Any:
+    import copick
+
+    p = Path(config)
+    if p.is_dir():
+        found = next(
+            (p / n for n in ("copick_config.json", "config.json") if (p / n).is_file()), None
+        )
+        if found is None:
+            raise InvalidParticlesError(f"{p}: not a copick project (no copick_config.json)")
+        p = found
+    if not p.exists():
+        raise InvalidParticlesError(f"{p}: copick config not found")
+    try:
+        return copick.from_file(str(p))
+    except Exception as exc:  # copick/pydantic raise assorted errors on bad configs
+        raise InvalidParticlesError(f"{p}: not a readable copick config ({exc})") from None
+
+
+def _names(value: str | Sequence[str] | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {value} if isinstance(value, str) else set(value)
+
+
+def read_copick(
+    config: str | os.PathLike[str],
+    *,
+    object_name: str | Sequence[str] | None = None,
+    user_id: str | Sequence[str] | None = None,
+    session_id: str | Sequence[str] | None = None,
+    runs: Sequence[str] | None = None,
+    voxel_spacing: float | None = None,
+) -> ParticleList:
+    """Read copick picks (via the ``copick`` API) into one particle list.
+
+    Parameters
+    ----------
+    config
+        A copick project config (JSON), or a folder holding ``copick_config.json``.
+    object_name, user_id, session_id
+        Keep only picks of these objects / users / sessions (one name or several).
+    runs
+        Keep only these runs (default: every run, in the project's order).
+    voxel_spacing
+        Å/voxel of the tomograms the picks will be boxed from; default: the run's
+        voxel spacing when it has exactly one.
+
+    Returns
+    -------
+    ParticleList
+        ``source="copick"``, ``tomo`` = run name; ``x, y, z`` = point location plus the
+        transformation's translation (copick locations are in Å from the centre of voxel
+        0, as ours; copick's RELION converter puts a tomogram's centre at
+        ``size / 2 * pixel size`` too); ``label`` = object name, ``score``,
+        ``instance_id``, ``user_id``, ``session_id``, ``rot``/``tilt``/``psi`` (RELION
+        ZYZ from the transformation's rotation). Ids count points per run in the order
+        the picks sets and their points come.
+
+    Raises
+    ------
+    InvalidParticlesError
+        No readable config, an unknown run, no picks matching the filters (the message
+        lists which object/user/session picks exist).
+    """
+    root = _copick_root(config)
+    where = str(config)
+    all_runs = list(root.runs)
+    by_name = {r.name: r for r in all_runs}
+    if runs is not None:
+        unknown = [r for r in runs if r not in by_name]
+        if unknown:
+            raise InvalidParticlesError(
+                f"{where}: run(s) {', '.join(unknown[:_MAX_LISTED])} not in the copick project "
+                f"(runs: {', '.join(list(by_name)[:_MAX_LISTED]) or 'none'})"
+            )
+        all_runs = [by_name[r] for r in runs]
+    objs, users, sessions = _names(object_name), _names(user_id), _names(session_id)
+    rows: list[dict[str, Any]] = []
+    mats: list[np.ndarray] = []
+    seen: set[tuple[str, str, str]] = set()
+    pixel: dict[str, float] = {}
+    for run in all_runs:
+        for picks in run.picks:
+            key = (str(picks.pickable_object_name), str(picks.user_id), str(picks.session_id))
+            seen.add(key)
+            if objs is not None and key[0] not in objs:
+                continue
+            if users is not None and key[1] not in users:
+                continue
+            if sessions is not None and key[2] not in sessions:
+                continue
+            for pt in picks.points or []:
+                t = np.asarray(pt.transformation, dtype=np.float64)
+                loc = np.array([pt.location.x, pt.location.y, pt.location.z], dtype=np.float64)
+                rows.append(
+                    {
+                        "tomo": run.name,
+                        "xyz": loc + t[:3, 3],
+                        "label": key[0],
+                        "score": np.nan if pt.score is None else float(pt.score),
+                        "instance_id": 0 if pt.instance_id is None else int(pt.instance_id),
+                        "user_id": key[1],
+                        "session_id": key[2],
+                    }
+                )
+                mats.append(t[:3, :3])
+        if voxel_spacing is not None:
+            pixel[run.name] = _check_pixel_size(float(voxel_spacing), where)
+        else:
+            spacings = [float(vs.voxel_size) for vs in run.voxel_spacings]
+            if len(spacings) == 1:
+                pixel[run.name] = spacings[0]
+    if not rows:
+        have = "; ".join(f"{o}/{u}/{s}" for o, u, s in sorted(seen)[:10]) or "none"
+        raise InvalidParticlesError(
+            f"{where}: no copick picks match object_name={object_name!r} user_id={user_id!r} "
+            f"session_id={session_id!r}; picks present (object/user/session): {have}"
+        )
+    tomos = [r["tomo"] for r in rows]
+    xyz = np.stack([r["xyz"] for r in rows])
+    bad = [f"row {i + 1} ({tomos[i]})" for i in np.flatnonzero(~np.isfinite(xyz).all(axis=1))]
+    _fail(where, "have a non-finite location", bad, len(rows))
+    eul = _matrices_to_euler(np.stack(mats))
+    extra = {
+        "label": pd.Series([r["label"] for r in rows], dtype=object),
+        "score": np.array([r["score"] for r in rows], dtype=np.float64),
+        "rot": eul[:, 0],
+        "tilt": eul[:, 1],
+        "psi": eul[:, 2],
+        "instance_id": np.array([r["instance_id"] for r in rows], dtype=np.int64),
+        "user_id": pd.Series([r["user_id"] for r in rows], dtype=object),
+        "session_id": pd.Series([r["session_id"] for r in rows], dtype=object),
+    }
+    used = set(tomos)
+    return _finish(
+        pd.DataFrame(index=range(len(rows))),
+        tomos,
+        xyz,
+        source="copick",
+        where=where,
+        pixel_size={k: v for k, v in pixel.items() if k in used},
+        extra=extra,
+    )
+
+
+def write_copick(
+    config: str | os.PathLike[str],
+    particles: ParticleList,
+    *,
+    user_id: str,
+    session_id: str,
+    object_name: str | None = None,
+    overwrite: bool = False,
+    create_runs: bool = True,
+) -> int:
+    """Write particles as copick picks (via the ``copick`` API) under ``user_id``/``session_id``.
+
+    One picks set per (run, object): the object is ``object_name`` for all rows, else
+    each row's ``label``. Each point gets ``location`` (Å, ``x, y, z``), ``score``
+    (``score`` column, else 1.0), ``instance_id`` (``instance_id`` column, else 0) and a
+    transformation with the rotation of ``rot``/``tilt``/``psi`` (identity when absent)
+    and zero translation. copick's point model has no other fields, so ranks and
+    class numbers are not stored (the object name is the class).
+
+    Parameters
+    ----------
+    config
+        copick config (JSON) or project folder.
+    particles
+        What to write; ``tomo`` names the run.
+    user_id, session_id
+        Where the picks go (copick's pick identity with the object name).
+    object_name
+        One object for every row (must be a pickable object of the project).
+    overwrite
+        Replace existing picks with the same object/user/session (default: error).
+    create_runs
+        Create runs that the project lacks (default); else unknown runs are errors.
+
+    Returns
+    -------
+    int
+        Number of points written.
+
+    Raises
+    ------
+    InvalidParticlesError
+        Rows without an object (no ``label``), objects not in the project, existing
+        picks without ``overwrite``, unknown runs with ``create_runs=False``. All checks
+        run before anything is written.
+    """
+    root = _copick_root(config)
+    where = str(config)
+    table = particles.table
+    if object_name is not None:
+        objects = [object_name] * len(table)
+    elif "label" in table.columns:
+        objects = ["" if v is None or pd.isna(v) else str(v) for v in table["label"]]
+        missing = [f"row {i + 1} ({table['id'].iloc[i]})" for i, o in enumerate(objects) if not o]
+        _fail(
+            where,
+            "have no label to use as the copick object name",
+            missing,
+            len(table),
+            "; pass object_name=",
+        )
+    else:
+        raise InvalidParticlesError(f"{where}: particles have no label column; pass object_name=")
+    known = {o.name for o in root.pickable_objects}
+    unknown = sorted(set(objects) - known)
+    if unknown:
+        raise InvalidParticlesError(
+            f"{where}: object(s) {', '.join(unknown[:_MAX_LISTED])} are not pickable objects of "
+            f"the project ({', '.join(sorted(known)) or 'none'}); add them to the config"
+        )
+    runs = {r.name: r for r in root.runs}
+    tomos = [str(t) for t in table["tomo"]]
+    missing_runs = sorted(set(tomos) - set(runs))
+    if missing_runs and not create_runs:
+        raise InvalidParticlesError(
+            f"{where}: run(s) {', '.join(missing_runs[:_MAX_LISTED])} not in the project"
+        )
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (t, o) in enumerate(zip(tomos, objects, strict=True)):
+        groups.setdefault((t, o), []).append(i)
+    if not overwrite:
+        clash = []
+        for t, o in groups:
+            if t in runs and run_has_picks(runs[t], o, user_id, session_id):
+                clash.append(f"{t}/{o}")
+        if clash:
+            raise InvalidParticlesError(
+                f"{where}: picks {user_id}/{session_id} already exist for {', '.join(clash[:_MAX_LISTED])}; "
+                "pass overwrite=True or another session_id"
+            )
+    xyz = particles.coordinates()
+    if not np.isfinite(xyz).all():
+        raise InvalidParticlesError(f"{where}: particles have non-finite coordinates")
+    rot = np.tile(np.eye(3), (len(table), 1, 1))
+    if all(c in table.columns for c in ("rot", "tilt", "psi")):
+        eul = table[["rot", "tilt", "psi"]].to_numpy(dtype=np.float64)
+        rot = _euler_matrices(eul)
+    scores = (
+        table["score"].to_numpy(dtype=np.float64)
+        if "score" in table.columns
+        else np.ones(len(table))
+    )
+    scores = np.where(np.isfinite(scores), scores, 0.0)
+    inst = (
+        table["instance_id"].to_numpy(dtype=np.int64)
+        if "instance_id" in table.columns
+        else np.zeros(len(table), dtype=np.int64)
+    )
+    n = 0
+    for (t, o), idx in groups.items():
+        run = runs.get(t) or root.new_run(t)
+        runs[t] = run
+        picks = run.new_picks(
+            object_name=o, session_id=session_id, user_id=user_id, exist_ok=overwrite
+        )
+        tf = np.zeros((len(idx), 4, 4))
+        tf[:, :3, :3] = rot[idx]
+        tf[:, 3, 3] = 1.0
+        picks.from_numpy(xyz[idx], tf, instance_ids=inst[idx], scores=scores[idx])
+        n += len(idx)
+    return n
+
+
+def run_has_picks(run: Any, object_name: str, user_id: str, session_id: str) -> bool:
+    """Whether a copick run already holds picks of this object/user/session."""
+    return bool(run.get_picks(object_name=object_name, user_id=user_id, session_id=session_id))
+
+
+# ---------------------------------------------------------------------------- writers
+
+_STAR_SPECIAL = {
+    "id": "cryoalId",
+    "label": "cryoalLabel",
+    "score": "cryoalScore",
+    "rank": "cryoalRank",
+}
+_OWN = {"id", "tomo", "x", "y", "z", "rot", "tilt", "psi"}
+
+
+def _star_column(name: str) -> str:
+    from cryoal.io.labels import _column_to_star
+
+    return _STAR_SPECIAL.get(name) or _column_to_star(name)
+
+
+def _centres_for(
+    particles: ParticleList,
+    tomograms: str | os.PathLike[str] | None,
+    tomogram_shapes: Shapes,
+    pixel_size: PixelSize,
+    where: str,
+) -> dict[str, tuple[float, float, float]]:
+    centres = dict(particles.centres)
+    if tomograms is not None:
+        centres.update({t: g.centre for t, g in read_relion_tomograms(tomograms).items()})
+    ps = pixel_size if pixel_size is not None else dict(particles.pixel_size)
+    centres.update(
+        {
+            t: g.centre
+            for t, g in _geometry_from_shapes(
+                particles.tomograms, tomogram_shapes, ps, where
+            ).items()
+        }
+    )
+    missing = [t for t in particles.tomograms if t not in centres]
+    if missing:
+        raise InvalidParticlesError(
+            f"{where}: RELION 5 centred coordinates need each tomogram's size; unknown for "
+            f"{', '.join(missing[:_MAX_LISTED])}; pass tomograms=tomograms.star or tomogram_shapes="
+        )
+    return centres
+
+
+def write_relion(
+    path: str | os.PathLike[str],
+    particles: ParticleList,
+    *,
+    coordinates: Literal["relion5", "relion4", "both"] = "relion5",
+    tomograms: str | os.PathLike[str] | None = None,
+    tomogram_shapes: Shapes = None,
+    pixel_size: PixelSize = None,
+    class_numbers: Mapping[str, int] | None = None,
+) -> Path:
+    """Write a RELION particles.star (optics + particles blocks, via ``starfile``), atomically.
+
+    Parameters
+    ----------
+    path
+        Output ``.star``.
+    particles
+        What to write.
+    coordinates
+        ``"relion5"``: ``rlnCenteredCoordinate{X,Y,Z}Angst`` (Å from the tomogram
+        centre, module docs); ``"relion4"``: ``rlnCoordinate{X,Y,Z}`` in pixels of each
+        tomogram's pixel size; ``"both"``.
+    tomograms, tomogram_shapes
+        Tomogram sizes for centred coordinates, when the particle list does not carry
+        them (``particles.centres``, set by the RELION 5 reader).
+    pixel_size
+        Å/pixel for the pixel form and the optics block's ``rlnTomoTiltSeriesPixelSize``
+        (default ``particles.pixel_size``).
+    class_numbers
+        ``{label: class number}``: writes ``rlnClassNumber`` from ``label``
+        (predictions). Without it a kept ``rlnClassNumber`` column is written as is.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Notes
+    -----
+    Columns: ``rlnTomoName``, the coordinates, ``rlnAngleRot/Tilt/Psi`` (from ``rot``,
+    ``tilt``, ``psi``), ``rlnOpticsGroup`` (one group per pixel size),
+    ``rlnClassNumber``, ``cryoalId``, ``cryoalLabel``, ``cryoalScore``, ``cryoalRank``,
+    and every other column (``rln...``/``cryoal...`` as is, others ``cryoalName``).
+    Origin shifts were folded into the positions on reading, so none are written.
+
+    Raises
+    ------
+    InvalidParticlesError
+        Unknown tomogram sizes (RELION 5 form) or pixel sizes, labels missing from
+        ``class_numbers``.
+    """
+    p = Path(path)
+    where = str(p)
+    table = particles.table.reset_index(drop=True)
+    tomos = [str(t) for t in table["tomo"]]
+    xyz = particles.coordinates()
+    ps_map = dict(particles.pixel_size)
+    if pixel_size is not None:
+        ps_map.update({t: v for t in set(tomos) if (v := _per_tomo(pixel_size, t)) is not None})
+    out = pd.DataFrame({"rlnTomoName": pd.Series(tomos, dtype=object)})
+    if coordinates in ("relion5", "both"):
+        centres = _centres_for(particles, tomograms, tomogram_shapes, pixel_size, where)
+        c = np.array([centres[t] for t in tomos], dtype=np.float64)
+        for j, col in enumerate(_CENTRED):
+            out[col] = xyz[:, j] - c[:, j]
+    elif coordinates != "relion4":
+        raise InvalidParticlesError(
+            f"{where}: coordinates must be relion5, relion4 or both, not {coordinates!r}"
+        )
+    missing_ps = sorted(set(tomos) - set(ps_map))
+    if coordinates in ("relion4", "both") and missing_ps:
+        raise InvalidParticlesError(
+            f"{where}: the pixel form needs each tomogram's pixel size; unknown for "
+            f"{', '.join(missing_ps[:_MAX_LISTED])}; pass pixel_size="
+        )
+    if coordinates in ("relion4", "both"):
+        ps_rows = np.array([ps_map[t] for t in tomos], dtype=np.float64)
+        for j, col in enumerate(_COORD):
+            out[col] = xyz[:, j] / ps_rows
+    if all(c in table.columns for c in ("rot", "tilt", "psi")):
+        for col, src in zip(_ANGLES, ("rot", "tilt", "psi"), strict=True):
+            out[col] = table[src].to_numpy(dtype=np.float64)
+    # optics: one group per distinct pixel size (tomograms of unknown pixel size: group 1)
+    sizes = sorted({ps_map[t] for t in set(tomos) if t in ps_map})
+    group_of = {s: i + 1 for i, s in enumerate(sizes)}
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": [group_of[s] for s in sizes] or [1],
+            "rlnOpticsGroupName": [f"opticsGroup{group_of[s]}" for s in sizes] or ["opticsGroup1"],
+        }
+    )
+    if sizes:
+        optics["rlnTomoTiltSeriesPixelSize"] = sizes
+    out["rlnOpticsGroup"] = [group_of.get(ps_map.get(t, -1.0), 1) for t in tomos]
+    if class_numbers is not None:
+        if "label" not in table.columns:
+            raise InvalidParticlesError(
+                f"{where}: class_numbers given but the particles have no label column"
+            )
+        labels = ["" if v is None or pd.isna(v) else str(v) for v in table["label"]]
+        bad = [
+            f"row {i + 1} ({lab!r})"
+            for i, lab in enumerate(labels)
+            if lab and lab not in class_numbers
+        ]
+        _fail(where, "have a label missing from class_numbers", bad, len(labels))
+        out["rlnClassNumber"] = [int(class_numbers[lab]) if lab else 0 for lab in labels]
+    for col in table.columns:
+        name = str(col)
+        if name in _OWN and name != "id":
+            continue
+        star = _star_column(name)
+        if star in out.columns or star in _FOLDED or star == "rlnTomoName":
+            continue
+        out[star] = table[col].to_numpy()
+    with atomic_path(p) as tmp:
+        starfile.write({"optics": optics, "particles": out}, tmp)
+    return p
+
+
+def write_csv_particles(
+    path: str | os.PathLike[str], particles: ParticleList, *, units: Units = "angstrom"
+) -> Path:
+    """Write particles as CSV (``.tsv``: tab-separated), atomically.
+
+    Columns: ``id``, ``tomo``, ``x_angst, y_angst, z_angst`` (or ``x_px, y_px, z_px``
+    plus ``pixel_size`` for ``units="pixel"``), then every other column. The unit
+    suffixes let :func:`read_csv_particles` read it back without ``units=``.
+
+    Raises
+    ------
+    InvalidParticlesError
+        ``units="pixel"`` with an unknown pixel size.
+    """
+    p = Path(path)
+    table = particles.table.reset_index(drop=True)
+    out = pd.DataFrame({"id": table["id"], "tomo": table["tomo"]})
+    if units == "angstrom":
+        xyz = particles.coordinates()
+        for j, a in enumerate(_XYZ):
+            out[f"{a}_angst"] = xyz[:, j]
+    elif units == "pixel":
+        xyz = particles.coordinates("pixel")
+        for j, a in enumerate(_XYZ):
+            out[f"{a}_px"] = xyz[:, j]
+        out["pixel_size"] = [particles.pixel_size[str(t)] for t in table["tomo"]]
+    else:
+        raise InvalidParticlesError(f"{p}: units must be 'angstrom' or 'pixel', not {units!r}")
+    for col in table.columns:
+        if col not in _OWN or col in ("rot", "tilt", "psi"):
+            if col not in out.columns and col not in ("id", "tomo"):
+                out[col] = table[col].to_numpy()
+    sep = "\t" if p.name.lower().endswith(".tsv") else ","
+    with atomic_write(p, "w", encoding="utf-8", newline="") as fh:
+        out.to_csv(fh, sep=sep, index=False, float_format="%.6f")
+    return p
+
+
+def write_particles(
+    path: str | os.PathLike[str],
+    particles: ParticleList,
+    *,
+    fmt: str | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Write particles by format: ``relion5``/``relion4`` (``.star``), ``csv`` (``.csv``/``.tsv``).
+
+    copick picks go through :func:`write_copick` (they need a user and session).
+    ``kwargs`` go to :func:`write_relion` or :func:`write_csv_particles`.
+    """
+    p = Path(path)
+    f = fmt or (
+        "relion5"
+        if p.suffix.lower() == ".star"
+        else "csv"
+        if p.suffix.lower() in (".csv", ".tsv")
+        else None
+    )
+    if f in ("relion5", "relion4"):
+        kwargs.setdefault("coordinates", f)
+        return write_relion(p, particles, **kwargs)
+    if f == "csv":
+        return write_csv_particles(p, particles, **kwargs)
+    raise InvalidParticlesError(
+        f"{p}: cannot write particles as {f or p.suffix or '(no extension)'!r}; use .star or .csv "
+        "(copick: write_copick)"
+    )
+
+
 # ---------------------------------------------------------------------------- dispatch
 
 
@@ -1047,4 +1727,9 @@ def read_particles(
     if f == "csv":
         _no_extra("tomo_column")
         return read_csv_particles(path, units=units, pixel_size=pixel_size, **kwargs)  # type: ignore[arg-type]
-    raise InvalidParticlesError(f"{path}: reading {f} particles is not implemented yet")
+    if f == "dynamo":
+        _no_extra("tomo_names", "index_base")
+        return read_dynamo(path, pixel_size=pixel_size, apply_shifts=apply_shifts, **kwargs)  # type: ignore[arg-type]
+    _no_extra("object_name", "user_id", "session_id", "runs")
+    vs = pixel_size if isinstance(pixel_size, (int, float)) else None
+    return read_copick(path, voxel_spacing=vs, **kwargs)  # type: ignore[arg-type]

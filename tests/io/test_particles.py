@@ -121,9 +121,9 @@ def test_relion5_origin_shift_subtracted_and_rotated_by_subtomogram_angles(tmp_p
     pl = read_relion5(path, tomogram_shapes={"t": (10, 10, 10)}, pixel_size=2.0)
     xyz = pl.coordinates()
     np.testing.assert_allclose(xyz[0], [10.0 - 4.0, 10.0, 10.0], atol=1e-9)
-    # Rz(90) @ (4, 0, 0) = (0, 4, 0)
-    np.testing.assert_allclose(xyz[1], [10.0, 10.0 - 4.0, 10.0], atol=1e-9)
-    # angles composed into the tomogram frame: Rz(90) @ I -> rot + psi = 90
+    # RELION's matrix for rot=90 is Rz(90)^T = Rz(-90): A_sub @ (4, 0, 0) = (0, -4, 0)
+    np.testing.assert_allclose(xyz[1], [10.0, 10.0 + 4.0, 10.0], atol=1e-9)
+    # angles composed into the tomogram frame (A_sub @ A_particle, A_particle = I)
     t = pl.table
     assert t["tilt"][1] == pytest.approx(0.0, abs=1e-9)
     assert (t["rot"][1] + t["psi"][1]) % 360 == pytest.approx(90.0)
