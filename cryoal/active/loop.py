@@ -250,10 +250,11 @@ def pool_entries(pool: Any) -> list[PoolEntry]:
     """
     box = tuple(int(s) for s in pool.box)
     cache: dict[Path, str] = {}
+    own = getattr(pool, "checksum", None)  # a cryoal.io.base.Pool checksums its own items
     out = []
     for i, vid in enumerate(pool.ids):
         src = _source_file(pool, i)
-        digest = cache.get(src)
+        digest = own(i) if own is not None else cache.get(src)
         if digest is None:
             try:
                 with open(src, "rb") as fh:
@@ -761,7 +762,9 @@ def picks_table(
     cols = ["id", "path", "rank", "score", "predicted", *[f"p_{c}" for c in classes]]
     cols += ["strategy", *(["strategy_choice", "strategy_reason"] if choice else [])]
     cols += ["round", "label"]
-    return pd.DataFrame(rows, columns=cols)
+    table = pd.DataFrame(rows, columns=cols)
+    with_coordinates = getattr(pool, "with_coordinates", None)  # tomogram pools: tomo, x, y, z
+    return table if with_coordinates is None else with_coordinates(table)
 
 
 def _write_outputs(
@@ -778,12 +781,13 @@ def _write_outputs(
 
     picks = project.picks(rnd.n)
     table = picks_table(project, pool.pool, rnd, picks)
+    write = getattr(pool.pool, "write_picks", None) or write_table  # RELION 5 for tomograms
     files = {"csv": project.picks_path(rnd.n, ".csv"), "star": project.picks_path(rnd.n, ".star")}
     if mark or not files["csv"].exists():
-        write_table(files["csv"], table)
+        write(files["csv"], table)
     kill_point("picks")
     if mark or not files["star"].exists():
-        write_table(files["star"], table)
+        write(files["star"], table)
     shown = picks[: config.gallery_size]
     if shown and (mark or not project.gallery_path(rnd.n).exists()):
         index = {vid: i for i, vid in enumerate(pool.pool.ids)}
@@ -820,7 +824,7 @@ def _write_outputs(
     else:
         files["config"] = project.config_path(rnd.n)
     if out is not None:
-        files["out"] = write_table(out, table)
+        files["out"] = write(out, table)
     if rnd.status == "scored":
         project.mark_picked(rnd.n)
         kill_point("picked")

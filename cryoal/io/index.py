@@ -630,6 +630,23 @@ class PoolIndex(Dataset[torch.Tensor]):
         """Item ``index`` as a float32 tensor ``(1, D, H, W)`` (raw values)."""
         return torch.from_numpy(self.read(index)).unsqueeze(0)
 
+    def checksum(self, index: int) -> str:
+        """Header checksum of the file holding item ``index`` (:func:`entry_checksum`;
+        consecutive items of one stack share one read).
+
+        Raises
+        ------
+        InvalidVolumeError
+            The file cannot be read.
+        """
+        rel = self.paths[index]
+        last = getattr(self, "_last_checksum", None)
+        if last is not None and last[0] == rel:
+            return str(last[1])
+        digest = entry_checksum(self.root / rel)
+        self._last_checksum = (rel, digest)
+        return digest
+
     def to_pool(self) -> Any:
         """The equivalent :class:`~cryoal.io.VolumePool` (same ids, order and labels).
 

@@ -426,6 +426,24 @@ class VolumePool(Dataset[torch.Tensor]):
                 f"ids look like {self.ids[0]!r}"
             ) from None
 
+    def checksum(self, index: int) -> str:
+        """Header checksum of the file holding item ``index``
+        (:func:`cryoal.io.index.entry_checksum`; items of one stack share it).
+
+        Raises
+        ------
+        InvalidVolumeError
+            The file cannot be read.
+        """
+        from cryoal.io.index import entry_checksum
+
+        f = int(self._file_of[index])
+        cache = self.__dict__.setdefault("_checksums", {})
+        digest = cache.get(f)
+        if digest is None:
+            digest = cache[f] = entry_checksum(self._files[f])
+        return str(digest)
+
     def labelled_indices(self) -> list[int]:
         """Positions of labelled items, in pool order."""
         return [i for i, lab in enumerate(self.labels) if lab is not None]
