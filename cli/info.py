@@ -1,13 +1,16 @@
-"""``cryoal info``: what is in an MRC file, a stack, an HDF5 pool or a folder of volumes."""
+"""``cryoal info``: what is in an MRC file, a stack, an HDF5 pool, a folder of volumes, a
+tomogram (MRC or OME-Zarr), tomograms with particle coordinates, or a copick project."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 from cryoal.cli._common import example_epilog
+from cryoal.cli._tomo import coordinate_options, describe_pool, tomogram_pool
 
 from cryoal.errors import ConfigError, InvalidVolumeError
 from cryoal.io import VolumePool, is_hdf5_file, read_header
@@ -18,6 +21,10 @@ cryoal info subtomo_0001.mrc            # shape, mode, voxel size, value range
 cryoal info subtomos/                   # count, box sizes, bytes of a folder
 cryoal info subtomos/ --labels labels.csv --pattern '*.mrc*'
 cryoal info particles.mrcs              # a stack: items, box, values
+cryoal info TS_01.zarr                  # an OME-Zarr tomogram: scale levels, shape, voxel size
+cryoal info tomos/ --coords particles.star --box 32   # particles per tomogram, edge boxes
+cryoal info copick/config.json          # runs, tomograms, picks per object / user / session
+cryoal info copick/config.json --object ribosome --box 32
 """
 
 
@@ -105,6 +112,67 @@ def _pool_info(where: Path, pool: VolumePool, labels: Path | None) -> None:
         )
 
 
+def _tomogram_set_info(tset: Any) -> None:
+    _row("tomograms", f"{len(tset)} from {tset.origin} ({tset.source})")
+    width = max(len(n) for n in tset)
+    for name, t in tset.items():
+        where = f"{t.format}" + (f" level {t.level}" if t.level else "")
+        click.echo(
+            f"  {name:<{width}}  {_box(t.shape)} (z, y, x)  {t.voxel_size:.4g} Å  {where}  {t.path}"
+        )
+
+
+def _tomogram_pool_info(kw: dict[str, Any]) -> None:
+    pool = tomogram_pool(kw)
+    _tomogram_set_info(pool.tomograms)
+    report = pool.edge_report()
+    _row("particles", describe_pool(pool))
+    width = max(len(n) for n in report.per_tomogram)
+    click.echo(f"  {'tomogram':<{width}}  particles  at edge")
+    for name, (n, edge) in report.per_tomogram.items():
+        click.echo(f"  {name:<{width}}  {n:>9}  {edge:>7}")
+    for vid, reason in list(report.refused.items())[:10]:
+        click.echo(f"refused    {vid}: {reason}")
+
+
+def _zarr_info(path: Path) -> None:
+    from cryoal.io.tomograms import _open_group, _scales, open_zarr_tomogram
+
+    t = open_zarr_tomogram(path)
+    _row("file", t.path)
+    _row("kind", "OME-Zarr tomogram")
+    group = _open_group(t.path, t.path)
+    for level, vs in _scales(group, t.path):
+        arr = group[level]
+        click.echo(
+            f"  level {level}: {_box(tuple(arr.shape))} (z, y, x)  {vs:.4g} Å  chunks "
+            f"{_box(tuple(arr.chunks))}  {arr.dtype}"
+        )
+
+
+def _copick_info(path: Path) -> None:
+    from cryoal.io.tomograms import describe_copick
+
+    summary = describe_copick(path)
+    _row("copick", path)
+    _row("objects", ", ".join(summary.objects) or "(none)")
+    runs = sorted({t[0] for t in summary.tomograms} | {p[0] for p in summary.picks})
+    _row("runs", len(runs))
+    for run, vs, tt, shape in summary.tomograms:
+        shown = f"{_box(shape)} (z, y, x)" if shape is not None else "unreadable"
+        click.echo(f"  tomogram  {run}  {vs:g} Å  {tt}  {shown}")
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for _run, obj, user, session, n in summary.picks:
+        c = counts.setdefault((obj, user, session), [0, 0])
+        c[0] += 1
+        c[1] += n
+    for (obj, user, session), (n_runs, n_points) in sorted(counts.items()):
+        click.echo(
+            f"  picks     {obj}  user {user}  session {session}: {n_points} points in "
+            f"{n_runs} run{'s' if n_runs != 1 else ''}"
+        )
+
+
 @click.command(
     "info",
     epilog=example_epilog(EXAMPLES),
@@ -123,13 +191,28 @@ def _pool_info(where: Path, pool: VolumePool, labels: Path | None) -> None:
     show_default=True,
     help="File-name glob for folders (e.g. '*.mrc*' to include .mrc.gz).",
 )
-def info(path: Path, labels: Path | None, pattern: str) -> None:
-    """Describe PATH: an MRC file, a stack, an HDF5 pool or a folder of volumes.
+@coordinate_options
+def info(path: Path, labels: Path | None, pattern: str, **kw: Any) -> None:
+    """Describe PATH: an MRC file, a stack, an HDF5 pool, a folder of volumes, an
+    OME-Zarr tomogram, or a copick project (config .json).
 
     For one volume: shape, mode, voxel size, origin and value statistics. For a folder,
     stack or HDF5 pool: item count, box size(s), voxel size(s), bytes on disk and, with
-    --labels, how many items are labelled per class.
+    --labels, how many items are labelled per class. With --coords (PATH: tomograms) or
+    --object (PATH: a copick config): the tomograms, the particles per tomogram and how
+    many of their --box boxes reach past a tomogram edge.
     """
+    low = path.name.lower()
+    if kw.get("coords") is not None or kw.get("object_name") is not None:
+        key = "copick" if low.endswith(".json") else "tomograms"
+        _tomogram_pool_info({**kw, key: path, "volumes": None})
+        return
+    if low.endswith(".json"):
+        _copick_info(path)
+        return
+    if low.endswith(".zarr"):
+        _zarr_info(path)
+        return
     if path.is_dir():
         _pool_info(path, VolumePool.from_directory(path, pattern), labels)
         return

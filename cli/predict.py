@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from cryoal.cli._common import (
@@ -12,10 +13,12 @@ from cryoal.cli._common import (
     progress_option,
     volumes_option,
 )
+from cryoal.cli._tomo import tomogram_options, tomogram_pool
 
 EXAMPLES = """
 cryoal predict --volumes subtomos/ --model model.pt --out predictions.csv
 cryoal predict --volumes particles.mrcs --model model.pt --out predictions.star --batch-size 128
+cryoal predict --tomograms tomos/ --coords particles.star --box 32 --model model.pt --out classes.star
 """
 
 
@@ -24,7 +27,8 @@ cryoal predict --volumes particles.mrcs --model model.pt --out predictions.star 
     epilog=example_epilog(EXAMPLES),
     short_help="Predict classes of volumes with a trained checkpoint.",
 )
-@volumes_option()
+@volumes_option(required=False)
+@tomogram_options
 @click.option(
     "--model",
     "checkpoint",
@@ -44,18 +48,22 @@ cryoal predict --volumes particles.mrcs --model model.pt --out predictions.star 
 @progress_option
 @device_option
 def predict(
-    volumes: Path,
+    volumes: Path | None,
     checkpoint: Path,
     out: Path,
     batch_size: int,
     pattern: str,
     progress: bool,
     device: str,
+    **kw: Any,
 ) -> None:
     """Write one row per volume: id, predicted class, its probability (confidence), p_<class> columns.
 
     Volumes are z-scored one by one, as in training; their box (and voxel size, within
-    1 %) must match the checkpoint's.
+    1 %) must match the checkpoint's. With --tomograms/--copick the boxes are cut from
+    the tomograms at the particle coordinates, and a .star output is a RELION 5
+    particles.star (rlnTomoName, centred Å coordinates, rlnClassNumber = 1-based index
+    of the predicted class in the checkpoint's classes).
     """
     import pandas as pd
 
@@ -70,8 +78,12 @@ def predict(
         from cryoal.errors import ConfigError
 
         raise ConfigError(f"--out {out}: use a .csv or .star file name")
+    pool = tomogram_pool({**kw, "volumes": volumes})
+    if pool is None:
+        if volumes is None:
+            raise click.UsageError("--volumes (or --tomograms/--copick) is required")
+        pool = VolumePool.from_path(volumes, pattern).check()
     model, info = load_checkpoint(checkpoint, device=dev)
-    pool = VolumePool.from_path(volumes, pattern).check()
     check_compatible(info, pool.box, pool.voxel_size)
     classes = info.class_names or [f"class{i}" for i in range(info.arch.num_classes)]
     probs = predict_probabilities(
@@ -90,7 +102,11 @@ def predict(
             **{f"p_{name}": probs[:, c].numpy().round(6) for c, name in enumerate(classes)},
         }
     )
-    write_table(out, table)
+    writer = getattr(pool, "write_picks", None)
+    if writer is not None:  # tomogram pools: tomo, x, y, z; RELION 5 .star with rlnClassNumber
+        writer(out, table)
+    else:
+        write_table(out, table)
     counts = table["predicted"].value_counts()
     click.echo(
         f"{len(pool)} volumes -> {out}: "

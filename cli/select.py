@@ -22,6 +22,7 @@ from cryoal.cli._common import (
     seed_option,
     volumes_option,
 )
+from cryoal.cli._tomo import tomogram_options
 
 EXAMPLES = """
 cryoal select --demo                                        # whole loop on built-in demo data
@@ -32,6 +33,8 @@ cryoal select --volumes subtomos/ --labels old.csv --strategy entropy --out next
 cryoal select --volumes subtomos/ --model model.pt --budget 50 --project scored/
 torchrun --nproc-per-node 4 -m cryoal.cli select --volumes subtomos/ --workers 4  # 4 ranks
 cryoal select --volumes particles.star --budget 96 --project big/   # 10^6 listed volumes
+cryoal select --tomograms tomos/ --coords particles.star --box 32 --project tomo/
+cryoal select --copick config.json --object ribosome --voxel-spacing 10 --box 32
 cryoal select --task image2d --images digits/images --labels digits/initial.csv --budget 20
 cryoal select --task segmentation --volumes crops/ --masks masks/ --patch 16 --budget 8
 """
@@ -48,6 +51,7 @@ DEMO_ARCH = "cb3d"
     short_help="Pick the subtomograms worth labelling next (one active-learning round).",
 )
 @volumes_option(required=False)
+@tomogram_options
 @click.option(
     "--task",
     type=click.Choice(["classification3d", "image2d", "segmentation"]),
@@ -277,8 +281,8 @@ def _dispatch(kw: dict[str, Any]) -> None:
         _run_demo({**kw, "arch": kw["arch"] or DEMO_ARCH})
         return
     kw["arch"] = kw["arch"] or DEFAULT_ARCH
-    if kw["volumes"] is None:
-        raise click.UsageError("--volumes is required (or use --demo)")
+    if kw["volumes"] is None and kw["tomograms"] is None and kw["copick"] is None:
+        raise click.UsageError("--volumes (or --tomograms/--copick) is required (or use --demo)")
     _run_select(kw)
 
 
@@ -329,6 +333,8 @@ def _device(name: str) -> Any:
 
 
 def _run_select(kw: dict[str, Any]) -> None:
+    from cryoal.cli._tomo import remember_particles, tomogram_pool
+
     from cryoal.active import Project
     from cryoal.active.loop import register_pool, select_round
     from cryoal.io import VolumePool
@@ -336,9 +342,11 @@ def _run_select(kw: dict[str, Any]) -> None:
     config = _config(kw)
     project_dir = kw["project"] or DEFAULT_PROJECT
     arguments = {k: v for k, v in kw.items() if k not in ("list_strategies",)}
+    pool = tomogram_pool(kw)  # None unless --tomograms/--copick
     listed = str(kw["volumes"]).lower().endswith((".csv", ".star"))
-    indexed = kw["use_index"] or kw["reindex"] or listed
-    pool = None if indexed else VolumePool.from_path(kw["volumes"], kw["pattern"])
+    indexed = pool is None and (kw["use_index"] or kw["reindex"] or listed)
+    if pool is None and not indexed:
+        pool = VolumePool.from_path(kw["volumes"], kw["pattern"])
     project = Project(project_dir)
     try:
         with project.lock(timeout=kw["lock_timeout"]):
@@ -348,6 +356,7 @@ def _run_select(kw: dict[str, Any]) -> None:
                 pool = project_index(
                     project, kw["volumes"], pattern=kw["pattern"], rebuild=kw["reindex"]
                 )
+            remember_particles(project, pool)
             if kw["labels"] is not None:
                 register_pool(project, pool)
                 import_labels(project, kw)
@@ -425,8 +434,15 @@ def _print_summary(project: Any, pool: Any, result: Any, kw: dict[str, Any]) -> 
     click.echo(
         "next: label these volumes (a CSV with columns id,label), then\n"
         f"  cryoal label import LABELS.csv --project {proj}\n"
-        f"  cryoal select --volumes {kw['volumes']} --project {proj}"
+        f"  cryoal select {source_args(kw)} --project {proj}"
     )
+
+
+def source_args(kw: dict[str, Any]) -> str:
+    """The pool options of this command line, to show the next command."""
+    from cryoal.cli._tomo import tomogram_args
+
+    return tomogram_args(kw) or f"--volumes {kw['volumes']}"
 
 
 def format_picks(table: Any, limit: int = 30) -> str:

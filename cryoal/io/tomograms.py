@@ -42,8 +42,10 @@ from cryoal.io.mrc import read_header, split_extension
 
 __all__ = [
     "TOMOGRAM_EXTENSIONS",
+    "CopickSummary",
     "Tomogram",
     "TomogramSet",
+    "describe_copick",
     "open_copick_root",
     "open_mrc_tomogram",
     "open_tomogram",
@@ -700,3 +702,52 @@ def open_tomograms(
         return _from_copick(p, voxel_spacing, tomo_type)
     t = open_tomogram(p)
     return TomogramSet([t], root=p.resolve().parent, source="file", origin=str(p))
+
+
+@dataclass(frozen=True)
+class CopickSummary:
+    """What a copick project holds (see :func:`describe_copick`).
+
+    Attributes
+    ----------
+    objects
+        Pickable object names.
+    tomograms
+        ``(run, voxel spacing Å, tomo type, (nz, ny, nx) or None when unreadable)``.
+    picks
+        ``(run, object, user id, session id, number of points)``.
+    """
+
+    objects: list[str]
+    tomograms: list[tuple[str, float, str, tuple[int, int, int] | None]]
+    picks: list[tuple[str, str, str, str, int]]
+
+
+def describe_copick(config: str | os.PathLike[str]) -> CopickSummary:
+    """List a copick project's objects, tomograms (with shapes) and picks per run.
+
+    Raises
+    ------
+    InvalidVolumeError
+        The config cannot be read.
+    """
+    root = open_copick_root(config)
+    tomos: list[tuple[str, float, str, tuple[int, int, int] | None]] = []
+    picks: list[tuple[str, str, str, str, int]] = []
+    for run in root.runs:
+        for vs in run.voxel_spacings:
+            for t in vs.tomograms:
+                try:
+                    shape: tuple[int, int, int] | None = _copick_tomogram(
+                        t, run.name, float(vs.voxel_size), Path(config)
+                    ).shape
+                except InvalidVolumeError:
+                    shape = None
+                tomos.append((run.name, float(vs.voxel_size), str(t.tomo_type), shape))
+        for p in run.picks:
+            try:
+                n = len(p.points or [])
+            except Exception:  # an unreadable picks file counts as empty here
+                n = 0
+            picks.append((run.name, p.pickable_object_name, p.user_id, str(p.session_id), n))
+    return CopickSummary([o.name for o in root.pickable_objects], tomos, picks)

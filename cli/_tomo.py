@@ -1,0 +1,235 @@
+"""Options and helpers for pools cut from tomograms at particle coordinates.
+
+``--tomograms DIR|tomograms.star --coords particles.star`` or ``--copick config.json
+--object NAME``: shared by ``select``, ``predict`` and ``info`` (parsing only; the pool
+is :func:`cryoal.io.tomopool.open_tomogram_pool`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: the keyword names these options add to a command
+TOMOGRAM_KEYS = (
+    "tomograms",
+    "coords",
+    "box",
+    "edge",
+    "shift",
+    "units",
+    "coords_pixel_size",
+    "copick",
+    "object_name",
+    "voxel_spacing",
+    "tomo_type",
+    "user_id",
+    "session_id",
+)
+
+
+def tomogram_options(f: F) -> F:
+    """Add the tomogram-pool options to a click command."""
+    for option in reversed(_options()):
+        f = option(f)
+    return f
+
+
+def coordinate_options(f: F) -> F:
+    """The tomogram-pool options less ``--tomograms``/``--copick`` (given as an argument)."""
+    skip = {"tomograms", "copick"}
+    for option in reversed([o for o in _options() if o.__name__ not in skip]):
+        f = option(f)
+    return f
+
+
+def _named(name: str, option: Callable[[F], F]) -> Callable[[F], F]:
+    option.__name__ = name
+    return option
+
+
+def _options() -> list[Callable[[F], F]]:
+    options = [
+        click.option(
+            "--tomograms",
+            type=click.Path(path_type=Path),
+            help="Tomograms to cut boxes from: a folder of .mrc/.rec/.map files and *.zarr "
+            "OME-Zarr groups (named by file stem), a RELION 5 tomograms.star, or one tomogram; "
+            "with --coords.",
+        ),
+        click.option(
+            "--coords",
+            type=click.Path(path_type=Path),
+            help="Particle coordinates for --tomograms: RELION 5/4 particles.star, Dynamo "
+            ".tbl, or CSV (id, tomo, x, y, z).",
+        ),
+        click.option(
+            "--box",
+            default=32,
+            show_default=True,
+            type=click.IntRange(min=4),
+            help="--tomograms/--copick: box edge in voxels.",
+        ),
+        click.option(
+            "--edge",
+            type=click.Choice(["mean", "zero", "refuse"]),
+            default="mean",
+            show_default=True,
+            help="Boxes reaching past a tomogram edge: fill with the mean of the box's voxels "
+            "inside, with zeros, or leave those particles out.",
+        ),
+        click.option(
+            "--shift",
+            type=click.Choice(["none", "trilinear", "fourier"]),
+            default="none",
+            show_default=True,
+            help="Sub-voxel particle positions: nearest voxel, or resample the box "
+            "(trilinear / Fourier shift) so the particle sits exactly at its centre.",
+        ),
+        click.option(
+            "--units",
+            type=click.Choice(["angstrom", "pixel"]),
+            default=None,
+            help="CSV coordinates: Å or pixels [default: from the file's columns].",
+        ),
+        click.option(
+            "--coords-pixel-size",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Å per pixel of pixel coordinates (RELION 4, Dynamo, CSV) [default: the "
+            "tomograms' voxel size].",
+        ),
+        click.option(
+            "--copick",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="A copick project config (.json): tomograms and picks from it (with --object).",
+        ),
+        click.option(
+            "--object", "object_name", help="--copick: the pickable object whose picks to use."
+        ),
+        click.option(
+            "--voxel-spacing",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="--copick: voxel spacing (Å) of the tomograms [default: the only one].",
+        ),
+        click.option(
+            "--tomo-type",
+            default=None,
+            help="--copick: tomogram type (wbp, denoised, ...) [default: the only one].",
+        ),
+        click.option("--user-id", default=None, help="--copick: only picks of this user."),
+        click.option("--session-id", default=None, help="--copick: only picks of this session."),
+    ]
+    return [_named(k, o) for k, o in zip(TOMOGRAM_KEYS, options, strict=True)]
+
+
+def uses_tomograms(kw: dict[str, Any]) -> bool:
+    """Whether the command line asks for a tomogram pool."""
+    return kw.get("tomograms") is not None or kw.get("copick") is not None
+
+
+def tomogram_pool(kw: dict[str, Any], *, edge: str | None = None) -> Any:
+    """The :class:`~cryoal.io.tomopool.TomogramPool` the options describe, or None.
+
+    Raises
+    ------
+    click.UsageError
+        Options that do not go together.
+    """
+    if not uses_tomograms(kw):
+        for key in ("coords", "object_name"):
+            if kw.get(key) is not None:
+                flag = "--object" if key == "object_name" else "--coords"
+                need = "--copick" if key == "object_name" else "--tomograms"
+                raise click.UsageError(f"{flag} needs {need}")
+        return None
+    if kw.get("volumes") is not None:
+        raise click.UsageError("pass either --volumes or --tomograms/--copick, not both")
+    if kw.get("tomograms") is not None and kw.get("copick") is not None:
+        raise click.UsageError("pass either --tomograms (with --coords) or --copick, not both")
+    if kw.get("tomograms") is not None and kw.get("coords") is None:
+        raise click.UsageError("--tomograms needs --coords (the particle coordinates)")
+    if kw.get("copick") is not None and not kw.get("object_name"):
+        raise click.UsageError("--copick needs --object (the pickable object whose picks to use)")
+    from cryoal.io.tomopool import open_tomogram_pool
+
+    return open_tomogram_pool(
+        kw.get("tomograms") or kw["copick"],
+        kw.get("coords"),
+        box=kw["box"],
+        edge=edge or kw["edge"],
+        shift=kw["shift"],
+        units=kw.get("units"),
+        pixel_size=kw.get("coords_pixel_size"),
+        object_name=kw.get("object_name"),
+        voxel_spacing=kw.get("voxel_spacing"),
+        tomo_type=kw.get("tomo_type"),
+        user_id=kw.get("user_id"),
+        session_id=kw.get("session_id"),
+    )
+
+
+def describe_pool(pool: Any) -> str:
+    """One line: particles, tomograms, box, voxel size, boxes at the edge."""
+    report = pool.edge_report()
+    line = (
+        f"{len(pool)} particles in {len(pool.tomograms)} tomograms, box "
+        f"{'x'.join(map(str, pool.box))} voxels at {pool.voxel_size:g} Å"
+    )
+    if report.n_edge:
+        line += f", {report.n_edge} boxes at a tomogram edge ({pool.edge})"
+    if pool.refused:
+        line += f", {len(pool.refused)} refused"
+    return line
+
+
+def tomogram_args(kw: dict[str, Any]) -> str:
+    """The tomogram-pool options of a command line as text ('' without a tomogram pool)."""
+    if not uses_tomograms(kw):
+        return ""
+    if kw.get("copick") is not None:
+        parts = [f"--copick {kw['copick']}", f"--object {kw['object_name']}"]
+        for key, flag in (
+            ("voxel_spacing", "--voxel-spacing"),
+            ("tomo_type", "--tomo-type"),
+            ("user_id", "--user-id"),
+            ("session_id", "--session-id"),
+        ):
+            if kw.get(key) is not None:
+                parts.append(f"{flag} {kw[key]}")
+    else:
+        parts = [f"--tomograms {kw['tomograms']}", f"--coords {kw['coords']}"]
+    parts.append(f"--box {kw['box']}")
+    return " ".join(parts)
+
+
+PARTICLES_FILE = "pool-particles.csv"
+
+
+def remember_particles(project: Any, pool: Any) -> None:
+    """Keep a tomogram pool's particle table in the project (``pool-particles.csv``:
+    id, tomo, x, y, z in Å) so ``cryoal label import`` can match files by coordinates.
+    Other pools: nothing."""
+    item_table = getattr(pool, "item_table", None)
+    if item_table is None:
+        return
+    from cryoal.active.loop import register_pool
+    from cryoal.io import write_table
+
+    register_pool(project, pool)  # first: a project of another pool refuses this one
+    target = Path(project.path) / PARTICLES_FILE
+    table = item_table()
+    if target.exists():
+        import pandas as pd
+
+        old = pd.read_csv(target, dtype={"id": str, "tomo": str})
+        if list(old["id"]) == list(table["id"]):
+            return
+    write_table(target, table)
+    project.set_meta("pool_centres", {k: list(v) for k, v in pool.centres().items()})
