@@ -40,7 +40,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -409,7 +409,7 @@ class TomogramPool(Dataset[torch.Tensor]):
                 raise InvalidVolumeError(
                     f"{where}: coordinates of tomogram {t!r} refer to a {float(ps):g} Å pixel but "
                     f"{resolved[t].path} has {sizes[t]:g} Å voxels; pass the pixel size of the "
-                    "tomogram the particles were picked on (--pixel-size), or its tomograms"
+                    "tomogram the particles were picked on (--coords-pixel-size), or its tomograms"
                 )
         xyz = table[["x", "y", "z"]].to_numpy(dtype=np.float64)
         bad_num = np.flatnonzero(~np.isfinite(xyz).all(axis=1))
@@ -428,7 +428,8 @@ class TomogramPool(Dataset[torch.Tensor]):
             i = int(outside[0])
             extent = shapes[i] * vs
             hint = ""
-            if vs > 1 and (xyz[outside] / vs / vs < shapes[outside]).all():
+            most = outside.size > len(table) / 2
+            if most and vs > 1 and (xyz[outside] / vs / vs < shapes[outside]).all():
                 hint = "; are they Å read as pixels? (pass --units angstrom)"
             raise InvalidVolumeError(
                 f"{where}: {outside.size} of {len(table)} particles lie outside their tomogram "
@@ -441,7 +442,7 @@ class TomogramPool(Dataset[torch.Tensor]):
                 raise InvalidVolumeError(
                     f"{where}: all {len(table)} coordinates lie within the first 1/{vs:g} of "
                     "their tomograms: they look like pixel coordinates read as Å; pass --units "
-                    "pixel (or check_units=False if they really are Å)"
+                    "pixel (TomogramPool(check_units=False) if they really are Å)"
                 )
         if self.edge == "refuse":
             keep = np.ones(len(table), dtype=bool)
@@ -723,6 +724,27 @@ class TomogramPool(Dataset[torch.Tensor]):
         )
 
 
+class _ByName(Mapping[str, Any]):
+    """One attribute of each tomogram, looked up as :meth:`TomogramSet.resolve` finds them;
+    a name with no tomogram raises :class:`InvalidVolumeError` (not ``KeyError``), so a
+    particle reader asking for it stops with the message that names the missing tomogram."""
+
+    def __init__(self, tset: TomogramSet, attr: str) -> None:
+        self.tset, self.attr = tset, attr
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self.tset.resolve(str(name)), self.attr)
+        except KeyError:
+            raise InvalidVolumeError(self.tset.missing_message([str(name)])) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tset)
+
+    def __len__(self) -> int:
+        return len(self.tset)
+
+
 def _fields(t: Tomogram) -> dict[str, Any]:
     return {
         "name": t.name,
@@ -889,7 +911,7 @@ def open_tomogram_pool(
         if isinstance(tomograms, TomogramSet)
         else open_tomograms(tomograms, voxel_spacing=voxel_spacing, tomo_type=tomo_type)
     )
-    if copick:
+    if copick and not isinstance(tomograms, TomogramSet):
         if not object_name:
             raise ConfigError(f"{tomograms}: name the copick object whose picks to use (--object)")
         kwargs: dict[str, Any] = {"object_name": object_name}
@@ -901,10 +923,9 @@ def open_tomogram_pool(
     else:
         if coords is None:
             raise ConfigError("particle coordinates are needed with these tomograms (--coords)")
-        sizes = tset.voxel_sizes()
         read_kw: dict[str, Any] = {
-            "pixel_size": pixel_size if pixel_size is not None else sizes,
-            "tomogram_shapes": tset.shapes(),
+            "pixel_size": pixel_size if pixel_size is not None else _ByName(tset, "voxel_size"),
+            "tomogram_shapes": _ByName(tset, "shape"),
         }
         if units is not None:
             read_kw["units"] = units

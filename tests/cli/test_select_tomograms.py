@@ -17,7 +17,7 @@ from cryoal.active import Project
 from cryoal.io import read_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from _tomodata import (  # noqa: E402
+from _tomodata import (
     SHAPE,
     VOXEL,
     particles_table,
@@ -74,7 +74,9 @@ def test_a_round_on_tomograms_writes_relion5_picks_and_resumes(
     r1 = select(*args, "--out", tmp_path / "picks.star")
     assert r1.exit_code == 0, r1.output
     assert "pool 24 volumes, 24 unlabelled; picked 4" in r1.output
-    assert f"cryoal select --tomograms {tomos} --coords {star} --box 16 --project {proj}" in r1.output
+    assert (
+        f"cryoal select --tomograms {tomos} --coords {star} --box 16 --project {proj}" in r1.output
+    )
     picks_csv = read_table(proj / "picks" / "round-001.csv")
     assert len(picks_csv) == 4
     assert set(picks_csv["id"]) <= set(table["id"])
@@ -107,7 +109,9 @@ def test_a_round_on_tomograms_writes_relion5_picks_and_resumes(
     labelled = picks_csv.copy()
     labelled["label"] = ["a", "b", "a", "b"]
     labelled.to_csv(tmp_path / "labelled.csv", index=False)
-    imp = CliRunner().invoke(cli, ["label", "import", str(tmp_path / "labelled.csv"), "--project", str(proj)])
+    imp = CliRunner().invoke(
+        cli, ["label", "import", str(tmp_path / "labelled.csv"), "--project", str(proj)]
+    )
     assert imp.exit_code == 0, imp.output
     r2 = select(*args)
     assert r2.exit_code == 0, r2.output
@@ -129,7 +133,9 @@ def test_moved_coordinates_are_refused_on_resume(
     relion5_star(star, moved)
     r = select(*args)
     assert r.exit_code == 2
-    assert "1 volume(s) changed on disk since they were registered (first: TS_01:000003)" in r.output
+    assert (
+        "1 volume(s) changed on disk since they were registered (first: TS_01:000003)" in r.output
+    )
 
 
 def _error(result: Result) -> str:
@@ -146,7 +152,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     proj = tmp_path / "proj"
 
     def run(coords: Path, *extra: object, where: Path = tomos) -> str:
-        line = _error(select("--tomograms", where, "--coords", coords, "--box", 16, "--project", proj, *extra))
+        line = _error(
+            select("--tomograms", where, "--coords", coords, "--box", 16, "--project", proj, *extra)
+        )
         assert not proj.exists()
         return line
 

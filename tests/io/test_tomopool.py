@@ -225,8 +225,11 @@ def test_coordinate_outside_the_tomogram_is_an_error_naming_the_particle(tomo_di
     ts = open_tomograms(tomo_dir)
     table = particles_table(ts.shapes(), per_tomo=3)
     table.loc[4, "y"] = SHAPE[1] * VOXEL + 50.0
-    with pytest.raises(InvalidVolumeError, match=r"1 of 6 particles lie outside .*TS_02:000001"):
+    with pytest.raises(
+        InvalidVolumeError, match=r"1 of 6 particles lie outside .*TS_02:000001"
+    ) as exc:
         TomogramPool(ts, table, BOX)
+    assert "--units" not in str(exc.value)  # one stray particle: no units hint
 
 
 def test_angstrom_read_as_pixels_gets_a_units_hint(tomo_dir: Path) -> None:
