@@ -186,7 +186,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
 
 def test_usage_errors() -> None:
     r = CliRunner().invoke(cli, ["select", "--coords", "x.star"])
+    assert r.exit_code == 2 and "--volumes (or --tomograms/--copick) is required" in r.output
+    r = CliRunner().invoke(cli, ["select", "--volumes", "v/", "--coords", "x.star"])
     assert r.exit_code == 2 and "--coords needs --tomograms" in r.output
+    r = CliRunner().invoke(cli, ["select", "--volumes", "v/", "--tomograms", "t/", "--coords", "x"])
+    assert r.exit_code == 2 and "either --volumes or --tomograms/--copick, not both" in r.output
     r = CliRunner().invoke(cli, ["select", "--tomograms", "t/"])
     assert r.exit_code == 2 and "--tomograms needs --coords" in r.output
     r = CliRunner().invoke(cli, ["select", "--copick", "c.json"])
