@@ -19,6 +19,13 @@ from cryoal.io.mrc import (
     read_volume,
     write_volume,
 )
+from cryoal.io.particle_labels import (
+    LabelMatch,
+    labels_from_particles,
+    match_labels,
+    read_class_names,
+    read_particle_labels,
+)
 from cryoal.io.particles import (
     PARTICLE_FORMATS,
     ParticleList,
@@ -39,6 +46,11 @@ from cryoal.io.particles import (
 from cryoal.io.pool import PoolDataset, PoolSummary, VolumePool
 
 __all__ = [
+    "LabelMatch",
+    "labels_from_particles",
+    "match_labels",
+    "read_class_names",
+    "read_particle_labels",
     "PARTICLE_FORMATS",
     "ParticleList",
     "make_particle_ids",
