@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "simulate:simulate",
     "pack": "pack:pack",
     "pretrain": "pretrain:pretrain",
+    "evaluate": "evaluate:evaluate",
 }
 
 
