@@ -1423,7 +1423,8 @@ def write_relion(
     tomograms: str | os.PathLike[str] | None = None,
     tomogram_shapes: Shapes = None,
     pixel_size: PixelSize = None,
-    class_numbers: Mapping[str, int] | None = None,
+    class_numbers: Mapping[str, int] | Sequence[str] | None = None,
+    class_column: str = "label",
 ) -> Path:
     """Write a RELION particles.star (optics + particles blocks, via ``starfile``), atomically.
 
@@ -1444,8 +1445,11 @@ def write_relion(
         Å/pixel for the pixel form and the optics block's ``rlnTomoTiltSeriesPixelSize``
         (default ``particles.pixel_size``).
     class_numbers
-        ``{label: class number}``: writes ``rlnClassNumber`` from ``label``
-        (predictions). Without it a kept ``rlnClassNumber`` column is written as is.
+        ``{label: class number}``, or the class names in order (class ``i + 1``):
+        writes ``rlnClassNumber`` from ``class_column`` (0 where empty). Without it a
+        kept ``rlnClassNumber`` column is written as is.
+    class_column
+        The column holding class names (``label``, or e.g. ``predicted``).
 
     Returns
     -------
@@ -1510,17 +1514,19 @@ def write_relion(
         optics["rlnTomoTiltSeriesPixelSize"] = sizes
     out["rlnOpticsGroup"] = [group_of.get(ps_map.get(t, -1.0), 1) for t in tomos]
     if class_numbers is not None:
-        if "label" not in table.columns:
+        if class_column not in table.columns:
             raise InvalidParticlesError(
-                f"{where}: class_numbers given but the particles have no label column"
+                f"{where}: class_numbers given but the particles have no {class_column} column"
             )
-        labels = ["" if v is None or pd.isna(v) else str(v) for v in table["label"]]
+        if not isinstance(class_numbers, Mapping):
+            class_numbers = {str(n): i + 1 for i, n in enumerate(class_numbers)}
+        labels = ["" if v is None or pd.isna(v) else str(v) for v in table[class_column]]
         bad = [
             f"row {i + 1} ({lab!r})"
             for i, lab in enumerate(labels)
             if lab and lab not in class_numbers
         ]
-        _fail(where, "have a label missing from class_numbers", bad, len(labels))
+        _fail(where, f"have a {class_column} missing from class_numbers", bad, len(labels))
         out["rlnClassNumber"] = [int(class_numbers[lab]) if lab else 0 for lab in labels]
     for col in table.columns:
         name = str(col)

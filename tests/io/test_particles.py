@@ -314,3 +314,56 @@ def test_particle_list_helpers(tmp_path: Path) -> None:
     assert sub.ids == ["a:000000", "a:000001"]
     with pytest.raises(InvalidParticlesError, match="pixel size unknown"):
         pl.coordinates("pixel")
+
+
+def test_optimisation_set_follows_to_particles_and_tomograms(tmp_path: Path) -> None:
+    tomos = _tomograms_star(tmp_path / "tomograms.star", [("TS_1", 100, 80, 40, 2.0, 4.0)])
+    _relion5(
+        tmp_path / "particles.star",
+        {
+            "rlnTomoName": ["TS_1"],
+            "rlnCenteredCoordinateXAngst": [10.0],
+            "rlnCenteredCoordinateYAngst": [0.0],
+            "rlnCenteredCoordinateZAngst": [-10.0],
+        },
+    )
+    opt = tmp_path / "optimisation_set.star"
+    starfile.write(
+        {
+            "": pd.DataFrame(
+                {"rlnTomoParticlesFile": ["particles.star"], "rlnTomoTomogramsFile": [tomos.name]}
+            )
+        },
+        opt,
+    )
+    assert sniff_particle_format(opt) == "relion5"
+    pl = read_particles(opt)
+    np.testing.assert_allclose(pl.coordinates()[0], [100.0 + 10.0, 80.0, 40.0 - 10.0])
+    assert pl.pixel_size == {"TS_1": 8.0}
+
+
+def test_tomograms_star_and_option_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "tomograms.star"
+    starfile.write({"global": pd.DataFrame({"rlnTomoName": ["t"], "rlnTomoSizeX": [10]})}, bad)
+    with pytest.raises(InvalidParticlesError, match="missing column.*rlnTomoSizeY"):
+        read_particles(
+            _relion5(
+                tmp_path / "p.star",
+                {
+                    "rlnTomoName": ["t"],
+                    "rlnCenteredCoordinateXAngst": [0.0],
+                    "rlnCenteredCoordinateYAngst": [0.0],
+                    "rlnCenteredCoordinateZAngst": [0.0],
+                },
+            ),
+            tomograms=bad,
+        )
+    neg = _tomograms_star(tmp_path / "neg.star", [("t", 10, 10, -1, 1.0, 1.0)])
+    with pytest.raises(InvalidParticlesError, match="non-positive size"):
+        read_relion5(tmp_path / "p.star", tomograms=neg)
+    with pytest.raises(InvalidParticlesError, match="options user_id do not apply to relion5"):
+        read_particles(tmp_path / "p.star", user_id="x")
+    with pytest.raises(InvalidParticlesError, match="not three positive sizes"):
+        read_relion5(tmp_path / "p.star", tomogram_shapes={"t": (10, 10)}, pixel_size=1.0)
+    with pytest.raises(InvalidParticlesError, match="positive number of Å"):
+        read_relion5(tmp_path / "p.star", tomogram_shapes={"t": (4, 4, 4)}, pixel_size=0.0)

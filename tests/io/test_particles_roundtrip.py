@@ -292,3 +292,35 @@ def test_dynamo_reader_one_based_with_shifts_and_names(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(InvalidParticlesError, match="empty file"):
         read_dynamo(empty, pixel_size=1.0)
+
+
+def test_relion_writer_class_numbers_from_ordered_names(tmp_path: Path) -> None:
+    pl = _particles()
+    table = pl.table.assign(predicted=pl.table["label"]).drop(columns=["label"])
+    table.loc[0, "predicted"] = None
+    pl = ParticleList(table, pl.pixel_size, "csv", pl.centres)
+    out = write_relion(
+        tmp_path / "pred.star",
+        pl,
+        class_numbers=["proteasome", "ribosome"],
+        class_column="predicted",
+    )
+    parts = starfile.read(out, always_dict=True)["particles"]
+    assert list(parts["rlnClassNumber"]) == [0, 1, 2, 1, 2, 1, 2, 1, 2]
+    assert list(parts["cryoalPredicted"].fillna(""))[1:3] == ["proteasome", "ribosome"]
+
+
+def test_dynamo_and_copick_bad_input(tmp_path: Path) -> None:
+    # 40 columns as Dynamo writes them; x (column 24) is NaN in the second row
+    row = ["0"] * 40
+    row[0], row[19], row[23], row[24], row[25] = "1", "1", "1", "1", "1"
+    nan_row = list(row)
+    nan_row[0], nan_row[23] = "2", "NaN"
+    tbl = tmp_path / "nan.tbl"
+    tbl.write_text(" ".join(row) + "\n" + " ".join(nan_row) + "\n")
+    with pytest.raises(InvalidParticlesError, match=r"non-numeric x: row 2 \(empty\)"):
+        read_dynamo(tbl, pixel_size=1.0)
+    bad = tmp_path / "cfg.json"
+    bad.write_text("{not json")
+    with pytest.raises(InvalidParticlesError, match="not a readable copick config"):
+        read_copick(bad)
