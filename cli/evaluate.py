@@ -127,6 +127,9 @@ def picks(
 ) -> None:
     """Score predicted particle centres per class, as the CZII challenge does.
 
+    Classes: those of --czii (all six, as the challenge scores them), the copick
+    objects that occur in either file (--copick), and each --radius.
+
     A prediction hits a true particle of its class in the same tomogram within
     radius-factor x radius; TP counts the true particles hit, FP the other predictions,
     FN the true particles missed, summed over tomograms; F-beta per class (beta 4:
@@ -136,11 +139,7 @@ def picks(
     from cryoal.io.particles import read_particles
     from cryoal.tasks.particle_metrics import CZII_RADII, CZII_WEIGHTS, pick_fbeta
 
-    radii: dict[str, float] = dict(CZII_RADII) if czii else {}
-    if copick_config is not None:
-        radii.update(_copick_radii(copick_config))
-    radii.update(_pairs(radius, "--radius"))
-    if not radii:
+    if not (radius or copick_config or czii):
         raise ConfigError("give the particle radii: --radius NAME=Å, --copick CONFIG or --czii")
     weights = {**(dict(CZII_WEIGHTS) if czii else {}), **_pairs(weight, "--weight")}
     tables = []
@@ -159,6 +158,11 @@ def picks(
                 f"(columns: {', '.join(map(str, table.columns))}); choose one with --label-column"
             )
         tables.append(table.assign(label=table[column].astype(str)))
+    radii: dict[str, float] = dict(CZII_RADII) if czii else {}
+    if copick_config is not None:  # the objects that occur in either file
+        seen = set(tables[0]["label"]) | set(tables[1]["label"])
+        radii.update({k: v for k, v in _copick_radii(copick_config).items() if k in seen})
+    radii.update(_pairs(radius, "--radius"))
     scores = pick_fbeta(
         tables[0], tables[1], radii, weights=weights, beta=beta, radius_factor=radius_factor
     )

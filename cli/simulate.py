@@ -93,6 +93,13 @@ cryoal simulate tomo-copick --out big/ --tomograms 4 --shape 128 256 256 --per-c
     is_flag=True,
     help="Also write relion/: RELION 5 tomograms.star, particles.star and MRC tomograms.",
 )
+@click.option(
+    "--candidates/--no-candidates",
+    default=True,
+    show_default=True,
+    help="Also write unlabelled candidate picks of every particle (object 'particle', "
+    "user 'picker'), shuffled and ~0.5 voxel off centre, as a picker would give them.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
 @device_option
 @progress_option
@@ -107,6 +114,7 @@ def tomo_copick(
     tomo_type: str,
     user_id: str,
     relion: bool,
+    candidates: bool,
     overwrite: bool,
     device: str,
     progress: bool,
@@ -117,7 +125,9 @@ def tomo_copick(
     glua3-ntd 3O21, enolase 3ENL) at random positions (non-overlapping) and orientations,
     with CTF, missing wedge and noise at SNR. Writes OUT/copick_config.json, the
     tomograms as OME-Zarr under OUT/overlay/ExperimentRuns/TS_NNN/, one ground-truth
-    picks file per object, OUT/truth.csv, OUT/config.json and, with --relion, OUT/relion/.
+    picks file per object (user 'curation'), unlabelled candidate picks (object
+    'particle', user 'picker'), OUT/truth.csv, OUT/config.json and, with --relion,
+    OUT/relion/.
     The project appears at OUT only once it is complete.
     """
     from cryoal.runtime import resolve_device
@@ -133,6 +143,7 @@ def tomo_copick(
         tomo_type=tomo_type,
         user_id=user_id,
         relion=relion,
+        candidates=candidates,
         seed=seed,
         overwrite=overwrite,
         device=str(resolve_device(device)),
@@ -145,6 +156,12 @@ def tomo_copick(
         f"{len(project.particles)} particles ({counts})"
     )
     click.echo(f"config: {project.config}")
+    if project.candidates is not None:
+        obj, user = project.candidates
+        click.echo(
+            f"next: cryoal select --copick {project.config} --object {obj} --user-id {user} "
+            f"--box 32 --budget 12 --project {project.root / 'cryoal-project'}"
+        )
     if project.relion is not None:
         click.echo(
             f"RELION 5: {project.relion / 'particles.star'}, {project.relion / 'tomograms.star'}"

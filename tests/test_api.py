@@ -258,7 +258,7 @@ def test_simulate_copick_builds_then_reuses(tmp_path: Path) -> None:
     project = ca.simulate_copick(tmp_path / "p", seed=2, **small)
     assert project.runs == ["TS_001", "TS_002"] and len(project.particles) == 4
     root = copick.from_file(str(project.config))
-    assert [o.name for o in root.pickable_objects] == ["ruvab"]
+    assert [o.name for o in root.pickable_objects] == ["ruvab", "particle"]
     stamp = (project.root / "truth.csv").stat().st_mtime_ns
     again = ca.simulate_copick(tmp_path / "p", seed=2, **small)
     assert (project.root / "truth.csv").stat().st_mtime_ns == stamp  # reused, not rebuilt

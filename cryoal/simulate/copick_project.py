@@ -11,6 +11,10 @@ stores them the way copick stores a project, written with the ``copick`` API::
                                  OME-Zarr multiscale group "0", "1", "2" (bin 1, 2, 4)
     OUT/overlay/ExperimentRuns/TS_001/Picks/curation_0_ribosome.json
                                  ground-truth picks per object (user_id "curation")
+    OUT/overlay/ExperimentRuns/TS_001/Picks/picker_0_particle.json
+                                 unlabelled candidates: every particle, shuffled, centres
+                                 off by ~0.5 voxel (as a picker would give), object
+                                 "particle" (with ``candidates=True``)
     OUT/truth.csv                every particle: id, tomo, label, x, y, z (Å), rot, tilt,
                                  psi (RELION ZYZ, degrees), radius (Å)
     OUT/relion/tomograms.star    RELION 5 tomogram set (size, pixel size, optics, MRC path)
@@ -72,6 +76,11 @@ COPICK_OBJECTS: Mapping[str, str] = {
     "enolase": "3ENL",
 }
 
+#: Object and user_id of the unlabelled candidate picks.
+CANDIDATES = ("particle", "picker")
+#: Standard deviation of the candidates' offset from the true centres, in voxels.
+_CANDIDATE_JITTER = 0.5
+
 #: Name of the copick configuration file inside the project folder.
 CONFIG_NAME = "copick_config.json"
 
@@ -111,6 +120,9 @@ class SimulatedCopickProject:
         Tomogram shape ``(D, H, W)`` in voxels (``z, y, x``).
     tomo_type, user_id, session_id
         Copick tomogram type and the picks' author and session.
+    candidates
+        ``(object, user_id)`` of the unlabelled candidate picks (``("particle",
+        "picker")``), or ``None``.
     relion
         ``root / "relion"`` when the RELION 5 copies were written, else ``None``.
     """
@@ -126,6 +138,7 @@ class SimulatedCopickProject:
     user_id: str
     session_id: str
     relion: Path | None
+    candidates: tuple[str, str] | None = None
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -284,6 +297,7 @@ def simulate_copick_project(
     session_id: str = "0",
     pyramid_levels: int = 3,
     relion: bool = False,
+    candidates: bool = True,
     seed: int = 0,
     name: str = "cryoal simulated copick project",
     overwrite: bool = False,
@@ -324,6 +338,10 @@ def simulate_copick_project(
         OME-Zarr scale levels (bin 1, 2, 4, ...).
     relion
         Also write ``relion/`` (RELION 5 tomograms.star, particles.star, MRC tomograms).
+    candidates
+        Also write unlabelled candidate picks of every particle (object ``"particle"``,
+        user ``"picker"``), in random order and ~0.5 voxel off the true centres: the
+        input of a classification (``cryoal select --copick ... --object particle``).
     seed
         Fixes every random draw: the same seed gives identical tomograms and picks.
     name
@@ -391,6 +409,18 @@ def simulate_copick_project(
         }
     )
     labels = dict(zip(names, objects_table["label"], strict=True))
+    if candidates and CANDIDATES[0] in names:
+        raise ConfigError(f"object name {CANDIDATES[0]!r} is taken by the candidate picks")
+    config_objects = objects_table
+    if candidates:
+        extra = {
+            "name": CANDIDATES[0],
+            "label": len(names) + 1,
+            "radius": float(objects_table["radius"].max()),
+            "structure": "",
+            "pdb_id": "",
+        }
+        config_objects = pd.concat([objects_table, pd.DataFrame([extra])], ignore_index=True)
     runs = [f"TS_{i + 1:03d}" for i in range(int(n_tomograms))]
     seeds = np.random.SeedSequence(int(seed)).generate_state(len(runs))
 
@@ -404,7 +434,7 @@ def simulate_copick_project(
             f"{len(runs)} simulated tomograms {dims[2]}x{dims[1]}x{dims[0]} at {vs:g} Å, "
             f"{len(names)} classes, SNR {snr:g}, seed {seed} (cryoal simulate tomo-copick)"
         )
-        _write_config(tmp / CONFIG_NAME, overlay, name, description, objects_table)
+        _write_config(tmp / CONFIG_NAME, overlay, name, description, config_objects)
         root = copick.from_file(str(tmp / CONFIG_NAME))
         truth_parts: list[pd.DataFrame] = []
         volumes: list[np.ndarray] = []
@@ -434,6 +464,12 @@ def simulate_copick_project(
                 rows = table[table["label"] == obj]
                 picks = run.new_picks(obj, session_id, user_id)
                 picks.from_numpy(rows[["x", "y", "z"]].to_numpy(), _transforms(rows))
+            if candidates:
+                jitter = np.random.default_rng([int(seed), len(truth_parts), 1])
+                order = jitter.permutation(len(table))
+                xyz = table[["x", "y", "z"]].to_numpy()[order]
+                xyz = xyz + jitter.normal(0.0, _CANDIDATE_JITTER * vs, xyz.shape)
+                run.new_picks(CANDIDATES[0], "0", CANDIDATES[1]).from_numpy(xyz)
             truth_parts.append(table)
             volumes.append(volume)
         truth = pd.concat(truth_parts, ignore_index=True)
@@ -452,7 +488,7 @@ def simulate_copick_project(
             amplitude_contrast=amplitude_contrast,
         )
         # the config must name the overlay where it will live, not the temporary folder
-        _write_config(tmp / CONFIG_NAME, out_path / "overlay", name, description, objects_table)
+        _write_config(tmp / CONFIG_NAME, out_path / "overlay", name, description, config_objects)
         from cryoal.runtime import write_run_config
 
         write_run_config(
@@ -472,6 +508,7 @@ def simulate_copick_project(
                 "user_id": user_id,
                 "session_id": session_id,
                 "relion": relion,
+                "candidates": candidates,
                 "device": str(device),
             },
             seed=int(seed),
@@ -495,6 +532,7 @@ def simulate_copick_project(
         user_id=user_id,
         session_id=session_id,
         relion=out_path / "relion" if relion else None,
+        candidates=CANDIDATES if candidates else None,
     )
 
 
@@ -593,12 +631,14 @@ def load_simulated_copick(root: str | Path) -> SimulatedCopickProject:
         raise ConfigError(
             f"{base} is not a project of 'cryoal simulate tomo-copick': {exc}"
         ) from exc
-    names = [str(o["name"]) for o in config["pickable_objects"]]
+    with_candidates = bool(args.get("candidates", False))
+    listed = [o for o in config["pickable_objects"] if str(o["name"]) in structures]
+    names = [str(o["name"]) for o in listed]
     objects = pd.DataFrame(
         {
             "name": names,
-            "label": [int(o["label"]) for o in config["pickable_objects"]],
-            "radius": [float(o["radius"]) for o in config["pickable_objects"]],
+            "label": [int(o["label"]) for o in listed],
+            "radius": [float(o["radius"]) for o in listed],
             "structure": [structures.get(n, "") for n in names],
             "count": [int((truth["label"] == n).sum()) for n in names],
         }
@@ -616,4 +656,5 @@ def load_simulated_copick(root: str | Path) -> SimulatedCopickProject:
         user_id=str(args["user_id"]),
         session_id=str(args["session_id"]),
         relion=relion if (relion / "particles.star").is_file() else None,
+        candidates=CANDIDATES if with_candidates else None,
     )

@@ -57,8 +57,8 @@ def _picks(project: SimulatedCopickProject) -> pd.DataFrame:
 def test_copick_opens_the_project(sim_copick: SimulatedCopickProject) -> None:
     root = copick.from_file(str(sim_copick.config))
     objects = {o.name: o for o in root.pickable_objects}
-    assert list(objects) == list(COPICK_OBJECTS)
-    assert [o.label for o in objects.values()] == [1, 2, 3, 4, 5, 6]
+    assert list(objects) == [*COPICK_OBJECTS, "particle"]  # + the candidates' object
+    assert [o.label for o in objects.values()] == [1, 2, 3, 4, 5, 6, 7]
     assert all(o.is_particle for o in objects.values())
     assert objects["ribosome"].radius == pytest.approx(139.6)
     assert objects["enolase"].radius == pytest.approx(37.4)
@@ -112,6 +112,24 @@ def test_picks_read_back_match_the_truth(sim_copick: SimulatedCopickProject) -> 
     on_disk = pd.read_csv(sim_copick.root / "truth.csv")
     assert on_disk["id"].tolist() == truth["id"].tolist()
     np.testing.assert_allclose(on_disk[["x", "y", "z"]], truth[["x", "y", "z"]])
+
+
+def test_candidate_picks_are_every_particle_shuffled_and_off_centre(
+    sim_copick: SimulatedCopickProject,
+) -> None:
+    from scipy.spatial import cKDTree
+
+    assert sim_copick.candidates == ("particle", "picker")
+    root = copick.from_file(str(sim_copick.config))
+    for run in root.runs:
+        (picks,) = run.get_picks(object_name="particle", user_id="picker")
+        points, _ = picks.numpy()
+        truth = sim_copick.particles[sim_copick.particles["tomo"] == run.name]
+        assert len(points) == len(truth)
+        dist, nearest = cKDTree(truth[["x", "y", "z"]].to_numpy()).query(points)
+        assert sorted(nearest) == list(range(len(truth)))  # one candidate per particle
+        assert 0 < dist.min() and dist.max() < 25.0  # sigma 5 Å per axis
+        assert list(nearest) != sorted(nearest)  # not in the truth's order
 
 
 def test_particles_do_not_overlap(sim_copick: SimulatedCopickProject) -> None:
