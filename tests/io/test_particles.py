@@ -367,3 +367,49 @@ def test_tomograms_star_and_option_errors(tmp_path: Path) -> None:
         read_relion5(tmp_path / "p.star", tomogram_shapes={"t": (10, 10)}, pixel_size=1.0)
     with pytest.raises(InvalidParticlesError, match="positive number of Å"):
         read_relion5(tmp_path / "p.star", tomogram_shapes={"t": (4, 4, 4)}, pixel_size=0.0)
+
+
+def test_relion5_positions_and_angles_agree_with_copick_conversion(tmp_path: Path) -> None:
+    # copick (the field's library) converts RELION particles with its own code
+    # (copick.util.formats / copick.util.relion); ours must give the same positions and
+    # orientation matrices, subtomogram angles and origin shifts included.
+    from copick.util.formats import read_relion_tomograms as copick_tomograms
+    from copick.util.formats import relion_coordinates_to_angstrom
+    from copick.util.relion import relion_rows_to_poses
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(3)
+    n = 12
+    cols: dict[str, list[object]] = {"rlnTomoName": ["TS_1"] * 6 + ["TS_2"] * 6}
+    for name, lo, hi in (
+        ("rlnCenteredCoordinateXAngst", -900, 900),
+        ("rlnCenteredCoordinateYAngst", -900, 900),
+        ("rlnCenteredCoordinateZAngst", -200, 200),
+        ("rlnOriginXAngst", -20, 20),
+        ("rlnOriginYAngst", -20, 20),
+        ("rlnOriginZAngst", -20, 20),
+        ("rlnTomoSubtomogramRot", -180, 180),
+        ("rlnTomoSubtomogramTilt", 5, 175),
+        ("rlnTomoSubtomogramPsi", -180, 180),
+        ("rlnAngleRot", -180, 180),
+        ("rlnAngleTilt", 5, 175),
+        ("rlnAnglePsi", -180, 180),
+    ):
+        cols[name] = list(rng.uniform(lo, hi, n))
+    star = _relion5(tmp_path / "p.star", cols, ps=1.35)
+    tomos = _tomograms_star(
+        tmp_path / "tomograms.star",
+        [("TS_1", 1000, 800, 201, 1.35, 4.0), ("TS_2", 999, 800, 200, 1.35, 4.0)],
+    )
+    ours = read_relion5(star, tomograms=tomos)
+    data = starfile.read(star, always_dict=True)
+    df = data["particles"]
+    coords = relion_coordinates_to_angstrom(
+        df, voxel_spacing=None, tomograms=copick_tomograms(str(tomos)), optics=data["optics"]
+    )
+    rotations, offsets = relion_rows_to_poses(df)
+    np.testing.assert_allclose(ours.coordinates(), coords - offsets, atol=1e-6)
+    mine = Rotation.from_euler(
+        "ZYZ", ours.table[["rot", "tilt", "psi"]].to_numpy(), degrees=True
+    ).inv()
+    np.testing.assert_allclose(mine.as_matrix(), rotations, atol=1e-6)
