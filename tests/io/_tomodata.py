@@ -93,3 +93,54 @@ def particles_table(
             x, y, z = (rng.uniform(margin, n - 1 - margin) * voxel_size for n in (nx, ny, nz))
             rows.append({"id": f"{t}:{i:06d}", "tomo": t, "x": x, "y": y, "z": z})
     return pd.DataFrame(rows)
+
+
+def write_copick_project(
+    root: Path,
+    *,
+    runs: tuple[str, ...] = ("TS_01", "TS_02"),
+    types: tuple[str, ...] = ("wbp",),
+    picks: pd.DataFrame | None = None,
+    user_id: str = "expert",
+    session_id: str = "1",
+    object_name: str = "ribosome",
+) -> Path:
+    """A filesystem copick project (config + overlay) written with the copick API: one
+    tomogram per run and type at :data:`VOXEL`, and ``picks`` (``tomo, x, y, z`` Å) as
+    points of ``object_name``."""
+    from copick.models import CopickLocation, CopickPoint, PickableObject
+    from copick.ops.add import add_tomogram
+    from copick.ops.open import new_config
+
+    config = root / "config.json"
+    proj = new_config(
+        str(config),
+        str(root / "overlay"),
+        pickable_objects=[
+            PickableObject(name="ribosome", is_particle=True, label=1, radius=60),
+            PickableObject(name="proteasome", is_particle=True, label=2, radius=50),
+        ],
+    )
+    for k, run in enumerate(runs):
+        for tt in types:
+            add_tomogram(
+                proj,
+                run,
+                tt,
+                tomogram_data(k),
+                voxel_spacing=VOXEL,
+                create_pyramid=False,
+                chunks=(32, 32, 32),
+            )
+    if picks is not None:
+        for run in runs:
+            rows = picks[picks["tomo"] == run]
+            if rows.empty:
+                continue
+            p = proj.get_run(run).new_picks(object_name, session_id, user_id)
+            p.points = [
+                CopickPoint(location=CopickLocation(x=float(r.x), y=float(r.y), z=float(r.z)))
+                for r in rows.itertuples()
+            ]
+            p.store()
+    return config

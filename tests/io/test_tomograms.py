@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 import starfile
 import zarr
-from _tomodata import SHAPE, VOXEL, tomogram_data, write_mrc, write_ome_zarr
+from _tomodata import (
+    SHAPE,
+    VOXEL,
+    tomogram_data,
+    write_copick_project,
+    write_mrc,
+    write_ome_zarr,
+)
 
 from cryoal.errors import InvalidVolumeError
 from cryoal.io.tomograms import open_tomogram, open_tomograms, open_zarr_tomogram
@@ -187,30 +194,7 @@ def test_relion_tomograms_star_missing_file_names_the_row(tmp_path: Path) -> Non
 
 
 def _copick_project(tmp_path: Path, types: tuple[str, ...] = ("wbp",)) -> Path:
-    import copick
-    from copick.models import PickableObject
-    from copick.ops.add import add_tomogram
-    from copick.ops.open import new_config
-
-    config = tmp_path / "copick" / "config.json"
-    root = new_config(
-        str(config),
-        str(tmp_path / "copick" / "overlay"),
-        pickable_objects=[PickableObject(name="ribosome", is_particle=True, label=1, radius=60)],
-    )
-    for k, run in enumerate(("TS_01", "TS_02")):
-        for tt in types:
-            add_tomogram(
-                root,
-                run,
-                tt,
-                tomogram_data(k),
-                voxel_spacing=VOXEL,
-                create_pyramid=False,
-                chunks=(32, 32, 32),
-            )
-    copick.from_file(str(config))  # readable
-    return config
+    return write_copick_project(tmp_path / "copick", types=types)
 
 
 def test_copick_project_runs_to_tomograms(tmp_path: Path) -> None:

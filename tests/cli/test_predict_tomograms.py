@@ -1,0 +1,96 @@
+"""``cryoal predict --tomograms DIR --coords FILE``: RELION 5 STAR with rlnClassNumber."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+import torch
+from click.testing import CliRunner
+from cryoal.cli.main import cli
+
+from cryoal import models
+from cryoal.io.tomograms import open_tomograms
+from cryoal.io.tomopool import TomogramPool
+from cryoal.train import predict as predict_probabilities
+from cryoal.transforms import normalize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+from _tomodata import SHAPE, VOXEL, particles_table, tomogram_data, write_mrc, write_ome_zarr
+
+
+def test_predict_on_a_tomogram_pool_writes_relion5_class_numbers(tmp_path: Path) -> None:
+    tomos = tmp_path / "tomos"
+    write_mrc(tomos / "TS_01.mrc", tomogram_data(0))
+    write_ome_zarr(tomos / "TS_02.zarr", tomogram_data(1))
+    table = particles_table({"TS_01": SHAPE, "TS_02": SHAPE}, per_tomo=6)
+    coords = tmp_path / "coords.csv"
+    table.rename(columns={"x": "x_angst", "y": "y_angst", "z": "z_angst"}).to_csv(
+        coords, index=False
+    )
+    torch.manual_seed(0)
+    model = models.create("cb3d", 3, (1, 16, 16, 16))
+    ckpt = models.save_checkpoint(
+        tmp_path / "m.pt", model, class_names=["empty", "proteasome", "ribosome"], voxel_size=VOXEL
+    )
+    out = tmp_path / "classes.star"
+    args = ["predict", "--tomograms", tomos, "--coords", coords, "--box", 16]
+    r = CliRunner().invoke(
+        cli,
+        [
+            str(a)
+            for a in [*args, "--model", ckpt, "--out", out, "--device", "cpu", "--no-progress"]
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"12 volumes -> {out}: ")
+    blocks = starfile.read(out, always_dict=True)
+    assert set(blocks) == {"optics", "particles"}
+    p = blocks["particles"]
+    assert p["cryoalId"].tolist() == table["id"].tolist()
+    assert p["rlnTomoName"].tolist() == table["tomo"].tolist()
+    np.testing.assert_allclose(
+        p["rlnCenteredCoordinateYAngst"].to_numpy(), table["y"].to_numpy() - SHAPE[1] * VOXEL / 2
+    )
+    # the same model on the same boxes, in the library: class numbers are 1-based argmax
+    pool = TomogramPool(open_tomograms(tomos), table, 16)
+    probs = predict_probabilities(model.eval(), pool.dataset(transform=normalize), batch_size=4)
+    assert p["rlnClassNumber"].tolist() == (probs.argmax(1) + 1).tolist()
+    classes = ["empty", "proteasome", "ribosome"]
+    assert p["cryoalPredicted"].tolist() == [classes[i] for i in probs.argmax(1).tolist()]
+    csv_out = tmp_path / "classes.csv"
+    r = CliRunner().invoke(
+        cli,
+        [
+            str(a)
+            for a in [*args, "--model", ckpt, "--out", csv_out, "--device", "cpu", "--no-progress"]
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    csv = pd.read_csv(csv_out)
+    assert list(csv.columns[:5]) == ["id", "tomo", "x", "y", "z"]
+    wrong = CliRunner().invoke(
+        cli,
+        [
+            str(a)
+            for a in [
+                "predict",
+                "--tomograms",
+                tomos,
+                "--coords",
+                coords,
+                "--box",
+                20,
+                "--model",
+                ckpt,
+                "--out",
+                out,
+                "--device",
+                "cpu",
+            ]
+        ],
+    )
+    assert wrong.exit_code == 2 and "Error:" in wrong.output
