@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from cryoal.cli._common import example_epilog
@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 EXAMPLES = """
 cryoal label import round-001-labelled.csv --project cryoal-project
 cryoal label import fixes.star --project cryoal-project --overwrite --annotator alice
+cryoal label import classes.star --class-names 1=ribosome,2=proteasome --project tomo/
+cryoal label import copick/config.json --user-id alice --project tomo/   # object = class
+cryoal label import run_data.star --match coordinate --tolerance 20 --project tomo/
 cryoal label export --project cryoal-project --out labels.csv
 cryoal label status --project cryoal-project
 """
@@ -39,7 +42,7 @@ def label() -> None:
 
 
 @label.command("import", epilog=example_epilog(EXAMPLES))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @project_option
 @click.option(
     "--overwrite",
@@ -66,6 +69,36 @@ def label() -> None:
     type=click.FloatRange(min=0),
     help="Seconds to wait for another process writing the project.",
 )
+@click.option(
+    "--class-names",
+    default=None,
+    help="rlnClassNumber -> class name: '1=ribosome,2=proteasome' or a .yaml/.json/.csv "
+    "file [default: the numbers are the names].",
+)
+@click.option(
+    "--label-column",
+    default=None,
+    help="Column holding the labels [default: label, cryoalLabel, else rlnClassNumber; "
+    "copick: the object name].",
+)
+@click.option(
+    "--match",
+    "match_by",
+    type=click.Choice(["auto", "id", "image", "coordinate"]),
+    default="auto",
+    show_default=True,
+    help="Tomogram projects: match rows to particles by id, by image path (trailing "
+    "folders), or by (tomogram, coordinate) within --tolerance.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Coordinate matching radius in Å [default: two voxels].",
+)
+@click.option("--object", "object_name", default=None, help="copick FILE: only this object.")
+@click.option("--user-id", default=None, help="copick FILE: only picks of this user.")
+@click.option("--session-id", default=None, help="copick FILE: only picks of this session.")
 def import_(
     file: Path,
     project: Path,
@@ -74,16 +107,21 @@ def import_(
     annotator: str | None,
     source: str,
     lock_timeout: float,
+    **match: Any,
 ) -> None:
-    """Import labels from FILE (.csv with id,label or .star) into the project.
+    """Import labels from FILE into the project: a .csv with id,label, a .star (cryoal's
+    picks, or a RELION 5 particles.star with rlnClassNumber), or a copick config.
 
     Rows with an empty label are skipped (so a picks file with a half-filled 'label'
-    column imports as is). Ids must be volumes of the project's pool; class names that
-    look like typos of known classes are refused with a suggestion.
+    column imports as is). Rows must name volumes of the project's pool: by id, or for
+    projects built on tomograms (--tomograms/--copick) also by image path or by
+    (tomogram, coordinate) within --tolerance Å. Class names that look like typos of
+    known classes are refused with a suggestion.
     """
     from cryoal.active import Project
     from cryoal.errors import InvalidLabelsError
     from cryoal.io import read_labels
+    from cryoal.io.particle_labels import read_particle_labels
 
     proj = Project(project, create=False)
     try:
@@ -100,9 +138,15 @@ def import_(
                     f"project {project} has no pool yet; run `cryoal select --volumes DIR "
                     f"--project {project}` first (or pass --labels to it)"
                 )
-            table = read_labels(file, known_ids=set(ids), require_labels=False)
-            filled = table[table["label"].notna()]
-            skipped = len(table) - len(filled)
+            particles = particle_matching(proj, file, match)
+            if particles is None:
+                table = read_labels(file, known_ids=set(ids), require_labels=False)
+                filled = table[table["label"].notna()]
+                skipped = len(table) - len(filled)
+            else:
+                found = read_particle_labels(file, pool_ids=ids, **particles)
+                filled, skipped = found.table, None
+                click.echo(found.summary(str(file)))
             if filled.empty:
                 raise InvalidLabelsError(f"{file}: no row has a label; fill the 'label' column")
             report = proj.add_labels(
@@ -118,7 +162,8 @@ def import_(
         proj.close()
     click.echo(
         f"{file}: {len(report.added)} added, {len(report.unchanged)} unchanged, "
-        f"{len(report.overwritten)} replaced, {skipped} rows without a label skipped"
+        f"{len(report.overwritten)} replaced"
+        + (f", {skipped} rows without a label skipped" if skipped is not None else "")
     )
     if report.new_classes:
         click.echo(f"new classes: {', '.join(report.new_classes)}")
@@ -188,6 +233,43 @@ def status(project: Path) -> None:
         click.echo(format_label_status(proj))
     finally:
         proj.close()
+
+
+def particle_matching(proj: Project, file: Path, options: dict[str, Any]) -> dict[str, Any] | None:
+    """Keyword arguments for :func:`cryoal.io.particle_labels.read_particle_labels` when
+    FILE must be matched as particles (a tomogram project, a copick config, or matching
+    options given), else None (a plain id,label table)."""
+    from cryoal.cli._tomo import PARTICLES_FILE
+
+    table = Path(proj.path) / PARTICLES_FILE
+    given = any(v is not None for k, v in options.items() if k != "match_by")
+    is_copick = file.is_dir() or file.suffix.lower() == ".json"
+    if not (table.exists() or is_copick or given or options.get("match_by") != "auto"):
+        return None
+    kw: dict[str, Any] = {
+        "class_names": options.get("class_names"),
+        "label_column": options.get("label_column"),
+        "by": options.get("match_by", "auto"),
+    }
+    reader = {k: options[k] for k in ("object_name", "user_id", "session_id") if options.get(k)}
+    kw.update(reader)
+    if table.exists():
+        import pandas as pd
+
+        particles = pd.read_csv(table, dtype={"id": str, "tomo": str})
+        voxel = float(proj.get_meta("voxel_size"))
+        centres = proj.get_meta("pool_centres") or {}
+        kw["pool_particles"] = particles
+        kw["tolerance"] = options.get("tolerance") or 2.0 * voxel
+        kw["pixel_size"] = voxel
+        # RELION 5 centred coordinates need each tomogram's size: centre = n * voxel / 2
+        kw["tomogram_shapes"] = {
+            t: tuple(int(round(2.0 * c / voxel)) for c in reversed(xyz))
+            for t, xyz in centres.items()
+        }
+    elif options.get("tolerance") is not None:
+        kw["tolerance"] = options["tolerance"]
+    return kw
 
 
 def format_label_status(proj: Project) -> str:

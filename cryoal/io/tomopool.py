@@ -919,7 +919,8 @@ def open_tomogram_pool(
             kwargs["user_id"] = user_id
         if session_id is not None:
             kwargs["session_id"] = session_id
-        particles = read_particles(tomograms, fmt="copick", **kwargs)
+        vs = voxel_spacing if voxel_spacing is not None else tset[next(iter(tset))].voxel_size
+        particles = read_particles(tomograms, fmt="copick", pixel_size=float(vs), **kwargs)
     else:
         if coords is None:
             raise ConfigError("particle coordinates are needed with these tomograms (--coords)")

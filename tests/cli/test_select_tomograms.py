@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-from _simpool import FAST_ARGS
+from _simpool import FAST_ARGS, cryoal_subprocess
 from click.testing import CliRunner, Result
 from cryoal.cli.main import cli
 
@@ -22,6 +23,7 @@ from _tomodata import (
     VOXEL,
     particles_table,
     tomogram_data,
+    write_copick_project,
     write_mrc,
     write_ome_zarr,
 )
@@ -195,3 +197,57 @@ def test_usage_errors() -> None:
     assert r.exit_code == 2 and "--tomograms needs --coords" in r.output
     r = CliRunner().invoke(cli, ["select", "--copick", "c.json"])
     assert r.exit_code == 2 and "--copick needs --object" in r.output
+
+
+def test_a_round_on_a_copick_project(tmp_path: Path) -> None:
+    table = particles_table({"TS_01": SHAPE, "TS_02": SHAPE}, per_tomo=5)
+    config = write_copick_project(tmp_path / "cp", picks=table)
+    proj = tmp_path / "proj"
+    args = ["--copick", config, "--object", "ribosome", "--user-id", "expert", "--box", 16]
+    r = select(*args, "--voxel-spacing", VOXEL, "--budget", 3, "--project", proj)
+    assert r.exit_code == 0, r.output
+    assert "pool 10 volumes, 10 unlabelled; picked 3" in r.output
+    assert (
+        f"--copick {config} --object ribosome --voxel-spacing {VOXEL} --user-id expert" in r.output
+    )
+    with Project(proj, readonly=True) as p:
+        ids = p.pool_ids()
+    assert ids == [f"TS_0{t}:{i:06d}" for t in (1, 2) for i in range(5)]
+    picks = read_table(proj / "picks" / "round-001.csv")
+    truth = table.set_index("id")
+    for _, row in picks.iterrows():
+        assert row["z"] == pytest.approx(truth.loc[row["id"], "z"])
+    none = select(
+        "--copick", config, "--object", "proteasome", "--box", 16, "--project", tmp_path / "p2"
+    )
+    assert none.exit_code == 2 and "Error:" in none.output
+    assert not (tmp_path / "p2").exists()
+
+
+def test_killed_tomogram_round_resumes_to_the_same_picks(
+    data: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    tomos, star, _ = data
+    proj, ref = tmp_path / "killed", tmp_path / "reference"
+
+    def args(p: Path) -> list[str]:
+        return [
+            "select", "--tomograms", str(tomos), "--coords", str(star), "--box", "16",
+            "--budget", "3", "--project", str(p), *FAST_ARGS,
+        ]  # fmt: skip
+
+    done = cryoal_subprocess(args(ref))
+    assert done.returncode == 0, done.stderr
+    killed = cryoal_subprocess(args(proj), env={"CRYOAL_TEST_KILL_AT": "picks"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (proj / "picks" / "round-001.star").exists()
+    resumed = cryoal_subprocess(args(proj))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed round 1 from step 'scored'" in resumed.stdout
+    pd.testing.assert_frame_equal(
+        read_table(proj / "picks" / "round-001.csv").drop(columns="path"),
+        read_table(ref / "picks" / "round-001.csv").drop(columns="path"),
+    )
+    a = starfile.read(proj / "picks" / "round-001.star", always_dict=True)["particles"]
+    b = starfile.read(ref / "picks" / "round-001.star", always_dict=True)["particles"]
+    pd.testing.assert_frame_equal(a, b)
