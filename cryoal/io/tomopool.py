@@ -61,8 +61,6 @@ __all__ = [
     "box_bounds",
     "extract_box",
     "open_tomogram_pool",
-    "relion5_particles",
-    "write_relion5_particles",
 ]
 
 logger = logging.getLogger(__name__)
@@ -710,17 +708,23 @@ class TomogramPool(Dataset[torch.Tensor]):
         :func:`cryoal.io.write_table` does.
         """
         from cryoal.io.labels import write_table
+        from cryoal.io.particles import ParticleList, write_relion
 
         full = self.with_coordinates(table) if "tomo" not in table.columns else table
         if not str(path).lower().endswith(".star"):
             return write_table(path, full)
         classes = [str(c)[2:] for c in full.columns if str(c).startswith("p_")]
-        return write_relion5_particles(
-            path,
-            full,
+        particles = ParticleList(
+            full.drop(columns=[c for c in ("path",) if c in full.columns]),
+            {t: self.voxel_size for t in self.tomograms},
+            "cryoal",
             self.centres(),
-            self.voxel_size,
-            class_names=classes or None,
+        )
+        return write_relion(
+            path,
+            particles,
+            class_numbers=classes if classes and "predicted" in full.columns else None,
+            class_column="predicted",
         )
 
 
@@ -757,104 +761,6 @@ def _fields(t: Tomogram) -> dict[str, Any]:
         "data_offset": t.data_offset,
         "store": t.store,
     }
-
-
-# ---------------------------------------------------------------------- picks as RELION 5
-
-#: picks-table columns written under these RELION 5 names
-_RELION_COLUMNS = {"rot": "rlnAngleRot", "tilt": "rlnAngleTilt", "psi": "rlnAnglePsi"}
-
-
-def relion5_particles(
-    table: pd.DataFrame,
-    centres: dict[str, tuple[float, float, float]],
-    pixel_size: float,
-    *,
-    class_names: Sequence[str] | None = None,
-    class_column: str = "predicted",
-) -> dict[str, pd.DataFrame]:
-    """A RELION 5 particles.star (blocks ``optics`` and ``particles``) from a table with
-    ``tomo``, ``x``, ``y``, ``z`` (Å from the centre of voxel 0).
-
-    Parameters
-    ----------
-    table
-        Picks or predictions: ``id``, ``tomo``, ``x``, ``y``, ``z`` and any other columns
-        (written as ``cryoal<Name>``; ``rot``/``tilt``/``psi`` as ``rlnAngle...``).
-    centres
-        ``{tomo: (x, y, z)}`` Å of each tomogram centre; RELION 5 coordinates are
-        ``rlnCenteredCoordinate{X,Y,Z}Angst = x - centre``.
-    pixel_size
-        Å per voxel, written as ``rlnTomoTiltSeriesPixelSize`` of the one optics group
-        (the tomograms' voxel size: RELION's tilt-series pixel size times the binning).
-    class_names
-        Classes in order; with them, ``class_column`` becomes ``rlnClassNumber``
-        (1-based index, 0 where empty).
-    class_column
-        The column holding class names (``predicted`` or ``label``).
-
-    Returns
-    -------
-    dict
-        ``{"optics": ..., "particles": ...}`` for :func:`starfile.write`.
-    """
-    from cryoal.io.labels import _column_to_star
-
-    optics = pd.DataFrame(
-        {
-            "rlnOpticsGroup": [1],
-            "rlnOpticsGroupName": ["opticsGroup1"],
-            "rlnTomoTiltSeriesPixelSize": [float(pixel_size)],
-        }
-    )
-    tomo = table["tomo"].astype(str)
-    cx = tomo.map(lambda t: centres[t][0]).to_numpy(dtype=np.float64)
-    cy = tomo.map(lambda t: centres[t][1]).to_numpy(dtype=np.float64)
-    cz = tomo.map(lambda t: centres[t][2]).to_numpy(dtype=np.float64)
-    out = pd.DataFrame(
-        {
-            "rlnTomoName": tomo.to_numpy(),
-            "rlnCenteredCoordinateXAngst": table["x"].to_numpy(dtype=np.float64) - cx,
-            "rlnCenteredCoordinateYAngst": table["y"].to_numpy(dtype=np.float64) - cy,
-            "rlnCenteredCoordinateZAngst": table["z"].to_numpy(dtype=np.float64) - cz,
-            "rlnOpticsGroup": np.ones(len(table), dtype=np.int64),
-        }
-    )
-    for col, star in _RELION_COLUMNS.items():
-        if col in table.columns:
-            out[star] = table[col].to_numpy(dtype=np.float64)
-    if class_names is not None and class_column in table.columns:
-        lookup = {c: k + 1 for k, c in enumerate(class_names)}
-        out["rlnClassNumber"] = [lookup.get(str(v), 0) for v in table[class_column]]
-    skip = {"tomo", "x", "y", "z", "path", *_RELION_COLUMNS}
-    for col in table.columns:
-        if col in skip:
-            continue
-        name = "cryoalId" if col == "id" else _column_to_star(str(col))
-        values = table[col]
-        if values.dtype == object:
-            values = values.map(lambda v: "" if v is None else str(v))
-        out[name] = values.to_numpy()
-    return {"optics": optics, "particles": out}
-
-
-def write_relion5_particles(
-    path: str | os.PathLike[str],
-    table: pd.DataFrame,
-    centres: dict[str, tuple[float, float, float]],
-    pixel_size: float,
-    **kwargs: Any,
-) -> Path:
-    """Write :func:`relion5_particles` to ``path`` atomically; returns ``path``."""
-    import starfile
-
-    from cryoal._atomic import atomic_path
-
-    blocks = relion5_particles(table, centres, pixel_size, **kwargs)
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        starfile.write(blocks, tmp)
-    return target
 
 
 # ---------------------------------------------------------------------- building one

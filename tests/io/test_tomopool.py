@@ -19,7 +19,7 @@ from cryoal.io import VolumePool, write_volume
 from cryoal.io.base import Pool
 from cryoal.io.index import PoolIndex
 from cryoal.io.tomograms import open_tomograms
-from cryoal.io.tomopool import TomogramPool, extract_box, write_relion5_particles
+from cryoal.io.tomopool import TomogramPool, extract_box
 
 
 @pytest.fixture
@@ -348,5 +348,3 @@ def test_relion5_picks_star_has_optics_and_centred_angstrom_coordinates(
     assert p["cryoalRank"].tolist() == [1, 2]
     csv = pd.read_csv(pool.write_picks(tmp_path / "picks.csv", table))
     assert list(csv.columns[:5]) == ["id", "tomo", "x", "y", "z"]
-    direct = write_relion5_particles(tmp_path / "d.star", pool.item_table(), pool.centres(), VOXEL)
-    assert len(starfile.read(direct, always_dict=True)["particles"]) == len(pool)
