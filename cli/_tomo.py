@@ -129,6 +129,14 @@ def _options() -> list[Callable[[F], F]]:
     return [_named(k, o) for k, o in zip(TOMOGRAM_KEYS, options, strict=True)]
 
 
+copick_picks_option = click.option(
+    "--copick-picks",
+    is_flag=True,
+    help="--copick: also write each round's picks into the copick project (object --object, "
+    "user cryoal, session round-NNN) to open them in copick tools.",
+)
+
+
 def uses_tomograms(kw: dict[str, Any]) -> bool:
     """Whether the command line asks for a tomogram pool."""
     return kw.get("tomograms") is not None or kw.get("copick") is not None
@@ -142,6 +150,8 @@ def tomogram_pool(kw: dict[str, Any], *, edge: str | None = None) -> Any:
     click.UsageError
         Options that do not go together.
     """
+    if kw.get("copick_picks") and kw.get("copick") is None:
+        raise click.UsageError("--copick-picks needs --copick")
     if not uses_tomograms(kw):
         for key in ("coords", "object_name"):
             if kw.get(key) is not None:
@@ -233,3 +243,28 @@ def remember_particles(project: Any, pool: Any) -> None:
             return
     write_table(target, table)
     project.set_meta("pool_centres", {k: list(v) for k, v in pool.centres().items()})
+
+
+def write_copick_picks(kw: dict[str, Any], pool: Any, result: Any) -> str | None:
+    """With ``--copick-picks``: the round's picks as copick points (user ``cryoal``,
+    session ``round-NNN``, object ``--object``, score = the pick's score); returns what
+    was written, or None without the flag."""
+    if not kw.get("copick_picks"):
+        return None
+    from cryoal.io.particles import ParticleList, write_copick
+    from cryoal.io.tomopool import COPICK_USER
+
+    table = result.table
+    coords = pool.item_table([str(v) for v in table["id"]])
+    coords["score"] = [float(s) if s == s and s is not None else 1.0 for s in table["score"]]
+    session = f"round-{result.round.n:03d}"
+    n = write_copick(
+        kw["copick"],
+        ParticleList(coords, {t: pool.voxel_size for t in pool.tomograms}, "cryoal"),
+        user_id=COPICK_USER,
+        session_id=session,
+        object_name=kw["object_name"],
+        overwrite=True,
+        create_runs=False,
+    )
+    return f"{n} picks as {kw['object_name']} / user {COPICK_USER} / session {session}"

@@ -22,7 +22,7 @@ from cryoal.cli._common import (
     seed_option,
     volumes_option,
 )
-from cryoal.cli._tomo import tomogram_options
+from cryoal.cli._tomo import copick_picks_option, tomogram_options
 
 EXAMPLES = """
 cryoal select --demo                                        # whole loop on built-in demo data
@@ -52,6 +52,7 @@ DEMO_ARCH = "cb3d"
 )
 @volumes_option(required=False)
 @tomogram_options
+@copick_picks_option
 @click.option(
     "--task",
     type=click.Choice(["classification3d", "image2d", "segmentation"]),
@@ -333,7 +334,7 @@ def _device(name: str) -> Any:
 
 
 def _run_select(kw: dict[str, Any]) -> None:
-    from cryoal.cli._tomo import remember_particles, tomogram_pool
+    from cryoal.cli._tomo import remember_particles, tomogram_pool, write_copick_picks
 
     from cryoal.active import Project
     from cryoal.active.loop import register_pool, select_round
@@ -370,6 +371,9 @@ def _run_select(kw: dict[str, Any]) -> None:
                 restart=kw["restart"],
             )
             _print_summary(project, pool, result, kw)
+            copick = write_copick_picks(kw, pool, result)
+            if copick is not None:
+                click.echo(f"copick:  {copick} in {kw['copick']}")
     finally:
         project.close()
 

@@ -728,6 +728,17 @@ class TomogramPool(Dataset[torch.Tensor]):
         )
 
 
+#: the copick user id cryoal writes its picks under (left out of pools unless asked for)
+COPICK_USER = "cryoal"
+
+
+def _copick_users(config: str | os.PathLike[str], object_name: str) -> set[str]:
+    from cryoal.io.tomograms import open_copick_root
+
+    root = open_copick_root(config)
+    return {str(p.user_id) for run in root.runs for p in run.get_picks(object_name=object_name)}
+
+
 class _ByName(Mapping[str, Any]):
     """One attribute of each tomogram, looked up as :meth:`TomogramSet.resolve` finds them;
     a name with no tomogram raises :class:`InvalidVolumeError` (not ``KeyError``), so a
@@ -823,6 +834,10 @@ def open_tomogram_pool(
         kwargs: dict[str, Any] = {"object_name": object_name}
         if user_id is not None:
             kwargs["user_id"] = user_id
+        else:  # every user's picks but cryoal's own (select --copick-picks writes those)
+            others = _copick_users(tomograms, object_name) - {COPICK_USER}
+            if others:
+                kwargs["user_id"] = sorted(others)
         if session_id is not None:
             kwargs["session_id"] = session_id
         vs = voxel_spacing if voxel_spacing is not None else tset[next(iter(tset))].voxel_size

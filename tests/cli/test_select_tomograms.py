@@ -217,6 +217,27 @@ def test_a_round_on_a_copick_project(tmp_path: Path) -> None:
     truth = table.set_index("id")
     for _, row in picks.iterrows():
         assert row["z"] == pytest.approx(truth.loc[row["id"], "z"])
+    again = select(
+        *args, "--voxel-spacing", VOXEL, "--budget", 3, "--project", proj, "--copick-picks"
+    )
+    assert again.exit_code == 0, again.output
+    assert "copick:  3 picks as ribosome / user cryoal / session round-001" in again.output
+    import copick
+
+    run = copick.from_file(str(config))
+    written = {
+        (r.name, round(pt.location.x, 3), round(pt.location.z, 3))
+        for r in run.runs
+        for pk in r.get_picks(object_name="ribosome", user_id="cryoal", session_id="round-001")
+        for pt in pk.points
+    }
+    want = {(row["tomo"], round(row["x"], 3), round(row["z"], 3)) for _, row in picks.iterrows()}
+    assert written == want
+    # without --user-id the pool is every user's picks but cryoal's own: unchanged
+    same = select("--copick", config, "--object", "ribosome", "--box", 16, "--budget", 3,
+                  "--voxel-spacing", VOXEL, "--project", proj)  # fmt: skip
+    assert same.exit_code == 0, same.output
+    assert "round 1 is complete and no label was added since" in same.output
     none = select(
         "--copick", config, "--object", "proteasome", "--box", 16, "--project", tmp_path / "p2"
     )
