@@ -48,6 +48,23 @@ def _row(name: str, value: object) -> None:
 def _stats(header: MrcHeader) -> tuple[float, float, float, float]:
     """min, max, mean, std over every item, one item at a time (float64 sums)."""
     lo, hi, total, total_sq, count = np.inf, -np.inf, 0.0, 0.0, 0
+    if header.kind == "volume" and header.compression is None:
+        # a tomogram can be GBs: memory-map it and sum 16 z-slices at a time
+        mm = np.memmap(
+            header.path, dtype=header.dtype, mode="r", offset=header.data_offset,
+            shape=header.data_shape,
+        )  # fmt: skip
+        for z in range(0, header.data_shape[0], 16):
+            arr = np.asarray(mm[z : z + 16], dtype=np.float64)
+            if not np.isfinite(arr).all():
+                _read_item(header, None)  # raises, naming the first bad voxel
+            lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
+            total += float(arr.sum())
+            total_sq += float(np.square(arr).sum())
+            count += arr.size
+        del mm
+        mean = total / count
+        return lo, hi, mean, float(np.sqrt(max(total_sq / count - mean * mean, 0.0)))
     # compressed files are decompressed whole anyway: read them once
     whole = header.n_items == 1 or header.compression is not None
     items: list[int | None] = [None] if whole else list(range(header.n_items))

@@ -84,3 +84,20 @@ def test_info_on_a_broken_zarr_is_one_line(tmp_path: Path) -> None:
         f"Error: {bad}: no OME-NGFF 'multiscales' metadata in .zattrs; an OME-Zarr tomogram "
         "lists its scale levels there"
     ]
+
+
+def test_info_on_an_mrc_tomogram_sums_it_in_slabs(tmp_path: Path) -> None:
+    import numpy as np
+
+    data = tomogram_data(5)
+    path = write_mrc(tmp_path / "TS_05.mrc", data)
+    r = info(path)
+    assert r.exit_code == 0, r.output
+    assert "shape      64 x 96 x 96 (z, y, x)" in r.output
+    d = data.astype(np.float64)
+    assert f"min / max  {d.min():.6g} / {d.max():.6g}" in r.output
+    assert f"mean / std {d.mean():.6g} / {d.std():.6g}" in r.output
+    data[40, 3, 3] = np.nan
+    write_mrc(path, data)
+    bad = info(path)
+    assert bad.exit_code == 2 and "NaN/Inf values (first at voxel (40, 3, 3)" in bad.output
