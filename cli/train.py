@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from cryoal.cli._common import (
@@ -15,11 +16,13 @@ from cryoal.cli._common import (
     seed_option,
     volumes_option,
 )
+from cryoal.cli._tomo import tomogram_args, tomogram_options, tomogram_pool
 
 EXAMPLES = """
 cryoal train --volumes subtomos/ --labels labels.csv --out model.pt
 cryoal train --volumes subtomos/ --labels labels.star --model cb3d --epochs 40 --augment rotate --out runs/cb3d.pt
 cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e-3 --out m.pt
+cryoal train --tomograms tomos/ --coords particles.star --box 32 --labels labels.csv --out m.pt
 """
 
 
@@ -28,7 +31,8 @@ cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e
     epilog=example_epilog(EXAMPLES),
     short_help="Train a subtomogram classifier on labelled volumes.",
 )
-@volumes_option()
+@volumes_option(required=False)
+@tomogram_options
 @click.option(
     "--labels",
     "labels",
@@ -78,7 +82,7 @@ cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e
 @seed_option
 @device_option
 def train(
-    volumes: Path,
+    volumes: Path | None,
     labels: Path,
     model_name: str,
     epochs: int,
@@ -92,11 +96,13 @@ def train(
     progress: bool,
     seed: int,
     device: str,
+    **kw: Any,
 ) -> None:
     """Train a classifier on the labelled volumes and save a self-describing checkpoint.
 
     Volumes are z-scored one by one; the validation split is stratified by class and the
-    weights of the best validation epoch are kept.
+    weights of the best validation epoch are kept. With --tomograms/--copick the boxes
+    are cut from the tomograms at the particle coordinates (labels name particle ids).
     """
     import torch
     from torch.utils.data import Subset
@@ -124,11 +130,17 @@ def train(
         progress=progress,
     )
     describe(model_name)  # unknown name: fail before reading any volume
-    pool = VolumePool.from_path(volumes, pattern).with_labels(labels)
+    source = tomogram_pool({**kw, "volumes": volumes})
+    if source is None:
+        if volumes is None:
+            raise click.UsageError("--volumes (or --tomograms/--copick) is required")
+        source = VolumePool.from_path(volumes, pattern)
+    pool = source.with_labels(labels)
     labelled = pool.subset(pool.labelled_indices()) if pool.labelled_indices() else None
     if labelled is None:
         raise InvalidLabelsError(
-            f"{labels}: no row names a volume of {volumes}; nothing to train on"
+            f"{labels}: no row names a volume of {volumes or kw.get('tomograms') or kw.get('copick')}; "
+            "nothing to train on"
         )
     labelled.check()
     classes = labelled.class_names
@@ -162,7 +174,7 @@ def train(
         seed=seed,
         n_train=len(train_ds),
         n_val=len(val_idx),
-        volumes=str(volumes),
+        volumes=str(volumes) if volumes is not None else tomogram_args(kw),
         labels=str(labels),
     )
     from cryoal._atomic import atomic_write_text

@@ -613,6 +613,25 @@ class TomogramPool(Dataset[torch.Tensor]):
         )
         return hashlib.sha1(key.encode()).hexdigest()
 
+    def check(self) -> TomogramPool:
+        """Open every tomogram of the pool and read its probes (see
+        :meth:`Tomogram.fingerprint`); coordinates were checked when the pool was built.
+
+        Returns
+        -------
+        TomogramPool
+            ``self``, for chaining.
+
+        Raises
+        ------
+        InvalidVolumeError
+            A tomogram cannot be read.
+        """
+        for t in range(len(self._names)):
+            if t not in self._fingerprints:
+                self._fingerprints[t] = self.tomograms[self._names[t]].fingerprint()
+        return self
+
     # ------------------------------------------------------------------ derived pools
     def _derive(self, rows: np.ndarray, labels: list[str | None]) -> TomogramPool:
         new = TomogramPool.__new__(TomogramPool)

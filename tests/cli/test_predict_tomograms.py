@@ -94,3 +94,34 @@ def test_predict_on_a_tomogram_pool_writes_relion5_class_numbers(tmp_path: Path)
         ],
     )
     assert wrong.exit_code == 2 and "Error:" in wrong.output
+
+
+def test_train_on_a_tomogram_pool_then_predict(tmp_path: Path) -> None:
+    tomos = tmp_path / "tomos"
+    write_mrc(tomos / "TS_01.mrc", tomogram_data(0))
+    table = particles_table({"TS_01": SHAPE}, per_tomo=12)
+    coords = tmp_path / "coords.csv"
+    table.rename(columns={"x": "x_angst", "y": "y_angst", "z": "z_angst"}).to_csv(
+        coords, index=False
+    )
+    labels = pd.DataFrame({"id": table["id"][:8], "label": ["a", "b"] * 4})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    src = ["--tomograms", tomos, "--coords", coords, "--box", 16]
+    r = CliRunner().invoke(
+        cli,
+        [str(a) for a in ["train", *src, "--labels", tmp_path / "labels.csv", "--model", "cb3d",
+                          "--epochs", 1, "--val-fraction", 0, "--out", tmp_path / "m.pt",
+                          "--device", "cpu", "--no-progress"]],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("8 labelled volumes, box 16x16x16, 2 classes (a, b)")
+    _, meta = models.load_checkpoint(tmp_path / "m.pt")
+    assert meta.class_names == ["a", "b"] and meta.voxel_size == VOXEL
+    out = tmp_path / "p.star"
+    r = CliRunner().invoke(
+        cli,
+        [str(a) for a in ["predict", *src, "--model", tmp_path / "m.pt", "--out", out,
+                          "--device", "cpu", "--no-progress"]],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert set(starfile.read(out, always_dict=True)["particles"]["rlnClassNumber"]) <= {1, 2}
