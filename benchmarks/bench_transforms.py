@@ -45,7 +45,7 @@ def _baseline_chain(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         v = scipy.ndimage.affine_transform(
             x[i, 0], rzyx, offset=centre - rzyx @ centre, order=1, mode="constant"
         )
-        v = np.fft.irfftn(np.fft.rfftn(v) * ctf, s=box, axes=(0, 1, 2))
+        v = np.fft.irfftn(np.fft.rfftn(v) * -ctf, s=box, axes=(0, 1, 2))  # as apply_ctf (dark)
         v = np.fft.irfftn(np.fft.rfftn(v) * wedge, s=box, axes=(0, 1, 2))
         out[i, 0] = v + rng.standard_normal(box) * np.sqrt(v.var() / 0.1)
     return out

@@ -35,6 +35,13 @@ lr_option = click.option(
     help="Peak learning rate (AdamW, cosine decay).",
 )
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True)
+invert_option = click.option(
+    "--invert/--no-invert",
+    default=None,
+    help="Read the volumes contrast-inverted (-x): for pools whose protein is bright (RELION "
+    "'invert contrast', aitom) next to dark ones (raw tomograms, cryoal simulate). "
+    "[default: no; predict: as the checkpoint was trained]",
+)
 
 
 def volumes_option(*, required: bool = True) -> Callable[[F], F]:
@@ -52,3 +59,24 @@ def example_epilog(text: str) -> str:
     """Format an 'Example usage' block as a click epilog (kept verbatim)."""
     lines = "\n".join(f"  {line}" for line in text.strip().splitlines())
     return f"\b\nExample usage:\n{lines}"
+
+
+def inverted(pool: Any, invert: bool | None) -> Any:
+    """``pool`` read contrast-inverted when ``invert`` (the ``--invert`` option).
+
+    Raises
+    ------
+    ConfigError
+        The pool type cannot invert its items.
+    """
+    if not invert:
+        return pool
+    method = getattr(pool, "inverted", None)
+    if method is None:
+        from cryoal.errors import ConfigError
+
+        raise ConfigError(
+            f"--invert is not supported for {type(pool).__name__} pools yet; invert the "
+            "volumes with the 'invert' transform or a VolumePool instead"
+        )
+    return method(True)

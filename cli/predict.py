@@ -9,6 +9,8 @@ import click
 from cryoal.cli._common import (
     device_option,
     example_epilog,
+    invert_option,
+    inverted,
     pattern_option,
     progress_option,
     volumes_option,
@@ -45,6 +47,7 @@ cryoal predict --tomograms tomos/ --coords particles.star --box 32 --model model
 )
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @pattern_option
+@invert_option
 @progress_option
 @device_option
 def predict(
@@ -53,6 +56,7 @@ def predict(
     out: Path,
     batch_size: int,
     pattern: str,
+    invert: bool | None,
     progress: bool,
     device: str,
     **kw: Any,
@@ -84,6 +88,9 @@ def predict(
             raise click.UsageError("--volumes (or --tomograms/--copick) is required")
         pool = VolumePool.from_path(volumes, pattern).check()
     model, info = load_checkpoint(checkpoint, device=dev)
+    if invert is None:  # as the checkpoint was trained (cryoal train --invert)
+        invert = bool((info.train_config or {}).get("invert", False))
+    pool = inverted(pool, invert)
     check_compatible(info, pool.box, pool.voxel_size)
     classes = info.class_names or [f"class{i}" for i in range(info.arch.num_classes)]
     probs = predict_probabilities(

@@ -17,6 +17,8 @@ import click
 from cryoal.cli._common import (
     device_option,
     example_epilog,
+    invert_option,
+    inverted,
     pattern_option,
     progress_option,
     seed_option,
@@ -173,6 +175,7 @@ DEMO_ARCH = "cb3d"
 )
 @click.option("--restart", is_flag=True, help="Discard an unfinished round instead of resuming it.")
 @pattern_option
+@invert_option
 @click.option(
     "--batch-size",
     default=32,
@@ -358,6 +361,8 @@ def _run_select(kw: dict[str, Any]) -> None:
                     project, kw["volumes"], pattern=kw["pattern"], rebuild=kw["reindex"]
                 )
             remember_particles(project, pool)
+            if kw["invert"]:
+                pool = inverted(pool, True)
             if kw["labels"] is not None:
                 register_pool(project, pool)
                 import_labels(project, kw)

@@ -10,6 +10,8 @@ import click
 from cryoal.cli._common import (
     device_option,
     example_epilog,
+    invert_option,
+    inverted,
     lr_option,
     pattern_option,
     progress_option,
@@ -78,6 +80,7 @@ cryoal train --tomograms tomos/ --coords particles.star --box 32 --labels labels
     "'rotate,noise' (volumes are z-scored again after them). Default: none.",
 )
 @pattern_option
+@invert_option
 @progress_option
 @seed_option
 @device_option
@@ -93,6 +96,7 @@ def train(
     balanced: bool,
     augment: str,
     pattern: str,
+    invert: bool | None,
     progress: bool,
     seed: int,
     device: str,
@@ -135,7 +139,7 @@ def train(
         if volumes is None:
             raise click.UsageError("--volumes (or --tomograms/--copick) is required")
         source = VolumePool.from_path(volumes, pattern)
-    pool = source.with_labels(labels)
+    pool = inverted(source.with_labels(labels), invert)
     labelled = pool.subset(pool.labelled_indices()) if pool.labelled_indices() else None
     if labelled is None:
         raise InvalidLabelsError(
@@ -169,7 +173,7 @@ def train(
         class_names=classes,
         voxel_size=labelled.voxel_size,
         normalization="zscore",
-        train_config=config.to_dict(),
+        train_config={**config.to_dict(), "invert": bool(invert)},
         metrics=metrics,
         seed=seed,
         n_train=len(train_ds),

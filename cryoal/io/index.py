@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import hashlib
 import itertools
 import json
@@ -248,7 +249,11 @@ class PoolIndex(Dataset[torch.Tensor]):
     registered_in
         The project directory whose ``pool`` table holds exactly these entries (set by
         :func:`project_index`; the round loop then skips re-registering them), or None.
+    invert
+        Items are read with their contrast inverted (``-x``); see :meth:`inverted`.
     """
+
+    invert: bool = False
 
     def __init__(
         self,
@@ -624,7 +629,14 @@ class PoolIndex(Dataset[torch.Tensor]):
                 f"{self.path_of(i)}: box {shape} differs from the pool box {box} (of "
                 f"{self.ids[0]}); all volumes of a pool must share one box size"
             )
-        return arr
+        return -arr if self.invert else arr
+
+    def inverted(self, invert: bool = True) -> PoolIndex:
+        """This index with every item read contrast-inverted (``-x``); see
+        :meth:`cryoal.io.VolumePool.inverted`. Shares the index arrays."""
+        out = copy.copy(self)
+        out.invert = bool(invert)
+        return out
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Item ``index`` as a float32 tensor ``(1, D, H, W)`` (raw values)."""
@@ -665,6 +677,7 @@ class PoolIndex(Dataset[torch.Tensor]):
             box=self._box,
             voxel_size=self._voxel_size,
         )
+        pool.invert = self.invert
         return pool
 
     def iter_entries(self, chunk: int = 50_000) -> Iterator[list[tuple[str, str, int]]]:

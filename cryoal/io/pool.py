@@ -127,7 +127,11 @@ class VolumePool(Dataset[torch.Tensor]):
         The folder ids are relative to.
     labels
         One label per item, None where unlabelled (all None until :meth:`with_labels`).
+    invert
+        Items are read with their contrast inverted (``-x``); see :meth:`inverted`.
     """
+
+    invert: bool = False
 
     def __init__(
         self,
@@ -497,11 +501,23 @@ class VolumePool(Dataset[torch.Tensor]):
                 f"{_box_str(box)} (of {self.ids[0]}); all volumes of a pool must share one "
                 "box size, re-extract or resample them"
             )
-        return arr
+        return -arr if self.invert else arr
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Item ``index`` as a float32 tensor ``(1, D, H, W)`` (raw values)."""
         return torch.from_numpy(self.read(index)).unsqueeze(0)
+
+    def inverted(self, invert: bool = True) -> VolumePool:
+        """This pool with every item read contrast-inverted (``-x``), sharing files and labels.
+
+        Raw tomograms and cryoal's simulated pools show protein dark (underfocus); RELION
+        particles extracted with "invert contrast" and aitom's simulated subtomograms show
+        it bright. Invert one side so that pools, models and encoders agree. The flag is
+        kept by :meth:`subset` and :meth:`with_labels`; ``inverted(False)`` undoes it.
+        """
+        out = self._derive(np.arange(len(self), dtype=np.int64), list(self.labels))
+        out.invert = bool(invert)
+        return out
 
     # ------------------------------------------------------------------ checking
     def _scan(self, workers: int) -> list[tuple[int, MrcHeader | None, str | None]]:
@@ -584,7 +600,7 @@ class VolumePool(Dataset[torch.Tensor]):
 
     # ------------------------------------------------------------------ derived pools
     def _derive(self, rows: np.ndarray, labels: list[str | None]) -> VolumePool:
-        return VolumePool(
+        out = VolumePool(
             root=self.root,
             ids=[self.ids[i] for i in rows.tolist()],
             files=self._files,
@@ -596,6 +612,8 @@ class VolumePool(Dataset[torch.Tensor]):
             box=self._box,
             voxel_size=self._voxel_size,
         )
+        out.invert = self.invert
+        return out
 
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> VolumePool:
         """A pool of the given items (in the given order), sharing files and labels.

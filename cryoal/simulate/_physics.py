@@ -14,7 +14,9 @@ field's definition) whatever recipe, CTF and wedge are used:
     wedge removes both. ``n1, n2 ~ N(0, s^2)`` with
     ``s^2 = var(W C T x) / (snr * (mean|W C|^2 + mean|W|^2))``.
 
-``T`` is the sub-voxel translation (a Fourier phase ramp), ``C`` the CTF, ``W`` the wedge
+``T`` is the sub-voxel translation (a Fourier phase ramp), ``C = -CTF`` the microscope's
+transfer of the density to the recorded image (``CTF`` from :func:`ctf_3d`, RELION's sign;
+the minus makes protein dark under underfocus, as in raw tomograms), ``W`` the wedge
 mask, means over the full Fourier grid (Parseval).
 """
 
@@ -132,6 +134,7 @@ def form_images(
             rfft=True,
             device=x.device,
         ).reshape(-1, d, h, w // 2 + 1)
+        ctf = -ctf  # recorded image: protein dark (apply_ctf's contrast="dark")
     else:
         ctf = ones
     filt_wc = wedge * ctf

@@ -34,6 +34,7 @@ from cryoal.transforms.wedge import apply_missing_wedge, check_tilt_axis, missin
 
 __all__ = [
     "Compose",
+    "Invert",
     "Normalize",
     "RandomFlip",
     "RandomMissingWedge",
@@ -336,6 +337,30 @@ class RandomMissingWedge(Transform):
         return apply_missing_wedge(x, masks.unsqueeze(1))
 
 
+class Invert(Transform):
+    """Invert the contrast, ``x → −x`` (the usual "invert contrast" step of RELION/Warp).
+
+    cryoal's simulated pools, like raw tomograms, show protein dark (underfocus, see
+    docs/simulation.md); RELION particles extracted with contrast inversion and aitom's
+    simulated subtomograms show it bright. Put ``invert`` first in a pipeline (or read a pool
+    with :meth:`cryoal.io.VolumePool.inverted`) so that data from either convention match.
+    With ``prob < 1`` it is an augmentation that makes a model indifferent to the contrast.
+
+    Parameters
+    ----------
+    prob, seed
+        See :class:`Transform` (default ``prob=1``: always).
+    """
+
+    name = "invert"
+
+    def _apply(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        if self.prob >= 1.0:
+            return -x
+        sel = self._selected(x.shape[0], gen, torch.device("cpu")).to(x.device)
+        return _where(sel, -x, x)
+
+
 class Normalize(Transform):
     """Per-volume z-score (zero mean, unit std over D, H, W), every channel on its own."""
 
@@ -382,7 +407,8 @@ class Compose:
 
 
 _REGISTRY: dict[str, type[Transform]] = {
-    cls.name: cls for cls in (RandomRotate, RandomFlip, RandomNoise, RandomMissingWedge, Normalize)
+    cls.name: cls
+    for cls in (RandomRotate, RandomFlip, RandomNoise, RandomMissingWedge, Invert, Normalize)
 }
 
 

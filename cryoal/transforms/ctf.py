@@ -2,7 +2,15 @@
 
 Conventions (see docs/simulation.md, "Physics"):
 
-- ``CTF(k) = -[sqrt(1 - A²)·sin χ(k) + A·cos χ(k)] · exp(-B k² / 4)``
+- ``CTF(k) = [sqrt(1 - A²)·sin χ(k) + A·cos χ(k)] · exp(-B k² / 4)``, so ``CTF(0) = +A``:
+  the sign of RELION (``CTF::getCTF``, ``-sin(K1 Δf' k² + K2 k⁴ - K3)`` with
+  ``Δf' = -Δf``), teamtomo torch-ctf and torch-fourier-filter (``-sin(χ' - arctan(A/√(1-A²)))``
+  with their ``χ' = -χ``); tests check the values against torch-ctf.
+- The image a microscope records of a density ``ρ`` (protein > 0) under underfocus has the
+  protein **dark**: ``image(k) = -CTF(k) · ρ(k)`` (:func:`apply_ctf`'s default
+  ``contrast="dark"``, what the simulator does). ``contrast="bright"`` multiplies by
+  ``CTF`` itself: protein bright, as RELION's CTF-modulated references and contrast-inverted
+  particles.
 - ``χ(k) = π λ Δf k² - (π/2) Cs λ³ k⁴``
 - ``k`` is the spatial frequency in cycles/Å, ``λ`` the relativistic electron wavelength
   in Å, ``Δf`` the defocus in Å with **positive = underfocus** (RELION/CTFFIND), ``Cs`` the
@@ -95,7 +103,8 @@ def ctf_1d(
     Returns
     -------
     torch.Tensor
-        CTF values, broadcast shape of ``k`` and ``defocus_um``, dtype of ``k``.
+        CTF values ``sqrt(1 - A²)·sin χ + A·cos χ`` (times the envelope), broadcast shape of
+        ``k`` and ``defocus_um``, dtype of ``k``; ``+A`` at ``k = 0`` (RELION's sign).
     """
     _check_params(voltage_kv, cs_mm, amplitude_contrast, bfactor)
     lam = electron_wavelength(voltage_kv)
@@ -104,7 +113,7 @@ def ctf_1d(
     cs = float(cs_mm) * 1e7
     chi = math.pi * lam * df * k2 - 0.5 * math.pi * cs * lam**3 * k2**2
     a = float(amplitude_contrast)
-    ctf = -(math.sqrt(1.0 - a * a) * torch.sin(chi) + a * torch.cos(chi))
+    ctf = math.sqrt(1.0 - a * a) * torch.sin(chi) + a * torch.cos(chi)
     if bfactor:
         ctf = ctf * torch.exp(-float(bfactor) * k2 / 4.0)
     return ctf.to(k.dtype if k.is_floating_point() else torch.float32)
@@ -216,7 +225,7 @@ def ctf_3d(
     -------
     torch.Tensor
         float32 CTF ``(D, H, W')`` (``W' = W`` or ``W // 2 + 1``) in the unshifted FFT
-        layout; ``CTF(0) = -A``.
+        layout; ``CTF(0) = +A`` (RELION's sign).
 
     Raises
     ------
@@ -249,7 +258,9 @@ def ctf_3d(
     return ctf[..., :w].to(device=dev, copy=True)
 
 
-def apply_ctf(x: torch.Tensor, ctf: torch.Tensor, mode: str = "full") -> torch.Tensor:
+def apply_ctf(
+    x: torch.Tensor, ctf: torch.Tensor, mode: str = "full", *, contrast: str = "dark"
+) -> torch.Tensor:
     """Filter real volumes with a CTF.
 
     Parameters
@@ -257,12 +268,18 @@ def apply_ctf(x: torch.Tensor, ctf: torch.Tensor, mode: str = "full") -> torch.T
     x
         Real volumes ``(..., D, H, W)``.
     ctf
-        CTF from :func:`ctf_3d`, full ``(D, H, W)`` or half ``(D, H, W // 2 + 1)`` layout,
-        optionally with leading dims broadcastable to ``x``'s. Moved to ``x``'s device.
+        CTF from :func:`ctf_3d` (RELION's sign, ``CTF(0) = +A``), full ``(D, H, W)`` or half
+        ``(D, H, W // 2 + 1)`` layout, optionally with leading dims broadcastable to
+        ``x``'s. Moved to ``x``'s device.
     mode
-        ``"full"``: multiply the spectrum by the CTF (what the microscope does);
-        ``"phaseflip"``: multiply by ``sign(CTF)`` (the usual correction: flips the
-        phases of the negative lobes, leaves amplitudes alone).
+        ``"full"``: image formation, the spectrum times the CTF (with the sign of
+        ``contrast``); ``"phaseflip"``: multiply by ``sign(CTF)`` (the usual correction:
+        flips the phases of the negative lobes, leaves amplitudes and the contrast alone).
+    contrast
+        With ``mode="full"``: ``"dark"`` (default) multiplies by ``-CTF``, the image a
+        microscope records (protein dark under underfocus, as in raw tomograms and in
+        cryoal's simulated pools); ``"bright"`` multiplies by ``CTF`` (protein bright:
+        RELION's CTF-modulated references, or particles after contrast inversion).
 
     Returns
     -------
@@ -272,10 +289,12 @@ def apply_ctf(x: torch.Tensor, ctf: torch.Tensor, mode: str = "full") -> torch.T
     Raises
     ------
     ConfigError
-        Unknown mode, or the CTF does not match the volume box.
+        Unknown mode or contrast, or the CTF does not match the volume box.
     """
+    if contrast not in ("dark", "bright"):
+        raise ConfigError(f"apply_ctf: contrast must be 'dark' or 'bright', got {contrast!r}")
     if mode == "full":
-        filt = ctf
+        filt = -ctf if contrast == "dark" else ctf
     elif mode == "phaseflip":
         filt = torch.where(ctf < 0, -torch.ones_like(ctf), torch.ones_like(ctf))
     else:

@@ -322,3 +322,43 @@ def test_unknown_augmentation(data: tuple[Path, Path, pd.DataFrame], tmp_path: P
         ],
         "unknown transform 'rotat' (did you mean 'rotate'?)",
     )
+
+
+def _negated_copy(vols: Path, dest: Path) -> Path:
+    """The pool with every volume's contrast inverted (bright particles: RELION, aitom)."""
+    from cryoal.io import read_volume
+
+    dest.mkdir()
+    for f in sorted(vols.glob("*.mrc")):
+        v = read_volume(f)
+        write_volume(dest / f.name, -v.data, voxel_size=v.voxel_size)
+    return dest
+
+
+def test_invert_matches_pools_of_either_contrast(
+    trained: tuple[Path, str], data: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    vols, labels, _ = data
+    bright = _negated_copy(vols, tmp_path / "bright")
+    # training on the inverted copy with --invert is training on the original pool
+    model = tmp_path / "inv.pt"
+    result = CliRunner().invoke(cli, [*_train_args(bright, labels, model), "--invert"])
+    assert result.exit_code == 0, result.output
+    a, _ = load_checkpoint(trained[0])
+    b, info = load_checkpoint(model)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert info.train_config["invert"] is True
+
+    def predict(pool: Path, ckpt: Path, name: str, *flags: str) -> pd.DataFrame:
+        out = tmp_path / f"{name}.csv"
+        args = [*_predict_args(pool, ckpt, out), "--device", "cpu", "--no-progress", *flags]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        return read_table(out)
+
+    reference = predict(vols, trained[0], "ref")
+    # predict follows the checkpoint (trained with --invert) unless told otherwise
+    pd.testing.assert_frame_equal(predict(bright, model, "follows"), reference)
+    pd.testing.assert_frame_equal(predict(bright, trained[0], "flag", "--invert"), reference)
+    wrong = predict(bright, model, "wrong", "--no-invert")
+    assert not wrong[["p_rod", "p_sphere"]].equals(reference[["p_rod", "p_sphere"]])

@@ -71,6 +71,30 @@ def test_directory_ids_sorted_and_stacks_expanded(pool_tree):
     assert pool.check() is pool
 
 
+def test_inverted_pool_reads_minus_x_and_keeps_the_flag(pool_tree, tmp_path: Path):
+    from cryoal.io.index import PoolIndex
+
+    root, expected = pool_tree
+    pool = VolumePool.from_directory(root, ["*.mrc", "*.mrcs"])
+    inv = pool.inverted()
+    assert not pool.invert and inv.invert and inv.ids == pool.ids
+    for i, id_ in enumerate(pool.ids):
+        np.testing.assert_array_equal(inv[i][0].numpy(), -expected[id_])
+        np.testing.assert_array_equal(pool[i][0].numpy(), expected[id_])  # original untouched
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\na.mrc,x\nb.mrc,y\n")
+    derived = inv.subset([1, 0]).with_labels(labels)
+    assert derived.invert and derived.labels == ["y", "x"]
+    np.testing.assert_array_equal(derived[0][0].numpy(), -expected["b.mrc"])
+    x, _ = derived.dataset()[0]
+    np.testing.assert_array_equal(x[0].numpy(), -expected["b.mrc"])
+    assert not inv.inverted(False).invert
+    index = PoolIndex.from_directory(root, ["*.mrc", "*.mrcs"]).inverted()
+    assert index.invert and index.to_pool().invert
+    for i in range(len(index)):
+        np.testing.assert_array_equal(index[i][0].numpy(), -expected[index.ids[i]])
+
+
 def test_directory_not_recursive_and_default_pattern(pool_tree):
     root, _ = pool_tree
     assert VolumePool.from_directory(root, recursive=False).ids == ["a.mrc", "b.mrc"]

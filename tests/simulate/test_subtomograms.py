@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,47 @@ def test_bad_parameters_raise_config_error(kwargs: dict, message: str) -> None:
     args = {"n_per_class": 1, "box": 16, "snr": 1.0, **kwargs}
     with pytest.raises(ConfigError, match=message):
         simulate_subtomograms(SMALL, **args)
+
+
+REFERENCE = Path(__file__).parent / "data" / "image_formation_v0.1.npz"
+
+
+def test_image_formation_unchanged_by_the_ctf_sign_convention() -> None:
+    """The CTF took RELION's sign (CTF(0) = +A); the simulator forms ``-CTF · x`` so its
+    volumes are what they were. The reference was written by the code before the change
+    (CPU, one intra-op thread as in conftest); on the dev VM the match is bit-for-bit, the
+    tolerance (1e-6 of the largest value) only absorbs other FFT builds and thread counts."""
+    ref = np.load(REFERENCE)
+    for recipe in ("white", "two-stage"):
+        s = simulate_subtomograms(
+            ["7PBL", "3ENL"], 1, box=12, voxel_size=25.0, snr=0.5, defocus=(3.0, 6.0),
+            shift_max=1.0, seed=7, noise=recipe, bfactor=50.0, return_clean=True,
+        )  # fmt: skip
+        tol = 1e-6 * float(np.abs(ref[recipe]).max())
+        np.testing.assert_allclose(s.volumes.numpy(), ref[recipe], atol=tol, rtol=0)
+        assert s.clean is not None
+        tol = 1e-6 * float(np.abs(ref["clean"]).max())
+        np.testing.assert_allclose(s.clean.numpy(), ref["clean"], atol=tol, rtol=0)
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+def test_simulated_particles_are_dark_like_raw_tomograms() -> None:
+    """Underfocus, weak phase object: the recorded protein is dark (negative correlation
+    with the density), the CTF itself is positive at low frequency; inverting brightens."""
+    from cryoal.transforms import Invert
+
+    s = simulate_subtomograms(
+        ["7PBL"], 6, box=24, snr=math.inf, shift_max=0.0, defocus=5.0, seed=2, shuffle=False
+    )
+    tmpl = torch.from_numpy(load_structure("7PBL", 10.0, box=24).density)
+    angles = torch.tensor(s.metadata[["rot", "tilt", "psi"]].to_numpy())
+    density = rotate_volume(tmpl.expand(6, 1, 24, 24, 24), euler_to_matrix(angles).float())
+    c = _correlation(s.volumes, density.squeeze(1))
+    assert bool((c < -0.4).all()), c
+    bright = _correlation(Invert()(s.volumes.unsqueeze(1)).squeeze(1), density.squeeze(1))
+    torch.testing.assert_close(bright, -c)

@@ -162,11 +162,11 @@ def test_config_round_trip(blobs32: torch.Tensor) -> None:
 
 
 def test_registry_names_and_did_you_mean() -> None:
-    assert T.available() == ["flip", "missing-wedge", "noise", "normalize", "rotate"]
+    assert T.available() == ["flip", "invert", "missing-wedge", "noise", "normalize", "rotate"]
     assert isinstance(T.get("Missing_Wedge", jitter=1.0), RandomMissingWedge)
     with pytest.raises(
         ConfigError,
-        match=r"^unknown transform 'rotat' \(did you mean 'rotate'\?\); available: flip, missing-wedge, noise, normalize, rotate$",
+        match=r"^unknown transform 'rotat' \(did you mean 'rotate'\?\); available: flip, invert, missing-wedge, noise, normalize, rotate$",
     ):
         T.get("rotat")
     with pytest.raises(ConfigError, match=r"^transform 'noise': bad arguments \['snr'\]"):
@@ -221,3 +221,23 @@ def test_pipeline_drives_cryoal_train_reproducibly() -> None:
         losses.append(train.fit(model, ds, config=cfg).train_loss)
     assert losses[0] == losses[1]
     assert math.isfinite(losses[0][0])
+
+
+def test_invert_negates_and_commutes_with_normalize(blobs32: torch.Tensor) -> None:
+    x = blobs32
+    inv = T.get("invert")
+    assert isinstance(inv, T.Invert) and inv.config()["name"] == "invert"
+    assert torch.equal(inv(x), -x) and torch.equal(inv(x[0]), -x[0])
+    torch.testing.assert_close(Normalize()(inv(x)), -Normalize()(x))
+    pipeline = T.from_config(["invert", "normalize"])
+    torch.testing.assert_close(pipeline(x), -Normalize()(x))
+
+
+def test_invert_with_probability_flips_a_seeded_subset() -> None:
+    x = torch.arange(1.0, 9.0).view(8, 1, 1, 1, 1).expand(8, 1, 2, 2, 2).contiguous()
+    inv = T.Invert(prob=0.5)
+    out = inv(x, _gen(4))
+    flipped = out[:, 0, 0, 0, 0] < 0
+    assert 0 < int(flipped.sum()) < 8
+    torch.testing.assert_close(out.abs(), x)
+    assert torch.equal(inv(x, _gen(4)), out)  # same generator, same draws

@@ -66,14 +66,14 @@ def test_ctf_3d_equals_ctf_1d_at_voxel_radius() -> None:
     for i, j, k in itertools.product(*(range(s) for s in shape)):
         kk = math.sqrt(freq(i, 6) ** 2 + freq(j, 7) ** 2 + freq(k, 8) ** 2) / voxel
         chi = math.pi * lam * 2.5e4 * kk**2 - 0.5 * math.pi * 2.0e7 * lam**3 * kk**4
-        value = -(phi_w * math.sin(chi) + 0.1 * math.cos(chi)) * math.exp(-50.0 * kk**2 / 4)
+        value = (phi_w * math.sin(chi) + 0.1 * math.cos(chi)) * math.exp(-50.0 * kk**2 / 4)
         assert ctf[i, j, k].item() == pytest.approx(value, abs=1e-6)
 
 
 def test_dc_value_and_bfactor_envelope() -> None:
     plain = ctf_3d((16, 16, 16), 5.0, 4.0)
     damped = ctf_3d((16, 16, 16), 5.0, 4.0, bfactor=200.0)
-    assert plain[0, 0, 0].item() == pytest.approx(-0.07)
+    assert plain[0, 0, 0].item() == pytest.approx(0.07)  # +A, RELION's sign
     k2 = (
         sum(
             torch.fft.fftfreq(16, dtype=torch.float64).view(*s) ** 2
@@ -90,9 +90,9 @@ def test_negative_defocus_is_overfocus() -> None:
     k = torch.linspace(0.0, 0.05, 11, dtype=torch.float64)
     lam = electron_wavelength(300)
     chi = math.pi * lam * (-2e4) * k**2 - 0.5 * math.pi * 2.7e7 * lam**3 * k**4
-    expected = -(math.sqrt(1 - 0.07**2) * torch.sin(chi) + 0.07 * torch.cos(chi))
+    expected = math.sqrt(1 - 0.07**2) * torch.sin(chi) + 0.07 * torch.cos(chi)
     torch.testing.assert_close(ctf_1d(k, -2.0), expected)
-    assert ctf_1d(torch.tensor([0.01], dtype=torch.float64), 2.0).item() < -0.07  # underfocus dips
+    assert ctf_1d(torch.tensor([0.01], dtype=torch.float64), 2.0).item() > 0.07  # underfocus rises
 
 
 def test_rfft_layout_and_per_volume_defocus() -> None:
@@ -111,10 +111,13 @@ def test_apply_full_multiplies_spectrum(noise32: torch.Tensor) -> None:
     ctf = ctf_3d((32, 32, 32), 10.0, 5.0)
     out = apply_ctf(x, ctf)
     assert out.dtype == torch.float64 and out.shape == x.shape
-    expected = torch.fft.fftn(x, dim=(-3, -2, -1)) * ctf.double()
+    # the recorded image (contrast="dark"): spectrum times -CTF
+    expected = torch.fft.fftn(x, dim=(-3, -2, -1)) * -ctf.double()
     torch.testing.assert_close(
         torch.fft.fftn(out, dim=(-3, -2, -1)), expected, atol=1e-6, rtol=1e-6
     )
+    assert torch.equal(apply_ctf(x, ctf, contrast="bright"), apply_ctf(x, -ctf))
+    torch.testing.assert_close(apply_ctf(x, ctf, contrast="bright"), -out)
     half = apply_ctf(noise32, ctf_3d((32, 32, 32), 10.0, 5.0, rfft=True))
     torch.testing.assert_close(half.double(), out, atol=1e-4, rtol=1e-4)
 
@@ -122,11 +125,14 @@ def test_apply_full_multiplies_spectrum(noise32: torch.Tensor) -> None:
 def test_phaseflip_corrects_phases(noise32: torch.Tensor) -> None:
     x = noise32.double()
     ctf = ctf_3d((32, 32, 32), 10.0, 5.0, rfft=True)
-    corrected = apply_ctf(apply_ctf(x, ctf), ctf, mode="phaseflip")
-    ratio = torch.fft.rfftn(corrected, dim=(-3, -2, -1)) / torch.fft.rfftn(x, dim=(-3, -2, -1))
-    torch.testing.assert_close(
-        ratio.real, ctf.double().abs().expand_as(ratio.real), atol=1e-6, rtol=1e-6
-    )
+    spec = torch.fft.rfftn(x, dim=(-3, -2, -1))
+    # phase flipping keeps the contrast: a dark image stays dark (-|CTF|), a bright one bright
+    for contrast, sign in (("dark", -1.0), ("bright", 1.0)):
+        corrected = apply_ctf(apply_ctf(x, ctf, contrast=contrast), ctf, mode="phaseflip")
+        ratio = torch.fft.rfftn(corrected, dim=(-3, -2, -1)) / spec
+        torch.testing.assert_close(
+            ratio.real, sign * ctf.double().abs().expand_as(ratio.real), atol=1e-6, rtol=1e-6
+        )
     twice = apply_ctf(apply_ctf(x, ctf, "phaseflip"), ctf, "phaseflip")
     torch.testing.assert_close(twice, x)
 
@@ -155,3 +161,59 @@ def test_apply_ctf_rejects_unknown_mode() -> None:
         ConfigError, match=r"apply_ctf: mode must be 'full' or 'phaseflip', got 'wiener'"
     ):
         apply_ctf(torch.zeros(8, 8, 8), ctf_3d((8, 8, 8), 10.0, 5.0), mode="wiener")
+    with pytest.raises(
+        ConfigError, match=r"apply_ctf: contrast must be 'dark' or 'bright', got 'white'"
+    ):
+        apply_ctf(torch.zeros(8, 8, 8), ctf_3d((8, 8, 8), 10.0, 5.0), contrast="white")
+
+
+def _relion_ctf(
+    k: torch.Tensor, defocus_um: float, kv: float, cs_mm: float, q0: float, bfac: float
+) -> torch.Tensor:
+    """RELION's CTF, transcribed from 3dem/relion src/ctf.h (``CTF::getCTF``) and
+    src/ctf.cpp (``CTF::initialise``), isotropic, no phase plate, scale 1.
+
+    RELION stores the defocus negated (``defocus_average = -(DeltafU + DeltafV) / 2``).
+    Its wavelength is the fit ``12.2643247 / sqrt(V (1 + 0.978466e-6 V))``, which agrees
+    with the CODATA value to 6e-6 (checked below) but, at 4 Å and 5 µm, moves χ by ~1e-3
+    rad; the comparison uses the CODATA wavelength so that only the formula is compared.
+    """
+    lam = electron_wavelength(kv)
+    k1 = math.pi / 2 * 2 * lam
+    k2 = math.pi / 2 * cs_mm * 1e7 * lam**3
+    k3 = math.atan(q0 / math.sqrt(1 - q0 * q0))
+    k4 = -bfac / 4.0
+    deltaf = -(defocus_um * 1e4 + defocus_um * 1e4) * 0.5
+    u2 = k**2
+    argument = k1 * deltaf * u2 + k2 * u2**2 - k3
+    return -torch.sin(argument) * torch.exp(k4 * u2)
+
+
+@pytest.mark.parametrize(
+    ("defocus", "kv", "cs", "ac", "bfac"),
+    [(5.0, 300.0, 2.7, 0.07, 0.0), (2.0, 200.0, 2.0, 0.1, 80.0), (-1.5, 300.0, 0.01, 0.2, 0.0)],
+)
+def test_ctf_matches_relion_closed_form(
+    defocus: float, kv: float, cs: float, ac: float, bfac: float
+) -> None:
+    k = torch.linspace(0.0, 0.25, 2001, dtype=torch.float64)
+    ours = ctf_1d(k, defocus, kv, cs, ac, bfac)
+    ref = _relion_ctf(k, defocus, kv, cs, ac, bfac)
+    torch.testing.assert_close(ours, ref, atol=1e-9, rtol=0)
+    assert ours[0].item() == pytest.approx(ac) and ref[0].item() == pytest.approx(ac)  # +A
+    v = kv * 1e3
+    relion_lambda = 12.2643247 / math.sqrt(v * (1.0 + v * 0.978466e-6))
+    assert electron_wavelength(kv) == pytest.approx(relion_lambda, rel=1e-5)  # 6e-6 apart
+
+
+def test_ctf_matches_torch_ctf() -> None:
+    """Independent implementation: teamtomo torch-ctf (installed only with --no-deps)."""
+    torch_ctf = pytest.importorskip("torch_ctf")
+    for df, voxel, ac in ((5.0, 10.0, 0.07), (2.0, 4.0, 0.1), (1.0, 2.0, 0.07)):
+        ref = torch_ctf.calculate_ctf_2d(
+            defocus=df, astigmatism=0.0, astigmatism_angle=0.0, voltage=300.0,
+            spherical_aberration=2.7, amplitude_contrast=ac, phase_shift=0.0,
+            pixel_size=voxel, image_shape=(32, 32), rfft=False, fftshift=False,
+        )  # fmt: skip
+        ours = ctf_3d((1, 32, 32), voxel, df, amplitude_contrast=ac)[0]
+        torch.testing.assert_close(ours, ref.float(), atol=3e-5, rtol=0)
