@@ -112,7 +112,9 @@ DEMO_ARCH = "cb3d"
     show_default=True,
     help="Acquisition strategy for rounds with labels (see `cryoal select --list-strategies`); "
     "auto picks typicality, diverse or plain entropy-gradnorm by labels per class and "
-    "records its choice in the picks file.",
+    "records its choice in the picks file. expected-gradnorm is Σ_y p(y|x)·‖∇CE_y‖ (the "
+    "expected gradient length); the released code's variant equals entropy-gradnorm "
+    "(docs/acquisition.md).",
 )
 @click.option(
     "--budget",
@@ -265,8 +267,10 @@ def select(**kw: Any) -> None:
         run_task(kw)
         return
     if kw["list_strategies"]:
-        for name in acquisition.available():
-            click.echo(name)
+        names = acquisition.available()
+        width = max(map(len, names)) + 2
+        for name in names:
+            click.echo(f"{name:<{width}}{acquisition.summary(name)}")
         return
     if not _distributed(kw):
         _dispatch(kw)

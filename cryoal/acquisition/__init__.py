@@ -25,6 +25,7 @@ from cryoal.acquisition.base import (
     get,
     register,
     select_topk,
+    summary,
 )
 from cryoal.acquisition.diverse import DiverseEntropyGradNorm, DiverseExpectedGradNorm
 from cryoal.acquisition.diversity import BADGE, Coreset, kcenter_greedy, kmeanspp_factored
@@ -87,6 +88,7 @@ __all__ = [
     "per_sample_grad_norms",
     "register",
     "select_topk",
+    "summary",
     "stream_scores",
     "typiclust_select",
 ]

@@ -393,6 +393,21 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def summary(name: str) -> str:
+    """One-line description of a registered strategy (its class docstring's first line,
+    reST markup removed), e.g. for ``cryoal select --list-strategies``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name.
+    """
+    if name not in _REGISTRY:
+        get(name)  # raises the usual "did you mean" error
+    doc = (_REGISTRY[name].__doc__ or "").strip()
+    return doc.splitlines()[0].replace("``", "") if doc else ""
+
+
 def get(name: str, **kwargs: Any) -> Strategy:
     """Build a registered strategy by name.
 

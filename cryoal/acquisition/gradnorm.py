@@ -137,7 +137,19 @@ class EntropyGradNorm(_GradNormStrategy):
 
 @register("expected-gradnorm")
 class ExpectedGradNorm(_GradNormStrategy):
-    """Score the gradient norm expected over the model's own predicted labels.
+    """Expected gradient length Σ_y p(y|x)·‖∇θ CE(f(x), y)‖ (variant="reference": released code, = entropy-gradnorm).
+
+    Three readings of "expected-gradnorm" exist; this class implements the first two:
+
+    - ``variant="paper"`` (default): ``Σ_y p(y|x)·‖∇θ CE(f(x), y)‖``, ``p`` a constant
+      weight — the norm of the update that labelling ``x`` would cause, expected over labels
+      drawn from the model (expected gradient length, Settles & Craven 2008).
+    - ``variant="reference"``: ``‖∇θ Σ_y p(y|x)·CE(f(x), y)‖`` with ``p`` differentiated,
+      what the released code computes; the sum is ``H(p)``, so it equals
+      :class:`EntropyGradNorm` (tested).
+    - ``‖∇θ Σ_y sg[p(y|x)]·CE(f(x), y)‖`` (the "expected empirical loss" with ``p``
+      detached) is not offered: its gradient is ``−Σ_y ∇p_y = −∇1 = 0`` for every input
+      (tested), so it cannot rank anything.
 
     Parameters
     ----------

@@ -338,6 +338,24 @@ class TestExpectedGradNorm(ScoreTemplate):
         naive = naive_norms(model, pool.x, released, reduction)  # type: ignore[arg-type]
         torch.testing.assert_close(ref, naive.float(), rtol=1e-5, atol=0)
 
+    def test_expected_loss_with_p_detached_has_zero_gradient(self) -> None:
+        """The third reading, ∇θ Σ_y sg[p_y]·CE(f(x), y) (the "expected empirical loss"
+        with p detached), is identically zero: −Σ_y p_y ∇log p_y = −∇Σ_y p_y = −∇1. Naive
+        autograd, one sample at a time; the default (Σ_y p_y‖∇CE_y‖) is not zero."""
+        torch.manual_seed(3)
+        model = TinyConv3d(num_classes=4).double().eval()
+        x = torch.randn(4, 1, 8, 8, 8, dtype=torch.float64)
+        params = [q for q in model.parameters() if q.requires_grad]
+        for i in range(x.shape[0]):
+            z = model(x[i : i + 1])
+            p = torch.softmax(z, 1).detach()
+            loss = (p * -torch.log_softmax(z, 1)).sum()
+            grads = torch.autograd.grad(loss, params)
+            norm = torch.sqrt(sum((g**2).sum() for g in grads))
+            assert float(norm) < 1e-12 * max(1.0, float(loss.detach()))
+        paper = self.make().score(model, TensorPool(x))
+        assert bool((paper > 1e-3).all())
+
     def test_paper_differs_from_reference(self, tiny3d: nn.Module, pool3d: TensorPool) -> None:
         paper = self.make().score(tiny3d, pool3d)
         ref = self.make(variant="reference").score(tiny3d, pool3d)

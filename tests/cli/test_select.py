@@ -168,6 +168,8 @@ def test_help_and_strategy_list() -> None:
     )
     res = invoke("select", "--list-strategies")
     assert "expected-gradnorm" in res.output.split() and "coreset" in res.output.split()
+    line = next(x for x in res.output.splitlines() if x.startswith("expected-gradnorm "))
+    assert "Σ_y p(y|x)·‖∇θ CE(f(x), y)‖" in line and "= entropy-gradnorm" in line
 
 
 # --------------------------------------------------------------------------- bad input
