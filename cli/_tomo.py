@@ -268,3 +268,33 @@ def write_copick_picks(kw: dict[str, Any], pool: Any, result: Any) -> str | None
         create_runs=False,
     )
     return f"{n} picks as {kw['object_name']} / user {COPICK_USER} / session {session}"
+
+
+def write_particle_labels(
+    out: Path,
+    labels: Any,
+    particles: Any,
+    centres: dict[str, Any],
+    voxel_size: float,
+) -> Path:
+    """A tomogram project's label table with the particles' tomo, x, y, z (Å): CSV, or a
+    RELION 5 particles.star with rlnClassNumber (1-based in the sorted class names)."""
+    from cryoal.io import write_table
+    from cryoal.io.particles import ParticleList, write_relion
+
+    table = labels.merge(particles, on="id", how="left", validate="many_to_one")
+    table = table[["id", "tomo", "x", "y", "z", *[c for c in labels.columns if c != "id"]]]
+    if not str(out).lower().endswith(".star"):
+        return write_table(out, table)
+    classes = sorted({str(v) for v in table["label"]})
+    return write_relion(
+        out,
+        ParticleList(
+            table.reset_index(drop=True),
+            {t: voxel_size for t in table["tomo"].unique()},
+            "cryoal",
+            {t: (float(c[0]), float(c[1]), float(c[2])) for t, c in centres.items()},
+        ),
+        class_numbers=classes,
+        class_column="label",
+    )

@@ -180,7 +180,12 @@ def import_(
 )
 @click.option("--history", is_flag=True, help="Also write the replaced labels (column 'replaced').")
 def export(project: Path, out: Path, history: bool) -> None:
-    """Write the project's labels (id, label, source, annotator, time, round) to a table."""
+    """Write the project's labels (id, label, source, annotator, time, round) to a table.
+
+    For a project built on tomograms the table also has tomo, x, y, z (Å), and a .star
+    output is a RELION 5 particles.star (rlnTomoName, centred Å coordinates,
+    rlnClassNumber = 1-based index of the label in the sorted class names).
+    """
     import pandas as pd
 
     from cryoal.active import Project
@@ -216,9 +221,18 @@ def export(project: Path, out: Path, history: bool) -> None:
                     }
                 )
             cols.append("replaced")
+        particles = particle_table(proj)
+        centres = proj.get_meta("pool_centres") or {}
+        voxel = proj.get_meta("voxel_size")
     finally:
         proj.close()
-    write_table(out, pd.DataFrame(rows, columns=cols))
+    table = pd.DataFrame(rows, columns=cols)
+    if particles is None:
+        write_table(out, table)
+    else:  # tomogram project: coordinates too; .star is a RELION 5 particles.star
+        from cryoal.cli._tomo import write_particle_labels
+
+        write_particle_labels(out, table, particles, centres, float(voxel))
     click.echo(f"wrote {len(rows)} labels to {out}")
 
 
@@ -233,6 +247,18 @@ def status(project: Path) -> None:
         click.echo(format_label_status(proj))
     finally:
         proj.close()
+
+
+def particle_table(proj: Project) -> Any:
+    """The pool's particle table (id, tomo, x, y, z Å) of a tomogram project, else None."""
+    from cryoal.cli._tomo import PARTICLES_FILE
+
+    path = Path(proj.path) / PARTICLES_FILE
+    if not path.exists():
+        return None
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"id": str, "tomo": str})
 
 
 def particle_matching(proj: Project, file: Path, options: dict[str, Any]) -> dict[str, Any] | None:
@@ -254,9 +280,7 @@ def particle_matching(proj: Project, file: Path, options: dict[str, Any]) -> dic
     reader = {k: options[k] for k in ("object_name", "user_id", "session_id") if options.get(k)}
     kw.update(reader)
     if table.exists():
-        import pandas as pd
-
-        particles = pd.read_csv(table, dtype={"id": str, "tomo": str})
+        particles = particle_table(proj)
         voxel = float(proj.get_meta("voxel_size"))
         centres = proj.get_meta("pool_centres") or {}
         kw["pool_particles"] = particles

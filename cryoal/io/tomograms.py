@@ -132,7 +132,7 @@ class Tomogram:
                 )
             except (OSError, ValueError) as exc:
                 raise InvalidVolumeError(
-                    f"{self.path}: cannot memory-map tomogram {self.name!r} ({exc}); the file "
+                    f"{self.path}: cannot memory-map tomogram {self.name!r} ({_one_line(exc)}); the file "
                     "changed or is truncated"
                 ) from None
             return mm
@@ -184,10 +184,16 @@ class Tomogram:
                 h.update(np.ascontiguousarray(arr[sl]).tobytes())
             except Exception as exc:  # zarr codecs raise assorted errors on broken chunks
                 raise InvalidVolumeError(
-                    f"{self.path}: cannot read tomogram {self.name!r} ({exc}); the data are "
+                    f"{self.path}: cannot read tomogram {self.name!r} ({_one_line(exc)}); the data are "
                     "damaged, re-copy or re-export them"
                 ) from None
         return h.hexdigest()
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line (pydantic and zarr messages span several)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _probe_starts(shape: Sequence[int]) -> list[tuple[int, ...]]:
@@ -259,7 +265,7 @@ def _open_group(store: Any, where: str) -> Any:
         group = zarr.open_group(store, mode="r")
     except Exception as exc:  # zarr raises assorted errors on broken stores
         raise InvalidVolumeError(
-            f"{where}: not a readable zarr group ({type(exc).__name__}: {exc}); is it an "
+            f"{where}: not a readable zarr group ({type(exc).__name__}: {_one_line(exc)}); is it an "
             "OME-Zarr tomogram?"
         ) from None
     return group
@@ -270,7 +276,7 @@ def _scales(group: Any, where: str) -> list[tuple[str, float]]:
     try:
         ms = group.attrs.get("multiscales")
     except Exception as exc:
-        raise InvalidVolumeError(f"{where}: unreadable .zattrs ({exc})") from None
+        raise InvalidVolumeError(f"{where}: unreadable .zattrs ({_one_line(exc)})") from None
     if not ms or not isinstance(ms, list) or not isinstance(ms[0], dict):
         raise InvalidVolumeError(
             f"{where}: no OME-NGFF 'multiscales' metadata in .zattrs; an OME-Zarr tomogram "
@@ -351,7 +357,9 @@ def open_zarr_tomogram(
             f"{label}: scale level {level!r} listed in multiscales is missing"
         ) from None
     except Exception as exc:
-        raise InvalidVolumeError(f"{label}: unreadable scale level {level!r} ({exc})") from None
+        raise InvalidVolumeError(
+            f"{label}: unreadable scale level {level!r} ({_one_line(exc)})"
+        ) from None
     shape = tuple(int(s) for s in getattr(arr, "shape", ()))
     if len(shape) == 4 and shape[0] == 1:
         raise InvalidVolumeError(
@@ -538,7 +546,7 @@ def _from_relion(star: Path) -> TomogramSet:
     try:
         blocks = starfile.read(star, always_dict=True)
     except Exception as exc:  # starfile raises assorted parser errors
-        raise InvalidVolumeError(f"{star}: not a readable STAR file ({exc})") from None
+        raise InvalidVolumeError(f"{star}: not a readable STAR file ({_one_line(exc)})") from None
     table = next(
         (t for t in blocks.values() if isinstance(t, pd.DataFrame) and "rlnTomoName" in t.columns),
         None,
@@ -597,7 +605,10 @@ def open_copick_root(config: str | os.PathLike[str]) -> Any:
     try:
         return copick.from_file(os.fspath(p))
     except Exception as exc:  # copick/pydantic raise assorted errors
-        raise InvalidVolumeError(f"{p}: not a readable copick config ({exc})") from None
+        raise InvalidVolumeError(
+            f"{p}: not a readable copick config ({_one_line(exc)}); pass the project's copick "
+            "config file"
+        ) from None
 
 
 def _from_copick(config: Path, voxel_spacing: float | None, tomo_type: str | None) -> TomogramSet:
@@ -654,9 +665,11 @@ def _copick_tomogram(t: Any, run: str, vs: float, config: Path) -> Tomogram:
     try:
         store = t.zarr()
     except Exception as exc:
-        raise InvalidVolumeError(f"{where}: cannot open its zarr store ({exc})") from None
+        raise InvalidVolumeError(
+            f"{where}: cannot open its zarr store ({_one_line(exc)})"
+        ) from None
     fs = getattr(store, "fs", None)
-    local = getattr(store, "root", None)
+    local = getattr(store, "path", None) or getattr(store, "root", None)  # FSStore / FSMap
     protocol = getattr(fs, "protocol", ())
     protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol or ())
     location: Any = local if local is not None and "file" in protocols else store

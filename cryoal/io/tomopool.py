@@ -586,7 +586,8 @@ class TomogramPool(Dataset[torch.Tensor]):
         except Exception as exc:  # memmap / zarr codec errors: name the tomogram
             tomo = self.tomograms[self._names[t]]
             raise InvalidVolumeError(
-                f"{tomo.path}: cannot read the box of particle {self.ids[i]} ({exc})"
+                f"{tomo.path}: cannot read the box of particle {self.ids[i]} "
+                f"({' '.join(str(exc).split())[:300]})"
             ) from None
         if not np.isfinite(out).all():
             raise InvalidVolumeError(

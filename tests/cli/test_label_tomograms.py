@@ -142,3 +142,34 @@ def test_copick_picks_import_by_coordinate_object_is_the_class(
     assert r.exit_code == 0, r.output
     with Project(proj, readonly=True) as p:
         assert p.label_map() == {"TS_01:000002": "proteasome", "TS_02:000002": "proteasome"}
+
+
+def test_export_of_a_tomogram_project_is_relion5_and_imports_back(
+    project: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    proj, table = project
+    rows = table.iloc[[1, 4, 9]]
+    star = relion5_classes(tmp_path / "c.star", rows, [2, 1, 2])
+    assert (
+        run("label", "import", star, "--project", proj, "--class-names", "1=a,2=b").exit_code == 0
+    )
+    out = tmp_path / "labels.star"
+    r = run("label", "export", "--project", proj, "--out", out)
+    assert r.exit_code == 0, r.output
+    p = starfile.read(out, always_dict=True)["particles"]
+    assert p["cryoalId"].tolist() == rows["id"].tolist()
+    assert p["cryoalLabel"].tolist() == ["b", "a", "b"]
+    assert p["rlnClassNumber"].tolist() == [2, 1, 2]
+    x = p["rlnCenteredCoordinateXAngst"].to_numpy() + SHAPE[2] * VOXEL / 2
+    assert x.tolist() == pytest.approx(rows["x"].tolist())
+    csv = (
+        pd.read_csv(run_csv := tmp_path / "labels.csv")
+        if run("label", "export", "--project", proj, "--out", tmp_path / "labels.csv").exit_code
+        == 0
+        else None
+    )
+    assert csv is not None and list(csv.columns[:6]) == ["id", "tomo", "x", "y", "z", "label"]
+    assert run_csv.exists()
+    again = run("label", "import", out, "--project", proj)
+    assert again.exit_code == 0, again.output
+    assert "0 added, 3 unchanged" in again.output
