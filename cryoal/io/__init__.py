@@ -1,4 +1,5 @@
-"""Subtomogram I/O: MRC and HDF5 volumes, label tables, and the lazy VolumePool.
+"""Subtomogram I/O: MRC and HDF5 volumes, label tables, the lazy VolumePool, and
+TomogramPool (boxes cut from MRC / OME-Zarr tomograms at particle coordinates).
 
 Everything here validates what it reads and raises :class:`cryoal.errors.InvalidVolumeError`
 or :class:`cryoal.errors.InvalidLabelsError` with the file, row or id at fault. Writes
@@ -7,6 +8,7 @@ are atomic.
 
 from __future__ import annotations
 
+from cryoal.io.base import Pool
 from cryoal.io.hdf5 import HDF5_EXTENSIONS, Hdf5Volumes, is_hdf5_file, write_hdf5_pool
 from cryoal.io.labels import read_labels, read_table, validate_labels, write_labels, write_table
 from cryoal.io.mrc import (
@@ -44,8 +46,17 @@ from cryoal.io.particles import (
     write_relion,
 )
 from cryoal.io.pool import PoolDataset, PoolSummary, VolumePool
+from cryoal.io.tomograms import Tomogram, TomogramSet, open_tomograms
+from cryoal.io.tomopool import TomogramPool, extract_box, open_tomogram_pool
 
 __all__ = [
+    "Pool",
+    "Tomogram",
+    "TomogramPool",
+    "TomogramSet",
+    "extract_box",
+    "open_tomogram_pool",
+    "open_tomograms",
     "LabelMatch",
     "labels_from_particles",
     "match_labels",
