@@ -355,6 +355,7 @@ class TomogramPool(Dataset[torch.Tensor]):
             ]
         else:
             self.labels = [None] * len(self.ids)
+        self.invert = False
         self._arrays: dict[int, Any] = {}
         self._fingerprints: dict[int, str] = {}
         self._id_index: dict[str, int] | None = None
@@ -593,7 +594,7 @@ class TomogramPool(Dataset[torch.Tensor]):
             raise InvalidVolumeError(
                 f"{self.path_of(i)}: NaN/Inf values in the box of particle {self.ids[i]}"
             )
-        return out
+        return np.negative(out, out=out) if self.invert else out
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Box ``index`` as a float32 tensor ``(1, D, H, W)`` (raw values)."""
@@ -645,6 +646,14 @@ class TomogramPool(Dataset[torch.Tensor]):
         new._arrays = {}
         new._id_index = None
         return new
+
+    def inverted(self, invert: bool = True) -> TomogramPool:
+        """This pool with every box read contrast-inverted (``-x``; see
+        :meth:`cryoal.io.VolumePool.inverted`), kept by :meth:`subset` and
+        :meth:`with_labels`; ``inverted(False)`` undoes it."""
+        out = self._derive(np.arange(len(self), dtype=np.int64), list(self.labels))
+        out.invert = bool(invert)
+        return out
 
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> TomogramPool:
         """A pool of the given items, in the given order.

@@ -72,6 +72,16 @@ def test_predict_on_a_tomogram_pool_writes_relion5_class_numbers(tmp_path: Path)
     assert r.exit_code == 0, r.output
     csv = pd.read_csv(csv_out)
     assert list(csv.columns[:5]) == ["id", "tomo", "x", "y", "z"]
+    inv = tmp_path / "inverted.csv"
+    r = CliRunner().invoke(
+        cli,
+        [str(a) for a in [*args, "--model", ckpt, "--out", inv, "--invert", "--device", "cpu", "--no-progress"]],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    probs_inv = predict_probabilities(
+        model.eval(), pool.inverted().dataset(transform=normalize), batch_size=4
+    )
+    np.testing.assert_allclose(pd.read_csv(inv)["p_ribosome"], probs_inv[:, 2].numpy(), atol=1e-5)
     wrong = CliRunner().invoke(
         cli,
         [

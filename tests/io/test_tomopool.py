@@ -348,3 +348,11 @@ def test_relion5_picks_star_has_optics_and_centred_angstrom_coordinates(
     assert p["cryoalRank"].tolist() == [1, 2]
     csv = pd.read_csv(pool.write_picks(tmp_path / "picks.csv", table))
     assert list(csv.columns[:5]) == ["id", "tomo", "x", "y", "z"]
+
+
+def test_inverted_pool_reads_minus_the_box_and_keeps_the_flag(pool: TomogramPool) -> None:
+    inv = pool.inverted()
+    np.testing.assert_array_equal(inv.read(4), -pool.read(4))
+    assert inv.subset([4]).invert and inv.with_labels(pd.DataFrame({"id": [], "label": []})).invert
+    np.testing.assert_array_equal(inv.inverted(False).read(4), pool.read(4))
+    assert inv.checksum(4) == pool.checksum(4)
