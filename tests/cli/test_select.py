@@ -425,3 +425,38 @@ def test_demo_runs_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     with Project(tmp_path / "demo", readonly=True) as p:
         assert len(p.label_map()) == 8 and {r.source for r in p.labels()} == {"oracle"}
         assert 0.0 <= p.get_round(2).metrics["test_accuracy"] <= 1.0
+
+
+def test_invert_scores_a_bright_pool_like_the_dark_one(
+    pool: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """--invert reads -x: a contrast-inverted copy scored with --invert gives the picks of
+    the original pool (same model, same strategy)."""
+    from cryoal.io import read_volume, write_volume
+
+    vols, _ = pool
+    bright = tmp_path / "bright"
+    for f in sorted(vols.rglob("*.mrc")):
+        v = read_volume(f)
+        (bright / f.parent.relative_to(vols)).mkdir(parents=True, exist_ok=True)
+        write_volume(bright / f.relative_to(vols), -v.data, voxel_size=v.voxel_size)
+    model = models.create("cb3d", 3, (1, 16, 16, 16), channels=(4,))
+    ckpt = models.save_checkpoint(
+        tmp_path / "m.pt", model, class_names=["a", "b", "c"], voxel_size=10.0
+    )
+    common = ["--model", ckpt, "--strategy", "entropy", "--budget", "5"]
+    runs = {}
+    for name, folder, flags in (
+        ("dark", vols, []),
+        ("bright-inverted", bright, ["--invert"]),
+        ("bright", bright, []),
+    ):
+        out = tmp_path / f"{name}.csv"
+        res = select_caught(
+            "--volumes", folder, "--project", tmp_path / name, "--out", out, *common, *flags
+        )
+        assert res.exit_code == 0, res.output
+        runs[name] = read_table(out)
+    cols = ["id", "rank", "score"]
+    pd.testing.assert_frame_equal(runs["bright-inverted"][cols], runs["dark"][cols])
+    assert not runs["bright"]["score"].equals(runs["dark"]["score"])
