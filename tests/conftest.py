@@ -10,12 +10,17 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
+from cryoal.io._copick import import_copick
+
 if TYPE_CHECKING:
     from cryoal.simulate import SimulatedCopickProject
 
 # Two test workers share two cores: one intra-op thread each avoids oversubscription.
 torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Test modules import copick; the first import must not install copick's INFO-level
+# root handler, which would print every library's INFO record into captured CLI output.
+import_copick()
 
 
 @pytest.fixture

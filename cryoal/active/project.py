@@ -359,7 +359,9 @@ class Project:
     def _migrate(self, version: int) -> None:
         with self._transaction():
             for target in range(version, SCHEMA_VERSION):
-                logger.info("migrating %s to schema %d", self.db_path, target + 1)
+                # a new database is created through the same steps: not worth a line
+                log = logger.debug if version == 0 else logger.info
+                log("migrating %s to schema %d", self.db_path, target + 1)
                 for statement in _MIGRATIONS[target].split(";"):
                     if statement.strip():
                         self._conn.execute(statement)

@@ -67,6 +67,7 @@ import starfile
 
 from cryoal._atomic import atomic_path, atomic_write
 from cryoal.errors import InvalidParticlesError
+from cryoal.io._copick import import_copick
 
 __all__ = [
     "PARTICLE_FORMATS",
@@ -970,6 +971,7 @@ def _dynamo_tomo_names(
             last = Path(line).stem
             out[n] = last
         return out
+    import_copick("reading Dynamo tomogram lists")
     from copick.util.formats import read_dynamo_tomolist
 
     try:
@@ -1097,7 +1099,7 @@ def read_dynamo(
 
 
 def _copick_root(config: str | os.PathLike[str]) -> Any:
-    import copick
+    copick = import_copick("reading copick projects")
 
     p = Path(config)
     if p.is_dir():

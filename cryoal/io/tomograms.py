@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cryoal.errors import InvalidVolumeError, MissingDependencyError
+from cryoal.io._copick import import_copick
 from cryoal.io.mrc import read_header, split_extension
 
 __all__ = [
@@ -593,12 +594,7 @@ def open_copick_root(config: str | os.PathLike[str]) -> Any:
     InvalidVolumeError
         The config cannot be read.
     """
-    try:
-        import copick
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "reading copick projects needs the copick package; pip install copick"
-        ) from exc
+    copick = import_copick("reading copick projects")
     p = Path(config)
     if not p.is_file():
         raise InvalidVolumeError(f"{p}: copick config not found")

@@ -53,6 +53,7 @@ import pandas as pd
 import torch
 
 from cryoal.errors import ConfigError
+from cryoal.io._copick import import_copick
 from cryoal.simulate.structures import Structure
 from cryoal.simulate.subtomograms import StructureLike, as_structures
 from cryoal.simulate.tomograms import _check_fits, simulate_tomogram
@@ -142,6 +143,7 @@ class SimulatedCopickProject:
 
 
 def _check_name(kind: str, value: str) -> str:
+    import_copick("copick names")
     from copick.util.escape import sanitize_name
 
     try:
@@ -186,7 +188,7 @@ def _write_config(
     path: Path, overlay: Path, name: str, description: str, objects: pd.DataFrame
 ) -> None:
     """Write the copick filesystem config (what ``copick.ops.open.new_config`` writes)."""
-    import copick
+    copick = import_copick("writing copick projects")
     from copick.models import PickableObject
 
     from cryoal._atomic import atomic_write_text
@@ -427,7 +429,7 @@ def simulate_copick_project(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.tmp-", dir=out_path.parent))
     try:
-        import copick
+        copick = import_copick("writing copick projects")
 
         overlay = tmp / "overlay"
         description = (
