@@ -24,6 +24,7 @@ TOMOGRAM_KEYS = (
     "shift",
     "units",
     "coords_pixel_size",
+    "tomo_list",
     "copick",
     "object_name",
     "voxel_spacing",
@@ -105,6 +106,13 @@ def _options() -> list[Callable[[F], F]]:
             "tomograms' voxel size].",
         ),
         click.option(
+            "--tomo-list",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Dynamo --coords: the tomogram list (.doc 'index path' lines, or .vll) that "
+            "names the table's tomogram numbers [default: the numbers are the names].",
+        ),
+        click.option(
             "--copick",
             type=click.Path(dir_okay=False, path_type=Path),
             help="A copick project config (.json): tomograms and picks from it (with --object).",
@@ -134,6 +142,17 @@ copick_picks_option = click.option(
     is_flag=True,
     help="--copick: also write each round's picks into the copick project (object --object, "
     "user cryoal, session round-NNN) to open them in copick tools.",
+)
+
+
+star_coordinates_option = click.option(
+    "--coordinates",
+    "star_coordinates",
+    type=click.Choice(["relion5", "relion4", "both"]),
+    default="relion5",
+    show_default=True,
+    help="Tomogram pools, .star output: RELION 5 centred Å (rlnCenteredCoordinate*Angst), "
+    "RELION 4 pixels (rlnCoordinate*, at the tomograms' voxel size), or both.",
 )
 
 
@@ -177,6 +196,7 @@ def tomogram_pool(kw: dict[str, Any], *, edge: str | None = None) -> Any:
         shift=kw["shift"],
         units=kw.get("units"),
         pixel_size=kw.get("coords_pixel_size"),
+        tomo_names=kw.get("tomo_list"),
         object_name=kw.get("object_name"),
         voxel_spacing=kw.get("voxel_spacing"),
         tomo_type=kw.get("tomo_type"),
@@ -215,6 +235,8 @@ def tomogram_args(kw: dict[str, Any]) -> str:
                 parts.append(f"{flag} {kw[key]}")
     else:
         parts = [f"--tomograms {kw['tomograms']}", f"--coords {kw['coords']}"]
+        if kw.get("tomo_list") is not None:
+            parts.append(f"--tomo-list {kw['tomo_list']}")
     parts.append(f"--box {kw['box']}")
     return " ".join(parts)
 
@@ -270,19 +292,85 @@ def write_copick_picks(kw: dict[str, Any], pool: Any, result: Any) -> str | None
     return f"{n} picks as {kw['object_name']} / user {COPICK_USER} / session {session}"
 
 
+def particle_label_table(labels: Any, particles: Any) -> Any:
+    """The label rows (``id`` first) joined with the pool's ``tomo, x, y, z`` (Å)."""
+    return labels.merge(particles, on="id", how="left", validate="many_to_one")
+
+
+def check_copick_objects(config: Path, names: list[str]) -> None:
+    """Refuse class names that are not pickable objects of the copick project.
+
+    Raises
+    ------
+    InvalidParticlesError
+        One line naming the classes and the project's objects.
+    """
+    from cryoal.errors import InvalidParticlesError
+    from cryoal.io.tomograms import open_copick_root
+
+    known = {o.name for o in open_copick_root(config).pickable_objects}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InvalidParticlesError(
+            f"{config}: class(es) {', '.join(unknown)} are not pickable objects of the copick "
+            f"project ({', '.join(sorted(known)) or 'none'}); add them to its config or leave "
+            "out --copick-picks"
+        )
+
+
+def write_class_picks(
+    config: Path,
+    table: Any,
+    voxel_size: float,
+    *,
+    class_column: str,
+    session_id: str,
+    score_column: str | None = None,
+) -> str:
+    """Write particles (``id, tomo, x, y, z`` Å and ``class_column``) into a copick
+    project as picks: one picks set per (run, class), the class as the copick object,
+    user ``cryoal``, ``session_id``, point score from ``score_column`` (else 1.0).
+    Replaces earlier picks of that user and session; every class must be a pickable
+    object of the project (checked before anything is written). Returns a summary."""
+    from cryoal.io.particles import ParticleList, write_copick
+    from cryoal.io.tomopool import COPICK_USER
+
+    cols = ["id", "tomo", "x", "y", "z", *[c for c in ("rot", "tilt", "psi") if c in table]]
+    out = table[cols].reset_index(drop=True).copy()
+    out["label"] = [str(v) for v in table[class_column]]
+    if score_column is not None:
+        out["score"] = table[score_column].to_numpy(dtype=float)
+    n = write_copick(
+        config,
+        ParticleList(out, {str(t): voxel_size for t in out["tomo"].unique()}, "cryoal"),
+        user_id=COPICK_USER,
+        session_id=session_id,
+        overwrite=True,
+        create_runs=False,
+    )
+    classes = sorted(set(out["label"]))
+    return (
+        f"{n} picks of {len(classes)} object(s) ({', '.join(classes)}) as user {COPICK_USER} / "
+        f"session {session_id} in {config}"
+    )
+
+
 def write_particle_labels(
     out: Path,
     labels: Any,
     particles: Any,
     centres: dict[str, Any],
     voxel_size: float,
+    *,
+    coordinates: str = "relion5",
 ) -> Path:
     """A tomogram project's label table with the particles' tomo, x, y, z (Å): CSV, or a
-    RELION 5 particles.star with rlnClassNumber (1-based in the sorted class names)."""
+    RELION particles.star with rlnClassNumber (1-based in the sorted class names) and
+    ``coordinates`` as :func:`cryoal.io.particles.write_relion` takes them."""
     from cryoal.io import write_table
     from cryoal.io.particles import ParticleList, write_relion
 
-    table = labels.merge(particles, on="id", how="left", validate="many_to_one")
+    table = particle_label_table(labels, particles)
     table = table[["id", "tomo", "x", "y", "z", *[c for c in labels.columns if c != "id"]]]
     if not str(out).lower().endswith(".star"):
         return write_table(out, table)
@@ -297,4 +385,5 @@ def write_particle_labels(
         ),
         class_numbers=classes,
         class_column="label",
+        coordinates=coordinates,  # type: ignore[arg-type]
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from cryoal.cli._common import example_epilog
+from cryoal.cli._tomo import star_coordinates_option
 
 if TYPE_CHECKING:
     from cryoal.active import Project
@@ -18,6 +19,8 @@ cryoal label import classes.star --class-names 1=ribosome,2=proteasome --project
 cryoal label import copick/config.json --user-id alice --project tomo/   # object = class
 cryoal label import run_data.star --match coordinate --tolerance 20 --project tomo/
 cryoal label export --project cryoal-project --out labels.csv
+cryoal label export --project tomo/ --out labels.star --coordinates both   # RELION 5 + 4 forms
+cryoal label export --project tomo/ --copick copick/config.json            # object = label
 cryoal label status --project cryoal-project
 """
 
@@ -174,22 +177,51 @@ def import_(
 @project_option
 @click.option(
     "--out",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Output table (.csv or .star).",
 )
 @click.option("--history", is_flag=True, help="Also write the replaced labels (column 'replaced').")
-def export(project: Path, out: Path, history: bool) -> None:
+@star_coordinates_option
+@click.option(
+    "--copick",
+    "copick_config",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Tomogram projects: also write the labels into this copick project as picks "
+    "(object = label, user cryoal, session --copick-session, score 1).",
+)
+@click.option(
+    "--copick-session",
+    default="labels",
+    show_default=True,
+    help="--copick: the copick session id (its earlier picks by cryoal are replaced).",
+)
+def export(
+    project: Path,
+    out: Path | None,
+    history: bool,
+    star_coordinates: str,
+    copick_config: Path | None,
+    copick_session: str,
+) -> None:
     """Write the project's labels (id, label, source, annotator, time, round) to a table.
 
     For a project built on tomograms the table also has tomo, x, y, z (Å), and a .star
-    output is a RELION 5 particles.star (rlnTomoName, centred Å coordinates,
-    rlnClassNumber = 1-based index of the label in the sorted class names).
+    output is a RELION 5 particles.star (rlnTomoName, centred Å coordinates — or RELION 4
+    pixels with --coordinates — and rlnClassNumber = 1-based index of the label in the
+    sorted class names). --copick writes the labels into a copick project as picks, one
+    picks set per tomogram and class (the class is the copick object, so every label must
+    be a pickable object of that project).
     """
     import pandas as pd
 
     from cryoal.active import Project
+    from cryoal.errors import ConfigError
     from cryoal.io import write_table
+
+    if out is None and copick_config is None:
+        raise click.UsageError("give --out FILE, --copick CONFIG or both")
 
     proj = Project(project, readonly=True)
     try:
@@ -228,12 +260,33 @@ def export(project: Path, out: Path, history: bool) -> None:
         proj.close()
     table = pd.DataFrame(rows, columns=cols)
     if particles is None:
-        write_table(out, table)
-    else:  # tomogram project: coordinates too; .star is a RELION 5 particles.star
-        from cryoal.cli._tomo import write_particle_labels
+        if copick_config is not None:
+            raise ConfigError(
+                f"project {project} is not built on tomograms (--tomograms/--copick): its "
+                "labels have no coordinates to write as copick picks"
+            )
+        if out is not None:  # (one of --out / --copick is given)
+            write_table(out, table)
+            click.echo(f"wrote {len(rows)} labels to {out}")
+        return
+    from cryoal.cli._tomo import particle_label_table, write_class_picks, write_particle_labels
 
-        write_particle_labels(out, table, particles, centres, float(voxel))
-    click.echo(f"wrote {len(rows)} labels to {out}")
+    # tomogram project: coordinates too; .star is a RELION particles.star
+    if copick_config is not None:  # all copick checks run before anything is written
+        current = table[table["replaced"] == ""] if history else table
+        line = write_class_picks(
+            copick_config,
+            particle_label_table(current, particles),
+            float(voxel),
+            class_column="label",
+            session_id=copick_session,
+        )
+        click.echo(f"copick: {line}")
+    if out is not None:
+        write_particle_labels(
+            out, table, particles, centres, float(voxel), coordinates=star_coordinates
+        )
+        click.echo(f"wrote {len(rows)} labels to {out}")
 
 
 @label.command("status", epilog=example_epilog(EXAMPLES))

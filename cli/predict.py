@@ -15,12 +15,13 @@ from cryoal.cli._common import (
     progress_option,
     volumes_option,
 )
-from cryoal.cli._tomo import tomogram_options, tomogram_pool
+from cryoal.cli._tomo import star_coordinates_option, tomogram_options, tomogram_pool
 
 EXAMPLES = """
 cryoal predict --volumes subtomos/ --model model.pt --out predictions.csv
 cryoal predict --volumes particles.mrcs --model model.pt --out predictions.star --batch-size 128
 cryoal predict --tomograms tomos/ --coords particles.star --box 32 --model model.pt --out classes.star
+cryoal predict --copick config.json --object particle --model model.pt --out classes.star --copick-picks
 """
 
 
@@ -46,6 +47,14 @@ cryoal predict --tomograms tomos/ --coords particles.star --box 32 --model model
     help="Predictions table, .csv or .star.",
 )
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@star_coordinates_option
+@click.option(
+    "--copick-picks",
+    is_flag=True,
+    help="--copick: also write the predictions into the copick project as picks, one picks "
+    "set per predicted class (object = class, user cryoal, session predictions, score = "
+    "the class probability).",
+)
 @pattern_option
 @invert_option
 @progress_option
@@ -55,6 +64,8 @@ def predict(
     checkpoint: Path,
     out: Path,
     batch_size: int,
+    star_coordinates: str,
+    copick_picks: bool,
     pattern: str,
     invert: bool | None,
     progress: bool,
@@ -82,6 +93,8 @@ def predict(
         from cryoal.errors import ConfigError
 
         raise ConfigError(f"--out {out}: use a .csv or .star file name")
+    if copick_picks and kw.get("copick") is None:
+        raise click.UsageError("--copick-picks needs --copick")
     pool = tomogram_pool({**kw, "volumes": volumes})
     if pool is None:
         if volumes is None:
@@ -93,6 +106,10 @@ def predict(
     pool = inverted(pool, invert)
     check_compatible(info, pool.box, pool.voxel_size)
     classes = info.class_names or [f"class{i}" for i in range(info.arch.num_classes)]
+    if copick_picks:  # any class may be predicted: each must be a copick object
+        from cryoal.cli._tomo import check_copick_objects
+
+        check_copick_objects(kw["copick"], classes)
     probs = predict_probabilities(
         model,
         pool.dataset(transform=normalize),
@@ -110,8 +127,20 @@ def predict(
         }
     )
     writer = getattr(pool, "write_picks", None)
+    copick_line = None
+    if copick_picks:  # every copick check runs before anything is written
+        from cryoal.cli._tomo import write_class_picks
+
+        copick_line = write_class_picks(
+            kw["copick"],
+            pool.with_coordinates(table),
+            float(pool.voxel_size),
+            class_column="predicted",
+            session_id="predictions",
+            score_column="confidence",
+        )
     if writer is not None:  # tomogram pools: tomo, x, y, z; RELION 5 .star with rlnClassNumber
-        writer(out, table)
+        writer(out, table, coordinates=star_coordinates)
     else:
         write_table(out, table)
     counts = table["predicted"].value_counts()
@@ -119,3 +148,5 @@ def predict(
         f"{len(pool)} volumes -> {out}: "
         + ", ".join(f"{name} {int(counts.get(name, 0))}" for name in classes)
     )
+    if copick_line is not None:
+        click.echo(f"copick: {copick_line}")

@@ -160,7 +160,7 @@ def tomo_copick(
         obj, user = project.candidates
         click.echo(
             f"next: cryoal select --copick {project.config} --object {obj} --user-id {user} "
-            f"--box 32 --budget 12 --project {project.root / 'cryoal-project'}"
+            "--box 32 --budget 12"
         )
     if project.relion is not None:
         click.echo(

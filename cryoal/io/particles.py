@@ -870,13 +870,15 @@ def read_csv_particles(
         (inferred,) = stated
         if units is not None and units != inferred:
             raise InvalidParticlesError(
-                f"{p}: units={units!r} contradicts the column names {', '.join(cols)} ({inferred})"
+                f"{p}: units {units!r} (units= / --units) contradicts the column names "
+                f"{', '.join(cols)} ({inferred})"
             )
         units = inferred
     if units is None:
         raise InvalidParticlesError(
-            f"{p}: the units of x, y, z are not stated; pass units='angstrom' or units='pixel' "
-            "(or name the columns x_angst/x_px ...)"
+            f"{p}: the units of x, y, z are not stated; on the command line pass --units "
+            "angstrom or --units pixel (in Python units='angstrom' or units='pixel'), or name "
+            "the columns x_angst, y_angst, z_angst or x_px, y_px, z_px"
         )
     if units not in ("angstrom", "pixel"):
         raise InvalidParticlesError(f"{p}: units must be 'angstrom' or 'pixel', not {units!r}")
@@ -902,7 +904,7 @@ def read_csv_particles(
             "are in pixels with no pixel size",
             rows,
             len(df),
-            "; pass pixel_size= or add a pixel_size column",
+            "; pass --coords-pixel-size (in Python pixel_size=) or add a pixel_size column",
         )
         xyz = xyz * ps_rows[:, None]
     per_tomo = _one_per_tomo(

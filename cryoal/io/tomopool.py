@@ -730,11 +730,28 @@ class TomogramPool(Dataset[torch.Tensor]):
                 out.insert(at + k, col, coords[col].to_numpy())
         return out
 
-    def write_picks(self, path: str | os.PathLike[str], table: pd.DataFrame) -> Path:
+    def write_picks(
+        self,
+        path: str | os.PathLike[str],
+        table: pd.DataFrame,
+        *,
+        coordinates: Literal["relion5", "relion4", "both"] = "relion5",
+    ) -> Path:
         """Write a picks / predictions table: ``.star`` as a RELION 5 particles.star
         (optics + particles, ``rlnTomoName``, centred Å coordinates, ``rlnClassNumber``
         of the ``predicted`` class when there are ``p_<class>`` columns), else as
         :func:`cryoal.io.write_table` does.
+
+        Parameters
+        ----------
+        path
+            Output ``.star``, ``.csv`` or ``.tsv``.
+        table
+            One row per pool item: ``id`` (pool ids), then any columns.
+        coordinates
+            ``.star`` only: ``"relion5"`` (``rlnCenteredCoordinate{X,Y,Z}Angst``),
+            ``"relion4"`` (``rlnCoordinate{X,Y,Z}`` in pixels of the pool's voxel size)
+            or ``"both"`` (see :func:`cryoal.io.particles.write_relion`).
         """
         from cryoal.io.labels import write_table
         from cryoal.io.particles import ParticleList, write_relion
@@ -754,6 +771,7 @@ class TomogramPool(Dataset[torch.Tensor]):
             particles,
             class_numbers=classes if classes and "predicted" in full.columns else None,
             class_column="predicted",
+            coordinates=coordinates,
         )
 
 
@@ -815,6 +833,7 @@ def open_tomogram_pool(
     shift: str = "none",
     units: str | None = None,
     pixel_size: float | None = None,
+    tomo_names: str | os.PathLike[str] | Mapping[int, str] | None = None,
     object_name: str | None = None,
     voxel_spacing: float | None = None,
     tomo_type: str | None = None,
@@ -838,6 +857,10 @@ def open_tomogram_pool(
     units, pixel_size
         Pixel coordinates (RELION 4, Dynamo, CSV): their units and Å per pixel
         (default: each tomogram's voxel size).
+    tomo_names
+        Dynamo ``.tbl`` coordinates: ``{number: name}`` or a tomogram list (``.doc``,
+        ``.vll``) naming the table's tomogram numbers (see
+        :func:`cryoal.io.particles.read_dynamo`).
     object_name, user_id, session_id
         copick: which picks.
     voxel_spacing, tomo_type
@@ -880,5 +903,20 @@ def open_tomogram_pool(
         }
         if units is not None:
             read_kw["units"] = units
-        particles = read_particles(coords, **read_kw)
+        if tomo_names is not None:
+            if not str(coords).lower().endswith(".tbl"):
+                raise ConfigError(
+                    f"{coords}: a tomogram list (--tomo-list) names the tomogram numbers of a "
+                    "Dynamo .tbl; other coordinate files name their tomograms themselves"
+                )
+            read_kw["tomo_names"] = tomo_names
+        try:
+            particles = read_particles(coords, **read_kw)
+        except InvalidVolumeError as exc:
+            if tomo_names is not None or not str(coords).lower().endswith(".tbl"):
+                raise
+            raise InvalidVolumeError(
+                f"{exc}; a Dynamo table numbers its tomograms: name them with a tomogram "
+                "list (--tomo-list tomograms.doc, or tomo_names=)"
+            ) from None
     return TomogramPool(tset, particles, box, edge=edge, shift=shift, check_units=check_units)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import starfile
@@ -168,3 +169,93 @@ def test_export_of_a_tomogram_project_is_relion5_and_imports_back(
     again = run("label", "import", out, "--project", proj)
     assert again.exit_code == 0, again.output
     assert "0 added, 3 unchanged" in again.output
+
+
+def test_export_writes_relion4_pixels_on_request_read_back_by_starfile_and_us(
+    project: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    from cryoal.io import read_particles
+
+    proj, table = project
+    rows = table.iloc[[0, 5, 11]]
+    star = relion5_classes(tmp_path / "c.star", rows, [1, 2, 1])
+    assert (
+        run("label", "import", star, "--project", proj, "--class-names", "1=a,2=b").exit_code == 0
+    )
+    both = tmp_path / "both.star"
+    r = run("label", "export", "--project", proj, "--out", both, "--coordinates", "both")
+    assert r.exit_code == 0, r.output
+    p = starfile.read(both, always_dict=True)["particles"]
+    for a, n in zip("XYZ", SHAPE[::-1], strict=True):
+        want = rows[a.lower()].to_numpy()
+        np.testing.assert_allclose(p[f"rlnCoordinate{a}"].to_numpy() * VOXEL, want, atol=1e-3)
+        np.testing.assert_allclose(
+            p[f"rlnCenteredCoordinate{a}Angst"].to_numpy() + n * VOXEL / 2, want, atol=1e-3
+        )
+    r4 = tmp_path / "r4.star"
+    r = run("label", "export", "--project", proj, "--out", r4, "--coordinates", "relion4")
+    assert r.exit_code == 0, r.output
+    assert "rlnCenteredCoordinateXAngst" not in starfile.read(r4, always_dict=True)["particles"]
+    back = read_particles(r4)  # pixel size from the optics block
+    assert back.source == "relion4" and back.tomograms == ["TS_01", "TS_02"]
+    np.testing.assert_allclose(back.coordinates(), rows[["x", "y", "z"]].to_numpy(), atol=1e-3)
+    assert back.table["cryoalLabel"].tolist() == ["a", "b", "a"]
+    assert starfile.read(r4, always_dict=True)["particles"]["rlnClassNumber"].tolist() == [1, 2, 1]
+    again = run("label", "import", r4, "--project", proj)  # by id
+    assert again.exit_code == 0 and "0 added, 3 unchanged" in again.output
+
+
+def test_export_into_copick_object_is_the_label_read_back_by_copick(
+    project: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    import copick
+
+    proj, table = project
+    rows = table.iloc[[0, 3, 7, 10]]
+    star = relion5_classes(tmp_path / "c.star", rows, [1, 2, 2, 1])
+    names = "1=ribosome,2=proteasome"
+    assert run("label", "import", star, "--project", proj, "--class-names", names).exit_code == 0
+    config = write_copick_project(tmp_path / "cp")  # same runs, no picks yet
+    r = run("label", "export", "--project", proj, "--copick", config)
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == [
+        "copick: 4 picks of 2 object(s) (proteasome, ribosome) as user cryoal / session labels "
+        f"in {config}"
+    ]
+    root = copick.from_file(str(config))
+    truth = rows.assign(label=["ribosome", "proteasome", "proteasome", "ribosome"])
+    for (tomo, obj), want in truth.groupby(["tomo", "label"]):
+        (picks,) = root.get_run(tomo).get_picks(
+            object_name=obj, user_id="cryoal", session_id="labels"
+        )
+        pts, _ = picks.numpy()
+        np.testing.assert_allclose(pts, want[["x", "y", "z"]].to_numpy(), atol=1e-3)
+        assert picks.scores().tolist() == [1.0] * len(want)
+    # and it imports back by coordinate with the object as the class
+    again = run("label", "import", config, "--project", proj, "--user-id", "cryoal")
+    assert again.exit_code == 0, again.output
+    assert "0 added, 4 unchanged" in again.output
+
+
+def test_export_errors_are_one_line_and_write_nothing(
+    project: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    import copick
+
+    proj, table = project
+    star = relion5_classes(tmp_path / "c.star", table.iloc[[0, 1]], [1, 2])
+    assert (
+        run("label", "import", star, "--project", proj, "--class-names", "1=a,2=b").exit_code == 0
+    )
+    config = write_copick_project(tmp_path / "cp")
+    out = tmp_path / "labels.star"
+    r = run("label", "export", "--project", proj, "--copick", config, "--out", out)
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert "object(s) a, b are not pickable objects of the project" in lines[0]
+    assert not out.exists()
+    root = copick.from_file(str(config))
+    assert not any(p.user_id == "cryoal" for run_ in root.runs for p in run_.picks)
+    r = run("label", "export", "--project", proj)
+    assert r.exit_code == 2 and "give --out FILE, --copick CONFIG or both" in r.output

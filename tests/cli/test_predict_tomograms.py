@@ -19,7 +19,15 @@ from cryoal.train import predict as predict_probabilities
 from cryoal.transforms import normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from _tomodata import SHAPE, VOXEL, particles_table, tomogram_data, write_mrc, write_ome_zarr
+from _tomodata import (
+    SHAPE,
+    VOXEL,
+    particles_table,
+    tomogram_data,
+    write_copick_project,
+    write_mrc,
+    write_ome_zarr,
+)
 
 
 def test_predict_on_a_tomogram_pool_writes_relion5_class_numbers(tmp_path: Path) -> None:
@@ -135,3 +143,63 @@ def test_train_on_a_tomogram_pool_then_predict(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert set(starfile.read(out, always_dict=True)["particles"]["rlnClassNumber"]) <= {1, 2}
+
+
+def test_predict_on_a_copick_pool_writes_picks_per_class_back_into_copick(tmp_path: Path) -> None:
+    import copick
+
+    table = particles_table({"TS_01": SHAPE, "TS_02": SHAPE}, per_tomo=5)
+    config = write_copick_project(tmp_path / "cp", picks=table, object_name="ribosome")
+    torch.manual_seed(1)
+    model = models.create("cb3d", 2, (1, 16, 16, 16))
+    classes = ["proteasome", "ribosome"]
+    ckpt = models.save_checkpoint(tmp_path / "m.pt", model, class_names=classes, voxel_size=VOXEL)
+    out = tmp_path / "classes.star"
+    args = ["predict", "--copick", config, "--object", "ribosome", "--box", 16, "--model", ckpt]
+    opts = ["--device", "cpu", "--no-progress", "--coordinates", "both", "--copick-picks"]
+    r = CliRunner().invoke(cli, [str(a) for a in [*args, "--out", out, *opts]])
+    assert r.exit_code == 0, r.output
+    pred = starfile.read(out, always_dict=True)["particles"]
+    n_by_class = pred["cryoalPredicted"].value_counts().to_dict()
+    assert r.output.splitlines()[-1].startswith(f"copick: 10 picks of {len(n_by_class)} object(s) ")
+    # RELION 4 pixels on request, next to the centred Å
+    np.testing.assert_allclose(pred["rlnCoordinateX"] * VOXEL, table["x"], atol=1e-3)
+    np.testing.assert_allclose(
+        pred["rlnCenteredCoordinateXAngst"] + SHAPE[2] * VOXEL / 2, table["x"], atol=1e-3
+    )
+    # read back by copick: one picks set per run and predicted class; score = probability
+    root = copick.from_file(str(config))
+    got = []
+    for run in root.runs:
+        for picks in run.get_picks(user_id="cryoal", session_id="predictions"):
+            pts, _ = picks.numpy()
+            for xyz, score in zip(pts, picks.scores(), strict=True):
+                got.append((run.name, picks.pickable_object_name, *xyz, score))
+    got_t = pd.DataFrame(got, columns=["tomo", "predicted", "x", "y", "z", "score"])
+    want = pred.rename(columns={"rlnTomoName": "tomo", "cryoalPredicted": "predicted"})
+    want = want.assign(x=table["x"], y=table["y"], z=table["z"], score=want["cryoalConfidence"])
+    key = ["tomo", "predicted", "x"]
+    a = got_t.sort_values(key).reset_index(drop=True)
+    b = want[["tomo", "predicted", "x", "y", "z", "score"]].sort_values(key).reset_index(drop=True)
+    assert a[["tomo", "predicted"]].values.tolist() == b[["tomo", "predicted"]].values.tolist()
+    np.testing.assert_allclose(a[["x", "y", "z"]], b[["x", "y", "z"]], atol=1e-3)
+    np.testing.assert_allclose(a["score"], b["score"], atol=1e-6)
+    # classes that are not pickable objects: one line, nothing written
+    bad = models.save_checkpoint(
+        tmp_path / "bad.pt", model, class_names=["ribosome", "junk"], voxel_size=VOXEL
+    )
+    out2 = tmp_path / "bad.star"
+    args[-1] = bad
+    r = CliRunner().invoke(cli, [str(a) for a in [*args, "--out", out2, *opts]])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == (
+        f"Error: {config}: class(es) junk are not pickable objects of the copick project "
+        "(proteasome, ribosome); add them to its config or leave out --copick-picks"
+    )
+    assert not out2.exists()
+    r = CliRunner().invoke(
+        cli, [str(a) for a in ["predict", "--volumes", tmp_path, "--model", ckpt, "--out", out2,
+                               "--copick-picks"]]
+    )  # fmt: skip
+    assert r.exit_code == 2 and "--copick-picks needs --copick" in r.output

@@ -184,6 +184,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
         px[a] = px[a] / VOXEL  # pixel values, declared as Å
     px.to_csv(csv, index=False)
     assert "look like pixel coordinates read as Å" in run(csv, "--units", "angstrom")
+    # units not stated: the message names the command-line option
+    assert "pass --units angstrom or --units pixel" in run(csv)
 
 
 def test_usage_errors() -> None:

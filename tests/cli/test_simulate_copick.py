@@ -33,6 +33,12 @@ def test_builds_a_copick_project(tmp_path: Path) -> None:
         "chaperonin 1, mtor 1, ruvab 1, glua3-ntd 1, enolase 1)"
     )
     assert lines[1] == f"config: {out / 'copick_config.json'}"
+    # the hint leaves --project to select's default (./cryoal-project), as label
+    # import/export/status do, rather than putting cryoal's state inside the copick folder
+    assert lines[2] == (
+        f"next: cryoal select --copick {out / 'copick_config.json'} --object particle "
+        "--user-id picker --box 32 --budget 12"
+    )
     root = copick.from_file(str(out / "copick_config.json"))
     assert [r.name for r in root.runs] == ["TS_001"]
     picks = root.get_run("TS_001").get_picks(object_name="ribosome", user_id="curation")

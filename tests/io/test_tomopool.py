@@ -356,3 +356,79 @@ def test_inverted_pool_reads_minus_the_box_and_keeps_the_flag(pool: TomogramPool
     assert inv.subset([4]).invert and inv.with_labels(pd.DataFrame({"id": [], "label": []})).invert
     np.testing.assert_array_equal(inv.inverted(False).read(4), pool.read(4))
     assert inv.checksum(4) == pool.checksum(4)
+
+
+# ---------------------------------------------------------------------- every source
+
+
+def _coordinate_files(folder: Path, table: pd.DataFrame) -> dict[str, tuple[Path, dict]]:
+    """The same particles in each format, written with starfile / dynamotable / pandas."""
+    import dynamotable
+
+    nz, ny, nx = SHAPE
+    xyz = table[["x", "y", "z"]].to_numpy()
+    optics = pd.DataFrame(
+        {"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["g1"], "rlnTomoTiltSeriesPixelSize": [VOXEL]}
+    )
+    r5 = pd.DataFrame({"rlnTomoName": table["tomo"], "rlnOpticsGroup": 1})
+    r4 = pd.DataFrame({"rlnTomoName": table["tomo"], "rlnOpticsGroup": 1})
+    for j, (a, n) in enumerate(zip("XYZ", (nx, ny, nz), strict=True)):
+        r5[f"rlnCenteredCoordinate{a}Angst"] = xyz[:, j] - n * VOXEL / 2
+        r4[f"rlnCoordinate{a}"] = xyz[:, j] / VOXEL
+    folder.mkdir()
+    starfile.write({"optics": optics, "particles": r5}, folder / "r5.star")
+    starfile.write({"optics": optics, "particles": r4}, folder / "r4.star")
+    number = {"TS_01": 1, "TS_02": 2}
+    n = len(table)
+    dynamotable.write(
+        pd.DataFrame(
+            {
+                "tag": range(1, n + 1),
+                "aligned_value": [1] * n,
+                "averaged_value": [0] * n,
+                "tomo": [number[t] for t in table["tomo"]],
+                # Dynamo counts voxels from 1 (MATLAB)
+                "x": xyz[:, 0] / VOXEL + 1,
+                "y": xyz[:, 1] / VOXEL + 1,
+                "z": xyz[:, 2] / VOXEL + 1,
+            }
+        ),
+        str(folder / "p.tbl"),
+    )
+    (folder / "tomos.doc").write_text("1 /data/TS_01.mrc\n2 /data/TS_02.zarr\n")
+    table[["tomo", "x", "y", "z"]].to_csv(folder / "angst.csv", index=False)
+    px = table[["tomo"]].assign(**{a: xyz[:, j] / VOXEL for j, a in enumerate("xyz")})
+    px.to_csv(folder / "px.csv", index=False)
+    return {
+        "relion5": (folder / "r5.star", {}),
+        "relion4": (folder / "r4.star", {}),
+        "dynamo": (folder / "p.tbl", {"tomo_names": folder / "tomos.doc"}),
+        "csv-angstrom": (folder / "angst.csv", {"units": "angstrom"}),
+        "csv-pixel": (folder / "px.csv", {"units": "pixel"}),
+    }
+
+
+def test_every_coordinate_format_gives_the_same_pool(tomo_dir: Path, tmp_path: Path) -> None:
+    from cryoal.io.tomopool import open_tomogram_pool
+
+    ts = open_tomograms(tomo_dir)
+    table = particles_table(ts.shapes(), per_tomo=5)
+    files = _coordinate_files(tmp_path / "coords", table)
+    for name, (path, kw) in files.items():
+        pool = open_tomogram_pool(tomo_dir, path, box=BOX, **kw)
+        got = pool.item_table()
+        assert got["id"].tolist() == table["id"].tolist(), name
+        assert got["tomo"].tolist() == table["tomo"].tolist(), name
+        np.testing.assert_allclose(
+            got[["x", "y", "z"]].to_numpy(), table[["x", "y", "z"]].to_numpy(), atol=1e-3
+        )
+        for i in (0, 7):
+            r = table.iloc[i]
+            data = tomogram_data(0 if r["tomo"] == "TS_01" else 1)
+            want = _slice(data, np.array([r["z"], r["y"], r["x"]]) / VOXEL)
+            np.testing.assert_array_equal(pool.read(i), want, err_msg=name)
+    # a Dynamo table without its tomogram list: the numbers are no tomogram names
+    with pytest.raises(InvalidVolumeError, match="no tomogram for 1 tomogram name.*--tomo-list"):
+        open_tomogram_pool(tomo_dir, files["dynamo"][0], box=BOX)
+    with pytest.raises(ConfigError, match="names the tomogram numbers of a Dynamo .tbl"):
+        open_tomogram_pool(tomo_dir, files["relion5"][0], box=BOX, tomo_names={1: "TS_01"})
