@@ -15,7 +15,11 @@ nz = mz·N)
 A ``.mrc`` whose header says "image stack" (``ispg == 0``, as many tomography programs
 write for plain volumes) is still read as one volume; stacks are recognised by their
 extension or by a volume-stack space group. Each of the extensions may carry ``.gz`` or
-``.bz2``; compressed files are decompressed by mrcfile (whole file, no memory map).
+``.bz2``; compressed files are decompressed as a stream, never past what their header
+implies: a header claiming more than the file can hold (``.gz``: 1032× its size, deflate's
+limit; any: :data:`MAX_DECOMPRESSED_BYTES`) fails before anything is inflated, and a
+stream that inflates more than 1 MiB past its data block (a decompression bomb) is an
+error.
 
 Uncompressed data are read through a read-only :class:`numpy.memmap` placed at the data
 offset that mrcfile's header helpers compute, so reading volume ``i`` of a stack touches
@@ -25,10 +29,13 @@ file size against the header, and finite values.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import logging
 import math
 import os
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +53,7 @@ from cryoal.viz._html import html_repr
 
 __all__ = [
     "COMPRESSIONS",
+    "MAX_DECOMPRESSED_BYTES",
     "STACK_EXTENSIONS",
     "VOLUME_EXTENSIONS",
     "MrcHeader",
@@ -63,12 +71,22 @@ logger = logging.getLogger(__name__)
 VOLUME_EXTENSIONS: tuple[str, ...] = (".mrc", ".map", ".rec", ".mrcs", ".st", ".ali")
 #: extensions whose 3D data are a stack of 2D images (tilt series, particle stacks)
 STACK_EXTENSIONS: tuple[str, ...] = (".mrcs", ".st", ".ali")
-#: compression suffixes handled by mrcfile
+#: compression suffixes cryoal decompresses (as a stream, bounded: see the module doc)
 COMPRESSIONS: dict[str, str] = {".gz": "gzip", ".bz2": "bzip2"}
 
 _MODE_NAMES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
 _WRITE_DTYPES = {np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint16), np.dtype(np.float16)}
 _HEADER_BYTES = HEADER_DTYPE.itemsize  # 1024
+#: the most a compressed MRC file may decompress to, in bytes (16 GiB); bzip2 has no
+#: useful ratio bound, so this cap is what stops a header from claiming any size
+MAX_DECOMPRESSED_BYTES = 16 * 2**30
+#: deflate (gzip) cannot expand its input more than 1032-fold
+_GZIP_MAX_RATIO = 1032
+#: decompressed bytes tolerated after the data block (more is a decompression bomb)
+_TRAILING_LIMIT = 2**20
+_CHUNK = 2**20
+#: what a broken compressed stream raises (zlib.error for bad deflate data)
+_STREAM_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
 Kind = Literal["volume", "volume-stack", "image", "image-stack"]
 
@@ -250,7 +268,8 @@ def read_header(path: str | os.PathLike[str], *, permissive: bool = False) -> Mr
     ext, compression = split_extension(p)
     if compression is not None:
         file_size = _file_size(p)
-        return _interpret(_compressed_header(p, permissive), p, ext, compression, file_size)
+        raw = _compressed_header(p, compression)
+        return _interpret(_parse_header(raw, p, permissive), p, ext, compression, file_size)
     with _open(p) as fh:
         return _header_from(fh, p, ext, permissive)
 
@@ -314,20 +333,51 @@ def _parse_header(raw: bytes, path: Path, permissive: bool) -> Any:
     return np.frombuffer(raw, dtype=_HEADER_LE if byte_order == "<" else _HEADER_BE)[0]
 
 
-def _compressed_header(path: Path, permissive: bool) -> Any:
+def _open_stream(p: Path, compression: str) -> BinaryIO:
+    """A decompressing reader on ``p`` (``"gzip"`` or ``"bzip2"``)."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with mrcfile.open(path, header_only=True, permissive=permissive) as mrc:
-                header = mrc.header
-                plain = np.frombuffer(
-                    header.tobytes(), dtype=HEADER_DTYPE.newbyteorder(header.mode.dtype.byteorder)
-                )[0]
-    except (ValueError, OSError, EOFError) as exc:
-        raise InvalidVolumeError(f"{path}: not a readable MRC file ({exc})") from None
-    for w in caught:
-        warnings.warn(f"{path}: {w.message}", CryoalWarning, stacklevel=4)
-    return plain
+        stream = gzip.open(p, "rb") if compression == "gzip" else bz2.open(p, "rb")
+    except FileNotFoundError:
+        raise InvalidVolumeError(f"{p}: file not found") from None
+    except OSError as exc:
+        raise InvalidVolumeError(f"{p}: cannot read ({exc.strerror})") from None
+    return stream  # type: ignore[return-value]
+
+
+def _read_upto(stream: BinaryIO, n: int) -> bytearray:
+    """The next ``n`` bytes of ``stream`` (fewer at its end), read in 1 MiB chunks.
+
+    Memory follows what the stream really holds, never a size a header claims.
+    """
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = stream.read(min(_CHUNK, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _compressed_header(path: Path, compression: str) -> bytes:
+    """The first 1024 decompressed bytes of a compressed MRC file."""
+    with _open_stream(path, compression) as stream:
+        try:
+            raw = bytes(_read_upto(stream, _HEADER_BYTES))
+        except _STREAM_ERRORS as exc:
+            raise InvalidVolumeError(f"{path}: not a readable MRC file ({exc})") from None
+    if len(raw) < _HEADER_BYTES:
+        raise InvalidVolumeError(
+            f"{path}: truncated: the file decompresses to {len(raw)} bytes, less than the "
+            "1024-byte MRC header; re-copy or re-export it"
+        )
+    return raw
+
+
+def _decompressed_limit(file_size: int, compression: str) -> int:
+    """The most bytes a ``file_size``-byte compressed file can hold (see module doc)."""
+    if compression == "gzip":
+        return min(MAX_DECOMPRESSED_BYTES, file_size * _GZIP_MAX_RATIO)
+    return MAX_DECOMPRESSED_BYTES
 
 
 def _interpret(
@@ -371,9 +421,23 @@ def _interpret(
         kind = "image-stack"
     else:
         kind = "volume"
-    data_offset = _HEADER_BYTES + int(header["nsymbt"])
+    nsymbt = int(header["nsymbt"])
+    if nsymbt < 0:
+        raise InvalidVolumeError(
+            f"{path}: header has a negative extended header size nsymbt={nsymbt}; the file "
+            "is corrupt"
+        )
+    data_offset = _HEADER_BYTES + nsymbt
     nbytes = math.prod(shape) * dtype.itemsize
     expected = data_offset + nbytes
+    if compression is not None and expected > _decompressed_limit(file_size, compression):
+        dims = "x".join(str(s) for s in shape)
+        raise InvalidVolumeError(
+            f"{path}: the header says {dims} voxels of mode {mode} ({expected} bytes with the "
+            f"{data_offset}-byte header) but a {file_size}-byte {compression} file cannot "
+            f"hold more than {_decompressed_limit(file_size, compression)} bytes; the header "
+            "is corrupt"
+        )
     if compression is None and file_size < expected:
         dims = "x".join(str(s) for s in shape)
         raise InvalidVolumeError(
@@ -426,8 +490,8 @@ def _read_item(
 
     Only the item's bytes are read: from ``fh`` (an open handle on the file, positioned
     anywhere) with one seek + read, else through a read-only memory map. Compressed
-    files are decompressed whole by mrcfile. Checks that every value is finite (a
-    warning instead with ``permissive``).
+    files are decompressed whole, bounded by their header (:func:`_decompress_data`).
+    Checks that every value is finite (a warning instead with ``permissive``).
     """
     where = f"{header.path}" if index is None else f"{header.path}#{index}"
     if header.compression is None:
@@ -455,19 +519,50 @@ def _read_item(
         if not out.dtype.isnative:
             out = out.astype(out.dtype.newbyteorder("="))
     else:
+        data = _decompress_data(header)
+        out = np.array(data if index is None else data[index], dtype=np.float32)
+        if not out.dtype.isnative:
+            out = out.astype(out.dtype.newbyteorder("="))
+    _check_finite(out, where, permissive)
+    return out
+
+
+def _decompress_data(header: MrcHeader) -> np.ndarray:
+    """The whole data block of a compressed file, ``header.data_shape``, stored dtype.
+
+    Inflates at most the header's data size plus 1 MiB: fewer bytes is a truncated file,
+    more is a decompression bomb (both :class:`InvalidVolumeError`).
+    """
+    compression = header.compression or "gzip"
+    expected = header.data_offset + math.prod(header.data_shape) * header.dtype.itemsize
+    with _open_stream(header.path, compression) as stream:
         try:
-            with mrcfile.open(header.path, permissive=False) as mrc:
-                data = mrc.data if index is None else mrc.data[index]
-                out = np.array(data, dtype=np.float32)
-        except (ValueError, OSError, EOFError) as exc:
+            buf = _read_upto(stream, expected)
+            trailing = len(_read_upto(stream, _TRAILING_LIMIT + 1)) if len(buf) == expected else 0
+        except _STREAM_ERRORS as exc:
             raise InvalidVolumeError(
                 f"{header.path}: cannot read the compressed data ({exc}); the file is "
                 "truncated or corrupt, re-copy or re-export it"
             ) from None
-        if header.kind == "image" and out.ndim == 3:
-            out = out[0]
-    _check_finite(out, where, permissive)
-    return out
+    if len(buf) < expected:
+        raise InvalidVolumeError(
+            f"{header.path}: cannot read the compressed data (it decompresses to {len(buf)} "
+            f"bytes, the header says {expected}); the file is truncated or corrupt, re-copy "
+            "or re-export it"
+        )
+    if trailing > _TRAILING_LIMIT:
+        raise InvalidVolumeError(
+            f"{header.path}: decompresses to more than {_TRAILING_LIMIT} bytes past the "
+            f"{expected} bytes its header says (a decompression bomb or a corrupt header); "
+            "re-export it"
+        )
+    if trailing:
+        logger.debug(
+            "%s: %d decompressed bytes after the data block ignored", header.path, trailing
+        )
+    return np.frombuffer(
+        buf, dtype=header.dtype, count=math.prod(header.data_shape), offset=header.data_offset
+    ).reshape(header.data_shape)
 
 
 def _load(
