@@ -26,13 +26,17 @@ import torch
 
 from cryoal._atomic import atomic_path
 from cryoal._version import __version__
-from cryoal.errors import CheckpointError, ConfigError
+from cryoal.errors import CheckpointError
 from cryoal.models._base import ArchSpec, Classifier
 
 __all__ = ["CheckpointInfo", "check_compatible", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "cryoal-checkpoint"
 FORMAT_VERSION = 1
+#: sanity bounds on what a checkpoint may claim (far above any real model)
+_MAX_CLASSES = 100_000
+_MAX_EXTENT = 4096
+_MAX_CHANNELS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,48 +244,19 @@ def load_checkpoint(
         Missing, corrupt or foreign file; unknown architecture; weights that do not fit
         the recorded architecture.
     """
-    from cryoal.models.registry import available, create
-
     file = Path(path)
     payload = _read(file)
-    arch = payload["arch"]
-    name = arch.get("name")
-    if name not in available(kind=None):
-        raise CheckpointError(
-            f"{file}: unknown model architecture {name!r} (this cryoal knows: "
-            f"{', '.join(available(kind=None))}); was it written by a newer or patched cryoal?"
-        )
-    try:
-        spec = ArchSpec(
-            name=str(name),
-            num_classes=int(arch["num_classes"]),
-            in_shape=tuple(int(s) for s in arch["in_shape"]),
-            kwargs=dict(arch.get("kwargs") or {}),
-        )
-        model = create(spec.name, spec.num_classes, spec.in_shape, **spec.kwargs)
-    except (KeyError, TypeError, ValueError, ConfigError) as exc:
-        raise CheckpointError(f"{file}: cannot rebuild architecture {name!r}: {exc}") from exc
+    spec = _arch_spec(file, payload["arch"])
+    model = _build(file, spec, payload["state_dict"])
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise CheckpointError(
-            f"{file}: weights do not fit architecture {name!r} with in_shape "
+            f"{file}: weights do not fit architecture {spec.name!r} with in_shape "
             f"{spec.in_shape}: {' '.join(first[:2])[:300]}"
         ) from exc
-    meta = payload["meta"]
-    info = CheckpointInfo(
-        arch=spec,
-        class_names=None if meta.get("class_names") is None else list(meta["class_names"]),
-        voxel_size=meta.get("voxel_size"),
-        normalization=str(meta.get("normalization", "zscore")),
-        train_config=dict(meta.get("train_config") or {}),
-        metrics=dict(meta.get("metrics") or {}),
-        cryoal_version=str(meta.get("cryoal_version", "unknown")),
-        created=str(meta.get("created", "")),
-        extra=dict(meta.get("extra") or {}),
-        path=file,
-    )
+    info = _info(file, spec, payload["meta"])
     model.eval()
     if device is not None:
         model.to(torch.device(device))
@@ -330,3 +305,138 @@ def check_compatible(
             f"{where}: model was trained at {ref:g} Å/voxel but the volumes are "
             f"{float(voxel_size):g} Å/voxel; resample them to {ref:g} Å or train a new model"
         )
+
+
+def _arch_spec(file: Path, arch: dict[str, Any]) -> ArchSpec:
+    """The checked ``arch`` section: known name, 2 ≤ classes, in_shape of positive ints."""
+    from cryoal.models.registry import available
+
+    name = arch.get("name")
+    if not isinstance(name, str) or name not in available(kind=None):
+        raise CheckpointError(
+            f"{file}: unknown model architecture {name!r} (this cryoal knows: "
+            f"{', '.join(available(kind=None))}); was it written by a newer or patched cryoal?"
+        )
+    n = arch.get("num_classes")
+    if not _is_int(n) or not 2 <= n <= _MAX_CLASSES:
+        raise CheckpointError(
+            f"{file}: cannot rebuild architecture {name!r}: num_classes = {n!r} is not a "
+            f"whole number from 2 to {_MAX_CLASSES}"
+        )
+    shape = arch.get("in_shape")
+    if (
+        not isinstance(shape, (list, tuple))
+        or len(shape) not in (3, 4)
+        or not all(_is_int(s) and s >= 1 for s in shape)
+        or shape[0] > _MAX_CHANNELS
+        or max(shape[1:]) > _MAX_EXTENT
+    ):
+        raise CheckpointError(
+            f"{file}: cannot rebuild architecture {name!r}: in_shape = {shape!r} is not "
+            f"(C, D, H, W) or (C, H, W) with 1 ≤ C ≤ {_MAX_CHANNELS} channels and 1 to "
+            f"{_MAX_EXTENT} voxels per side"
+        )
+    kwargs = arch.get("kwargs") or {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise CheckpointError(
+            f"{file}: cannot rebuild architecture {name!r}: kwargs = {kwargs!r} is not a "
+            "dict of named options"
+        )
+    return ArchSpec(name=name, num_classes=int(n), in_shape=tuple(shape), kwargs=dict(kwargs))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _build(file: Path, spec: ArchSpec, state: dict[str, Any]) -> Classifier:
+    """Build ``spec`` once its weights are known to fit it.
+
+    The model is first built on the ``meta`` device (no memory), and every stored tensor
+    is checked against it (names, shapes, finite values), so a checkpoint claiming a huge
+    architecture fails before anything is allocated: the real model is never larger than
+    the weights the file holds.
+    """
+    from cryoal.models.registry import create
+
+    def rebuild() -> Classifier:
+        try:
+            return create(spec.name, spec.num_classes, spec.in_shape, **spec.kwargs)
+        except Exception as exc:  # the options come from the file: any failure is the file's
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise CheckpointError(
+                f"{file}: cannot rebuild architecture {spec.name!r} with in_shape "
+                f"{spec.in_shape} and options {spec.kwargs!r}: {type(exc).__name__}: {reason}"
+            ) from None
+
+    with torch.device("meta"):
+        skeleton = rebuild()
+    want = skeleton.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(map(str, missing[:3]))}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(map(str, unexpected[:3]))}")
+        raise CheckpointError(
+            f"{file}: weights do not fit architecture {spec.name!r} with in_shape "
+            f"{spec.in_shape}: {'; '.join(parts)}"
+        )
+    for key, ref in want.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or value.shape != ref.shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckpointError(
+                f"{file}: weights do not fit architecture {spec.name!r} with in_shape "
+                f"{spec.in_shape}: {key!r} is {got}, the model needs {tuple(ref.shape)}"
+            )
+        if ref.is_floating_point() != value.is_floating_point() or value.is_complex():
+            raise CheckpointError(
+                f"{file}: weight {key!r} has dtype {value.dtype}; the model needs {ref.dtype}"
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"{file}: weight {key!r} holds NaN or infinite values; the model diverged "
+                "when it was trained, re-train it"
+            )
+    del skeleton
+    return rebuild()
+
+
+def _info(file: Path, spec: ArchSpec, meta: dict[str, Any]) -> CheckpointInfo:
+    """The checked ``meta`` section as a :class:`CheckpointInfo`."""
+    names = meta.get("class_names")
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) != spec.num_classes
+        or not all(isinstance(c, str) for c in names)
+    ):
+        raise CheckpointError(
+            f"{file}: class_names = {str(names)[:100]} is not a list of {spec.num_classes} "
+            "names, one per class of the model"
+        )
+    vs = meta.get("voxel_size")
+    if vs is not None and (
+        not isinstance(vs, (int, float)) or isinstance(vs, bool) or not math.isfinite(vs) or vs <= 0
+    ):
+        raise CheckpointError(
+            f"{file}: voxel_size = {vs!r} is not a positive number of Å (or None)"
+        )
+    sections: dict[str, dict[str, Any]] = {}
+    for key in ("train_config", "metrics", "extra"):
+        value = meta.get(key) or {}
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{file}: meta {key!r} is {type(value).__name__}, not a dict")
+        sections[key] = dict(value)
+    return CheckpointInfo(
+        arch=spec,
+        class_names=None if names is None else list(names),
+        voxel_size=None if vs is None else float(vs),
+        normalization=str(meta.get("normalization", "zscore")),
+        cryoal_version=str(meta.get("cryoal_version", "unknown")),
+        created=str(meta.get("created", "")),
+        path=file,
+        **sections,
+    )

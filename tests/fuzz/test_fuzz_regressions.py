@@ -1,0 +1,229 @@
+"""The failures the fuzzers found, as fixed inputs: each is one typed error, fast.
+
+Each test builds the minimal input of one class of failure (an untyped exception, a hang
+or an allocation sized by a header) and checks the exact error and that it comes
+before any allocation of the claimed size (a time bound well under a second).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import struct
+import time
+from pathlib import Path
+
+import _fuzzlib as fz
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cryoal.errors import CheckpointError, InvalidVolumeError
+from cryoal.io import VolumePool, read_header, read_volume
+
+BIG = 2**31 - 1  # the largest int32 a header field can hold
+
+
+def _vol_bytes() -> bytes:
+    return fz._mrc_bytes(np.random.default_rng(0).standard_normal((6, 6, 6)).astype(np.float32))
+
+
+def _huge_header() -> bytes:
+    raw = bytearray(_vol_bytes())
+    raw[0:12] = struct.pack("<3i", BIG, BIG, BIG)  # nx = ny = nz: 9.9e27 voxels
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("name", "pack", "reason"),
+    [
+        ("h.mrc", lambda b: b, "but the file has 1888 bytes"),
+        ("h.mrc.gz", lambda b: gzip.compress(b, mtime=0), "gzip file cannot hold more than"),
+        ("h.mrc.bz2", bz2.compress, "bzip2 file cannot hold more than 17179869184 bytes"),
+    ],
+)
+def test_header_claiming_huge_size_fails_fast(tmp_path: Path, name, pack, reason) -> None:
+    path = tmp_path / name
+    path.write_bytes(pack(_huge_header()))
+    t0 = time.perf_counter()
+    for read in (read_header, read_volume, VolumePool.from_path):
+        with pytest.raises(InvalidVolumeError, match=r"2147483647x2147483647x2147483647 voxels"):
+            read(path)
+    with pytest.raises(InvalidVolumeError, match=reason):
+        read_header(path)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_cryoal_info_on_huge_header_is_one_line(tmp_path: Path) -> None:
+    """The first probe's OverflowError from ``cryoal info``."""
+    from cli.main import cli
+
+    path = tmp_path / "h.mrc.gz"
+    path.write_bytes(gzip.compress(_huge_header(), mtime=0))
+    result = CliRunner().invoke(cli, ["info", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: the header says"), lines
+
+
+def test_corrupt_gzip_stream_is_typed(tmp_path: Path) -> None:
+    """The first probe's zlib.error: a flipped byte inside the deflate stream."""
+    data = bytearray(gzip.compress(_vol_bytes(), mtime=0))
+    data[20] ^= 0xFF
+    path = tmp_path / "c.mrc.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidVolumeError, match=r"c\.mrc\.gz: .*(decompress|readable)"):
+        read_volume(path)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress])
+def test_decompression_bomb_is_bounded(tmp_path: Path, compress) -> None:
+    """A valid 6³ header followed by 50 MiB of zeros: at most 1 MiB past the data is inflated."""
+    path = tmp_path / ("b.mrc.gz" if compress is gzip.compress else "b.mrc.bz2")
+    path.write_bytes(compress(_vol_bytes() + bytes(50 * 2**20)))
+    assert path.stat().st_size < 200_000
+    with pytest.raises(
+        InvalidVolumeError,
+        match=r"decompresses to more than 1048576 bytes past the 1888 bytes its header says "
+        r"\(a decompression bomb or a corrupt header\)",
+    ):
+        read_volume(path)
+
+
+def test_truncated_gzip_is_typed(tmp_path: Path) -> None:
+    data = gzip.compress(_vol_bytes(), mtime=0)
+    path = tmp_path / "t.mrc.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidVolumeError, match=r"t\.mrc\.gz: "):
+        read_volume(path)
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_hdf5_dataset_claiming_more_than_the_file_fails_fast(tmp_path: Path, compression) -> None:
+    """An unwritten dataset of 10⁶ 64³ volumes reads as fill values: refused up front."""
+    path = tmp_path / "p.h5"
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset(
+            "volumes",
+            shape=(10**6, 64, 64, 64),
+            dtype="f4",
+            chunks=(1, 64, 64, 64) if compression else None,
+            compression=compression,
+        )
+    t0 = time.perf_counter()
+    with pytest.raises(
+        InvalidVolumeError,
+        match=r"p\.h5: dataset 'volumes' claims \(1000000, 64, 64, 64\) values of float32 "
+        r"\(1048576000000 bytes\) but the file has \d+ bytes",
+    ):
+        VolumePool.from_path(path)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_hdf5_ids_of_wrong_kind_are_typed(tmp_path: Path) -> None:
+    """The first probe's KeyError/RuntimeError class: ids as a group, labels as a scalar."""
+    path = tmp_path / "p.h5"
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("volumes", data=np.zeros((2, 4, 4, 4), np.float32))
+        fh.create_group("ids")
+    with pytest.raises(InvalidVolumeError, match=r"'ids' is a group; expected 2 strings"):
+        VolumePool.from_path(path)
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("volumes", data=np.zeros((2, 4, 4, 4), np.float32))
+        fh.create_dataset("labels", data=np.float64(3.0))
+    with pytest.raises(InvalidVolumeError, match=r"'labels' is shape \(\); expected 2 strings"):
+        VolumePool.from_path(path)
+
+
+def _checkpoint(tmp_path: Path, edit) -> Path:
+    payload = fz.checkpoint_payload()
+    import copy
+
+    payload = copy.deepcopy(payload)
+    edit(payload)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    path = tmp_path / "model.pt"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (  # the probe's 10¹⁵-byte allocation: a 256 GiB layer claimed, checked on "meta"
+            lambda p: p["arch"].update(kwargs={"fc_units": 2**30}),
+            r"weights do not fit architecture 'cb3d' with in_shape \(1, 8, 8, 8\): '.*' is "
+            r"\(\d+, \d+\), the model needs \(1073741824, \d+\)",
+        ),
+        (
+            lambda p: p["arch"].update(in_shape=[1, 2**20, 8, 8]),
+            r"in_shape = \[1, 1048576, 8, 8\] is not \(C, D, H, W\) or \(C, H, W\)",
+        ),
+        (
+            lambda p: p["arch"].update(num_classes="x"),
+            r"num_classes = 'x' is not a whole number from 2 to 100000",
+        ),
+        (
+            lambda p: p["arch"].update(kwargs={"width": -3}),
+            r"cannot rebuild architecture 'cb3d' with in_shape \(1, 8, 8, 8\) and options",
+        ),
+        (
+            lambda p: p["arch"].update(kwargs=[1, 2]),
+            r"kwargs = \[1, 2\] is not a dict of named options",
+        ),
+        (
+            lambda p: p["state_dict"].update(
+                {k: torch.zeros(0) for k in list(p["state_dict"])[:1]}
+            ),
+            r"weights do not fit .* is \(0,\), the model needs",
+        ),
+        (
+            lambda p: p["state_dict"].update(
+                {k: torch.full_like(v, float("nan")) for k, v in list(p["state_dict"].items())[:1]}
+            ),
+            r"holds NaN or infinite values",
+        ),
+        (
+            lambda p: p["meta"].update(class_names=["a"]),
+            r"class_names = \['a'\] is not a list of 2 names",
+        ),
+        (
+            lambda p: p["meta"].update(voxel_size="4"),
+            r"voxel_size = '4' is not a positive number of Å",
+        ),
+        (lambda p: p["meta"].update(metrics=[1]), r"meta 'metrics' is list, not a dict"),
+    ],
+)
+def test_broken_checkpoint_fields_are_typed(tmp_path: Path, edit, message) -> None:
+    from cryoal.models import load_checkpoint
+
+    path = _checkpoint(tmp_path, edit)
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"model\.pt: .*" + message):
+        load_checkpoint(path)
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_cryoal_predict_with_broken_checkpoint_is_one_line(tmp_path: Path) -> None:
+    """The probe's TypeError through ``cryoal predict``: exit 2, one line, nothing written."""
+    from cli.main import cli
+    from cryoal.io import write_volume
+
+    vols = tmp_path / "vols"
+    vols.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_volume(vols / f"v{i}.mrc", rng.standard_normal((8, 8, 8)).astype(np.float32), 4.0)
+    path = _checkpoint(tmp_path, lambda p: p["arch"].update(in_shape=None))
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(
+        cli, ["predict", "--volumes", str(vols), "--model", str(path), "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "model.pt: cannot rebuild architecture 'cb3d'" in lines[0], lines
+    assert not out.exists()
