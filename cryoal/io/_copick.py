@@ -65,12 +65,12 @@ def _plain_get_logger(name: str, debug: bool = False) -> logging.Logger:
 
 def _quiet_get_logger() -> None:
     """Point copick's ``get_logger`` (the module's and every imported copy) at a plain one."""
-    log = sys.modules.get("copick.util.log")
-    if log is None:
-        try:
-            import copick.util.log as log
-        except ImportError:  # another copick layout: nothing to patch
-            return
+    import importlib
+
+    try:
+        log = importlib.import_module("copick.util.log")
+    except ImportError:  # another copick layout: nothing to patch
+        return
     original = getattr(log, "get_logger", None)
     if original is None or original is _plain_get_logger:
         return
