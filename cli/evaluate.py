@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from cryoal.cli._common import example_epilog
@@ -15,8 +16,10 @@ cryoal evaluate picks --truth truth.star --pred picks.star --tomograms tomograms
 cryoal evaluate picks --truth gt.csv --pred sub.csv --units angstrom --czii   # the Kaggle CZII score
 """
 
-#: Class columns tried in this order when --label-column is not given.
-LABEL_COLUMNS = ("label", "cryoalLabel", "rlnClassNumber")
+#: Class columns tried in this order when --label-column is not given (the first with a
+#: value is used: a picks file's empty ``label`` column gives way to ``predicted``, and a
+#: ``cryoal predict`` STAR's ``cryoalPredicted`` names come before its class numbers).
+LABEL_COLUMNS = ("label", "cryoalLabel", "predicted", "cryoalPredicted", "rlnClassNumber")
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, float]:
@@ -33,6 +36,11 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, float]:
             )
         out[name] = number
     return out
+
+
+def _has_values(column: Any) -> bool:
+    """Whether a class column holds at least one non-empty value."""
+    return bool(column.notna().any() and (column.astype(str).str.strip() != "").any())
 
 
 def _copick_radii(config: Path) -> dict[str, float]:
@@ -89,7 +97,8 @@ def evaluate() -> None:
 @click.option(
     "--label-column",
     default=None,
-    help=f"Class column of both files (default: the first of {', '.join(LABEL_COLUMNS)}).",
+    help=f"Class column of both files (default: the first of {', '.join(LABEL_COLUMNS)} "
+    "that has a value).",
 )
 @click.option(
     "--units",
@@ -151,7 +160,9 @@ def picks(
             tomograms=tomograms,
         )
         table = plist.table
-        column = label_column or next((c for c in LABEL_COLUMNS if c in table.columns), None)
+        column = label_column or next(
+            (c for c in LABEL_COLUMNS if c in table.columns and _has_values(table[c])), None
+        )
         if column is None or column not in table.columns:
             raise ConfigError(
                 f"{path}: no class column {label_column or ' / '.join(LABEL_COLUMNS)} "

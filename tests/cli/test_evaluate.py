@@ -93,3 +93,32 @@ def test_bad_input_is_one_line_and_exit_2(
     assert code == 2
     (line,) = err.strip().splitlines()
     assert message in line
+
+
+def test_predictions_star_is_scored_by_class_name_not_number(
+    sim_copick: SimulatedCopickProject, tmp_path: Path
+) -> None:
+    """A ``cryoal predict`` STAR has rlnClassNumber and cryoalPredicted: the names are the
+    classes; a picks CSV's empty label column gives way to its predicted column."""
+    from cryoal.io import ParticleList, write_relion
+
+    assert sim_copick.relion is not None
+    truth = sim_copick.particles
+    classes = sorted(set(truth["label"]))
+    table = truth[["id", "tomo", "x", "y", "z"]].assign(predicted=truth["label"].to_numpy())
+    star = write_relion(
+        tmp_path / "classes.star",
+        ParticleList(table, dict.fromkeys(truth["tomo"], sim_copick.voxel_size), "cryoal"),
+        tomograms=sim_copick.relion / "tomograms.star",
+        class_numbers=classes,
+        class_column="predicted",
+    )
+    picks = tmp_path / "picks.csv"
+    table.assign(label="").to_csv(picks, index=False)
+    common = ["--truth", str(sim_copick.root / "truth.csv"), "--units", "angstrom"]
+    common += ["--tomograms", str(sim_copick.relion / "tomograms.star")]
+    common += ["--copick", str(sim_copick.config)]
+    for pred in (star, picks):
+        code, out, err = _run("evaluate", "picks", *common, "--pred", str(pred))
+        assert code == 0, err
+        assert out.splitlines()[-1].endswith(": 1.0000"), out
