@@ -95,6 +95,8 @@ PixelSize = float | Mapping[str, float] | None
 Shapes = Mapping[str, Sequence[int]] | None
 
 _MAX_LISTED = 5
+#: the largest magnitude a number in a particle table may have (1e15 Å is 100 km)
+_MAX_ABS = 1e15
 _XYZ = ("x", "y", "z")
 _CENTRED = tuple(f"rlnCenteredCoordinate{a}Angst" for a in "XYZ")
 _COORD = tuple(f"rlnCoordinate{a}" for a in "XYZ")
@@ -227,7 +229,9 @@ def _show(value: object) -> str:
 
 
 def _as_float(df: pd.DataFrame, cols: Sequence[str], where: str) -> np.ndarray:
-    """``df[cols]`` as float64 ``(N, len(cols))``; non-numbers and NaN/Inf are errors."""
+    """``df[cols]`` as float64 ``(N, len(cols))``; non-numbers, NaN/Inf and values beyond
+    ±:data:`_MAX_ABS` (no coordinate, angle, pixel size or score; their products with
+    pixel sizes would overflow) are errors."""
     out = np.empty((len(df), len(cols)), dtype=np.float64)
     for j, c in enumerate(cols):
         vals = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
@@ -235,6 +239,10 @@ def _as_float(df: pd.DataFrame, cols: Sequence[str], where: str) -> np.ndarray:
         if bad.size:
             rows = [f"row {i + 1} ({_show(df[c].iloc[i])})" for i in bad]
             _fail(where, f"have a missing or non-numeric {c}", rows, len(df))
+        huge = np.flatnonzero(np.abs(vals) > _MAX_ABS)
+        if huge.size:
+            rows = [f"row {i + 1} ({_show(df[c].iloc[i])})" for i in huge]
+            _fail(where, f"have a {c} beyond ±{_MAX_ABS:g}", rows, len(df))
         out[:, j] = vals
     return out
 
@@ -258,7 +266,7 @@ def _per_tomo(value: PixelSize, tomo: str) -> float | None:
 
 
 def _check_pixel_size(value: float, where: str) -> float:
-    if not np.isfinite(value) or value <= 0:
+    if not np.isfinite(value) or value <= 0 or value > _MAX_ABS:
         raise InvalidParticlesError(
             f"{where}: pixel size must be a positive number of Å, not {value}"
         )
@@ -296,6 +304,14 @@ def _finish(
     n = len(tomos)
     if n == 0:
         raise InvalidParticlesError(f"{where}: no particles (the table is empty)")
+    huge = [f"row {i + 1} ({tomos[i]})" for i in np.flatnonzero(~np.isfinite(xyz).all(axis=1))]
+    _fail(where, "have a coordinate that is not a finite number of Å", huge, n)
+    repeated = sorted({repr(str(c)) for c in df.columns[df.columns.duplicated()]})
+    if repeated:
+        raise InvalidParticlesError(
+            f"{where}: column(s) {', '.join(repeated)} appear more than once (a row with more "
+            "fields than the header, or a repeated column name)"
+        )
     if ids is None:
         ids = make_particle_ids(tomos)
     else:
@@ -343,6 +359,12 @@ def _read_star_blocks(path: Path) -> dict[str, pd.DataFrame]:
     blocks: dict[str, pd.DataFrame] = {}
     for name, t in data.items():
         if isinstance(t, pd.DataFrame):
+            repeated = sorted({str(c) for c in t.columns[t.columns.duplicated()]})
+            if repeated:
+                raise InvalidParticlesError(
+                    f"{path}: block data_{name} names column(s) {', '.join(repeated)} twice; "
+                    "remove the repeated loop_ entries"
+                )
             blocks[str(name)] = t
         elif isinstance(t, dict):  # a simple (non-loop) block: one row
             blocks[str(name)] = pd.DataFrame([t])
@@ -431,21 +453,16 @@ def _optics_pixel_size(
         return None
     if "rlnOpticsGroup" not in optics.columns or "rlnOpticsGroup" not in parts.columns:
         if len(optics) == 1:
-            return np.full(len(parts), float(optics[col].iloc[0]))
+            return np.full(len(parts), _as_float(optics, [col], f"{where} (optics)")[0, 0])
         raise InvalidParticlesError(
             f"{where}: {len(optics)} optics groups but no rlnOpticsGroup column to pick one"
         )
-    table = dict(
-        zip(
-            pd.to_numeric(optics["rlnOpticsGroup"]).astype(int),
-            pd.to_numeric(optics[col]).astype(float),
-            strict=True,
-        )
-    )
+    numbers = _as_float(optics, ["rlnOpticsGroup", col], f"{where} (optics)")
+    table = dict(zip(numbers[:, 0].tolist(), numbers[:, 1].tolist(), strict=True))
     groups = pd.to_numeric(parts["rlnOpticsGroup"], errors="coerce")
     bad = [f"row {i + 1} (group {g!r})" for i, g in enumerate(groups) if g not in table]
     _fail(where, "name an optics group that the optics block lacks", bad, len(parts))
-    return np.array([table[int(g)] for g in groups], dtype=np.float64)
+    return np.array([table[g] for g in groups], dtype=np.float64)
 
 
 def _one_per_tomo(
@@ -1100,6 +1117,19 @@ def read_dynamo(
 # ---------------------------------------------------------------------------- copick
 
 
+#: what copick raises on a damaged project file (JSONDecodeError, UnicodeDecodeError and
+#: pydantic's ValidationError are ValueErrors; copick asserts on odd picks file names)
+_COPICK_DATA_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OSError,
+    AssertionError,
+)
+
+
 def _copick_root(config: str | os.PathLike[str]) -> Any:
     copick = import_copick("reading copick projects")
 
@@ -1183,36 +1213,51 @@ def read_copick(
     seen: set[tuple[str, str, str]] = set()
     pixel: dict[str, float] = {}
     for run in all_runs:
-        for picks in run.picks:
-            key = (str(picks.pickable_object_name), str(picks.user_id), str(picks.session_id))
-            seen.add(key)
-            if objs is not None and key[0] not in objs:
-                continue
-            if users is not None and key[1] not in users:
-                continue
-            if sessions is not None and key[2] not in sessions:
-                continue
-            for pt in picks.points or []:
-                t = np.asarray(pt.transformation, dtype=np.float64)
-                loc = np.array([pt.location.x, pt.location.y, pt.location.z], dtype=np.float64)
-                rows.append(
-                    {
-                        "tomo": run.name,
-                        "xyz": loc + t[:3, 3],
-                        "label": key[0],
-                        "score": np.nan if pt.score is None else float(pt.score),
-                        "instance_id": 0 if pt.instance_id is None else int(pt.instance_id),
-                        "user_id": key[1],
-                        "session_id": key[2],
-                    }
-                )
-                mats.append(t[:3, :3])
-        if voxel_spacing is not None:
-            pixel[run.name] = _check_pixel_size(float(voxel_spacing), where)
-        else:
-            spacings = [float(vs.voxel_size) for vs in run.voxel_spacings]
-            if len(spacings) == 1:
-                pixel[run.name] = spacings[0]
+        current = f"run {run.name!r}"
+        try:
+            for picks in run.picks:
+                current = f"picks file {getattr(picks, 'path', None) or run.name}"
+                key = (str(picks.pickable_object_name), str(picks.user_id), str(picks.session_id))
+                seen.add(key)
+                if objs is not None and key[0] not in objs:
+                    continue
+                if users is not None and key[1] not in users:
+                    continue
+                if sessions is not None and key[2] not in sessions:
+                    continue
+                for pt in picks.points or []:
+                    t = np.asarray(pt.transformation, dtype=np.float64).reshape(4, 4)
+                    loc = np.array([pt.location.x, pt.location.y, pt.location.z], dtype=np.float64)
+                    if not np.all(np.abs(loc) <= _MAX_ABS) or not np.all(np.abs(t) <= _MAX_ABS):
+                        raise ValueError(
+                            f"a point of {picks.pickable_object_name} has a location or "
+                            f"transformation that is not finite or beyond ±{_MAX_ABS:g}"
+                        )
+                    rows.append(
+                        {
+                            "tomo": run.name,
+                            "xyz": loc + t[:3, 3],
+                            "label": key[0],
+                            "score": np.nan if pt.score is None else float(pt.score),
+                            "instance_id": 0 if pt.instance_id is None else int(pt.instance_id),
+                            "user_id": key[1],
+                            "session_id": key[2],
+                        }
+                    )
+                    mats.append(t[:3, :3])
+            current = f"run {run.name!r} voxel spacings"
+            if voxel_spacing is not None:
+                pixel[run.name] = _check_pixel_size(float(voxel_spacing), where)
+            else:
+                spacings = [float(vs.voxel_size) for vs in run.voxel_spacings]
+                if len(spacings) == 1:
+                    pixel[run.name] = spacings[0]
+        except _COPICK_DATA_ERRORS as exc:  # JSON, pydantic validation, odd file names
+            lines = [ln.strip() for ln in str(exc).strip().splitlines()[:3]]
+            raise InvalidParticlesError(
+                f"{where}: copick {current}: not readable ({type(exc).__name__}: "
+                f"{'; '.join(lines)[:300]}); fix or remove the file"
+            ) from None
     if not rows:
         have = "; ".join(f"{o}/{u}/{s}" for o, u, s in sorted(seen)[:10]) or "none"
         raise InvalidParticlesError(

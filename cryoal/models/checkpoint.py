@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -345,7 +345,7 @@ def _arch_spec(file: Path, arch: dict[str, Any]) -> ArchSpec:
     return ArchSpec(name=name, num_classes=int(n), in_shape=tuple(shape), kwargs=dict(kwargs))
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

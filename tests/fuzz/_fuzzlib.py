@@ -647,6 +647,378 @@ def target_checkpoint(path: Path) -> None:
     assert out.shape == (2, info.arch.num_classes), out.shape
 
 
+def target_predict(path: Path) -> None:
+    """``cryoal predict --volumes DIR --model FILE --out pred.csv`` through the CLI.
+
+    Exit 0 (a prediction table) or 2 (one ``Error:`` line) is fine; a traceback (an
+    exception escaping the command) is re-raised for the harness to classify.
+    """
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    vols = _predict_volumes()
+    out = path.with_name("pred.csv")
+    try:
+        result = CliRunner().invoke(
+            cli, ["predict", "--volumes", str(vols), "--model", str(path), "--out", str(out)]
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            out.unlink()
+    if result.exit_code == 2:
+        lines = result.output.strip().splitlines()
+        if len(lines) != 1 or not lines[0].startswith("Error: "):
+            raise AssertionError(f"cryoal predict: exit 2 without one Error line: {lines!r}")
+        raise PrintedError(lines[0])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    if result.exit_code != 0:
+        raise AssertionError(f"cryoal predict exited {result.exit_code}: {result.output!r}")
+
+
+class PrintedError(CryoalError):
+    """``cryoal`` printed one ``Error:`` line and exited 2 (a typed error, as intended)."""
+
+
+_PREDICT_DIR: Path | None = None
+
+
+def _predict_volumes() -> Path:
+    """A folder of two 8³ volumes at 4 Å (the checkpoint seed's box), made once."""
+    global _PREDICT_DIR
+    if _PREDICT_DIR is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        from cryoal.io import write_volume
+
+        folder = Path(tempfile.mkdtemp(prefix="cryoal-fuzz-vols-"))
+        atexit.register(shutil.rmtree, folder, True)
+        rng = np.random.default_rng(2)
+        for i in range(2):
+            vol = rng.standard_normal(CHECKPOINT_BOX[1:]).astype(np.float32)
+            write_volume(folder / f"v{i}.mrc", vol, 4.0)
+        _PREDICT_DIR = folder
+    return _PREDICT_DIR
+
+
+# --------------------------------------------------------------------------- particles
+
+#: (nz, ny, nx) voxels of the seed tomograms at 10 Å/voxel
+_TOMO_SHAPES = {"TS_1": (5, 16, 16), "TS_2": (5, 16, 16)}
+_PIXEL = 10.0
+_PARTICLE_SEEDS: list[tuple[str, bytes]] | None = None
+
+
+def _seed_particles() -> Any:
+    import pandas as pd
+
+    from cryoal.io import ParticleList
+
+    rng = np.random.default_rng(3)
+    n = 4
+    tomos = ["TS_1", "TS_1", "TS_2", "TS_2"]
+    table = pd.DataFrame(
+        {
+            "id": [f"{t}:{i:06d}" for i, t in enumerate(tomos)],
+            "tomo": tomos,
+            "x": rng.uniform(0, 150, n),
+            "y": rng.uniform(0, 150, n),
+            "z": rng.uniform(0, 40, n),
+            "rot": rng.uniform(-180, 180, n),
+            "tilt": rng.uniform(5, 175, n),
+            "psi": rng.uniform(-180, 180, n),
+            "label": ["a", "b", "a", "b"],
+            "score": rng.uniform(0, 1, n),
+        }
+    )
+    centres = {t: (80.0, 80.0, 25.0) for t in _TOMO_SHAPES}
+    return ParticleList(table, {t: _PIXEL for t in _TOMO_SHAPES}, "csv", centres)
+
+
+def particle_seeds() -> list[tuple[str, bytes]]:
+    """Valid particle lists written by cryoal's writers: RELION 5/4 STAR, CSV, Dynamo .tbl."""
+    global _PARTICLE_SEEDS
+    if _PARTICLE_SEEDS is None:
+        import tempfile
+
+        import dynamotable
+        import pandas as pd
+
+        from cryoal.io import write_csv_particles, write_relion
+
+        pl = _seed_particles()
+        classes = {"a": 1, "b": 2}
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            write_relion(d / "r5.star", pl, class_numbers=classes)
+            write_relion(d / "r4.star", pl, coordinates="relion4", class_numbers=classes)
+            write_relion(d / "both.star", pl, coordinates="both", class_numbers=classes)
+            write_csv_particles(d / "p.csv", pl)
+            px = pl.coordinates("pixel")
+            dynamotable.write(
+                pd.DataFrame(
+                    {
+                        "tag": [1, 2, 3, 4],
+                        "aligned_value": [1] * 4,
+                        "averaged_value": [0] * 4,
+                        "dx": [0.5, 0, 0, 0],
+                        "dy": [0.0] * 4,
+                        "dz": [0, 0, 0, -1.0],
+                        "tdrot": [0, 30.0, 0, 10],
+                        "tilt": [0, 40.0, 0, 20],
+                        "narot": [0, 50.0, 0, 30],
+                        "cc": [0.9, 0.8, 0.7, 0.6],
+                        "class": [1, 2, 1, 2],
+                        "tomo": [1, 1, 2, 2],
+                        "x": px[:, 0] + 1,
+                        "y": px[:, 1] + 1,
+                        "z": px[:, 2] + 1,
+                    }
+                ),
+                str(d / "p.tbl"),
+            )
+            _PARTICLE_SEEDS = [
+                (n, (d / n).read_bytes())
+                for n in ("r5.star", "r4.star", "both.star", "p.csv", "p.tbl")
+            ]
+    return _PARTICLE_SEEDS
+
+
+_NUMBER_TOKENS = (
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e308",
+    "-1e308",
+    "1e400",
+    "0",
+    "-0",
+    "-1",
+    "",
+    "x",
+    "1e-320",
+    "99999999999999999999",
+    "0x10",
+    "1,5",
+    "None",
+)
+
+
+def _mutate_fields(draw: Draw, text: str) -> str:
+    """Replace whitespace/comma-separated fields with odd numbers, names or nothing."""
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return text
+    i = draw.int(0, len(lines) - 1)
+    sep = "," if "," in lines[i] else None
+    fields = lines[i].rstrip("\r\n").split(sep)
+    j = draw.int(0, max(0, len(fields) - 1))
+    if fields:
+        fields[j] = choice(draw, _NUMBER_TOKENS + _LABEL_TOKENS + ("TS_1", "TS_3", "TS_1:000000"))
+    lines[i] = ("," if sep else "\t").join(fields) + "\n"
+    return "".join(lines)
+
+
+def mutate_particles(draw: Draw) -> tuple[str, bytes]:
+    """A mutated particle list: field, token and line mutations of a valid one."""
+    name, data = choice(draw, particle_seeds())
+    text = data.decode()
+    for _ in range(draw.int(1, 4)):
+        op = draw.int(0, 4)
+        if op <= 1:
+            text = _mutate_fields(draw, text)
+        elif op == 2:
+            pos = draw.int(0, len(text))
+            text = text[:pos] + choice(draw, _LABEL_TOKENS + _NUMBER_TOKENS) + text[pos:]
+        elif op == 3:  # duplicate or drop a line
+            lines = text.splitlines(keepends=True)
+            if lines:
+                k = draw.int(0, len(lines) - 1)
+                if draw.int(0, 1):
+                    lines.insert(k, lines[k])
+                else:
+                    del lines[k]
+                text = "".join(lines)
+        else:
+            text = text[: draw.int(0, len(text))]
+    raw = text.encode("utf-8", "surrogatepass")
+    if draw.int(0, 4) == 0:
+        raw = mutate_bytes(draw, raw)
+    return name, raw
+
+
+def _pool_particles() -> Any:
+    return _seed_particles()
+
+
+def target_particles(path: Path) -> None:
+    """Read the particle list as ``cryoal select --coords`` does, then match labels to a pool."""
+    from cryoal.io import read_particles
+    from cryoal.io.particle_labels import read_particle_labels
+
+    options: dict[str, Any] = {"pixel_size": _PIXEL}
+    name = path.name
+    if name.endswith(".csv"):
+        options["units"] = "angstrom"
+    if name.endswith(".star"):
+        options["tomogram_shapes"] = _TOMO_SHAPES
+    pl = read_particles(path, **options)
+    pl.coordinates("pixel")
+    pool = _pool_particles()
+    if name.endswith(".tbl"):
+        options["tomo_names"] = {1: "TS_1", 2: "TS_2"}
+        options["label_column"] = "class"
+    match = read_particle_labels(
+        path,
+        pool_ids=pool.ids,
+        pool_particles=pool,
+        strict=False,
+        class_names={1: "a", 2: "b"} if name.endswith((".star", ".tbl")) else None,
+        **options,
+    )
+    match.summary()
+
+
+# --------------------------------------------------------------------------- copick
+
+_COPICK_SEED: dict[str, bytes] | None = None
+_ROOT_TOKEN = "@ROOT@"
+
+
+def copick_seed() -> dict[str, bytes]:
+    """A copick project (config + two runs of picks) as ``{relative path: bytes}``.
+
+    The overlay root in the config is ``@ROOT@``, replaced by the folder it is unpacked to.
+    """
+    global _COPICK_SEED
+    if _COPICK_SEED is None:
+        import tempfile
+
+        from copick.models import PickableObject
+
+        from cryoal.io._copick import import_copick
+
+        copick = import_copick()
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            root = copick.new_config(
+                str(d / "copick_config.json"),
+                str(d / "overlay"),
+                pickable_objects=[
+                    PickableObject(name="a", is_particle=True, label=1, radius=30.0),
+                    PickableObject(name="b", is_particle=True, label=2, radius=30.0),
+                ],
+            )
+            pl = _seed_particles()
+            for tomo in _TOMO_SHAPES:
+                run = root.new_run(tomo)
+                sub = pl.table[pl.table["tomo"] == tomo]
+                for obj in ("a", "b"):
+                    pts = sub[sub["label"] == obj][["x", "y", "z"]].to_numpy(dtype=float)
+                    run.new_picks(obj, "expert", "alice").from_numpy(pts)
+            files = {
+                str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()
+            }
+            files["copick_config.json"] = files["copick_config.json"].replace(
+                str(d).encode(), _ROOT_TOKEN.encode()
+            )
+        _COPICK_SEED = files
+    return _COPICK_SEED
+
+
+def _pack(files: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+_JSON_TOKENS = (
+    "null",
+    "[]",
+    "{}",
+    '""',
+    "1e999",
+    "-1",
+    "NaN",
+    "Infinity",
+    '"x"',
+    "0",
+    "true",
+    '{"location": {"x": 1}}',
+    "[[[[[[[[[[]]]]]]]]]]",
+)
+
+
+def mutate_copick(draw: Draw) -> tuple[str, bytes]:
+    """A copick project (as a tar) with its config or one picks file mutated as JSON text."""
+    files = dict(copick_seed())
+    key = choice(draw, sorted(files))
+    text = files[key].decode()
+    for _ in range(draw.int(1, 3)):
+        op = draw.int(0, 3)
+        if op <= 1:  # replace a JSON value: the text after a ':' up to the next , } or ]
+            colons = [i for i, c in enumerate(text) if c == ":"]
+            if colons:
+                start = choice(draw, colons) + 1
+                end = start
+                while end < len(text) and text[end] not in ",}]":
+                    end += 1
+                text = text[:start] + " " + choice(draw, _JSON_TOKENS + _NUMBER_TOKENS) + text[end:]
+        elif op == 2:
+            pos = draw.int(0, len(text))
+            text = (
+                text[:pos]
+                + choice(draw, _JSON_TOKENS + ("{", "}", "[", "]", ",", ":"))
+                + text[pos:]
+            )
+        else:
+            text = text[: draw.int(0, len(text))]
+    files[key] = text.encode("utf-8", "surrogatepass")
+    if draw.int(0, 5) == 0:
+        files[key] = mutate_bytes(draw, files[key])
+    if draw.int(0, 7) == 0:  # a file removed
+        files.pop(choice(draw, sorted(files)))
+    return "copick.tar", _pack(files)
+
+
+def target_copick(path: Path) -> None:
+    """Unpack the project next to ``path``; read picks and match them as labels to a pool."""
+    import shutil
+    import tarfile
+
+    from cryoal.io import read_particles
+    from cryoal.io.particle_labels import read_particle_labels
+
+    folder = path.with_suffix(".d")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    try:
+        with tarfile.open(path) as tar:
+            tar.extractall(folder, filter="data")
+        cfg = folder / "copick_config.json"
+        if cfg.is_file():
+            cfg.write_bytes(cfg.read_bytes().replace(_ROOT_TOKEN.encode(), str(folder).encode()))
+        pl = read_particles(cfg, fmt="copick", pixel_size=_PIXEL)
+        pl.coordinates("pixel")
+        pool = _pool_particles()
+        match = read_particle_labels(
+            cfg, pool_ids=pool.ids, pool_particles=pool, strict=False, fmt="copick", user_id="alice"
+        )
+        match.summary()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -664,6 +1036,9 @@ READERS: dict[str, Reader] = {
     "hdf5": Reader("hdf5", mutate_hdf5, target_hdf5),
     "labels": Reader("labels", mutate_labels, target_labels),
     "checkpoint": Reader("checkpoint", mutate_checkpoint, target_checkpoint),
+    "predict": Reader("predict", mutate_checkpoint, target_predict),
+    "particles": Reader("particles", mutate_particles, target_particles),
+    "copick": Reader("copick", mutate_copick, target_copick),
 }
 
 
@@ -681,6 +1056,9 @@ def warm_up() -> None:
     checkpoint_payload()
     mrc_seeds()
     hdf5_seed()
+    particle_seeds()
+    copick_seed()
+    _predict_volumes()
 
 
 class InputTimeout(BaseException):

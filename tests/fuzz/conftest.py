@@ -1,7 +1,8 @@
 """Fuzz-test settings: deterministic, database-less hypothesis runs sized by one variable.
 
-``CRYOAL_FUZZ_EXAMPLES`` sets the examples per reader (default 300, about 1-5 s per
-reader on one core); the long run (``tests/fuzz/long_run.py``, see docs/reliability.md)
+``CRYOAL_FUZZ_EXAMPLES`` scales the examples per reader (default 300: 300 inputs for the
+fast readers, fewer for checkpoints, ``cryoal predict`` and copick; about 30 s in all on
+one core); the long run (``tests/fuzz/long_run.py``, see docs/reliability.md)
 uses the same mutation programs with atheris or a seeded RNG.
 """
 

@@ -8,6 +8,7 @@ are kept as regression tests in ``test_fuzz_regressions.py``.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings.get_profile("cryoal-fuzz")
+#: CRYOAL_FUZZ_EXAMPLES scales every reader's count (300 = the defaults below)
+SCALE = int(os.environ.get("CRYOAL_FUZZ_EXAMPLES", "300")) / 300
+
+
+def examples(n: int) -> settings:
+    """The fuzz profile with ``n`` examples at the default scale (slow targets get fewer)."""
+    return settings(FUZZ, max_examples=max(1, round(n * SCALE)))
 
 
 @pytest.fixture(scope="module")
@@ -32,28 +40,46 @@ def _check(reader: str, folder: Path, data) -> None:
     fz.check_input(r, folder, name, raw)
 
 
-@FUZZ
+@examples(300)
 @given(data=st.data())
 def test_mrc_reader_raises_only_typed_errors(folder: Path, data) -> None:
     _check("mrc", folder, data)
 
 
-@FUZZ
+@examples(300)
 @given(data=st.data())
 def test_hdf5_pool_raises_only_typed_errors(folder: Path, data) -> None:
     _check("hdf5", folder, data)
 
 
-@FUZZ
+@examples(300)
 @given(data=st.data())
 def test_label_tables_raise_only_typed_errors(folder: Path, data) -> None:
     _check("labels", folder, data)
 
 
-@FUZZ
+@examples(100)
 @given(data=st.data())
 def test_checkpoints_raise_only_typed_errors(folder: Path, data) -> None:
     _check("checkpoint", folder, data)
+
+
+@examples(25)
+@given(data=st.data())
+def test_cryoal_predict_exits_0_or_2_on_fuzzed_checkpoints(folder: Path, data) -> None:
+    _check("predict", folder, data)
+
+
+@examples(150)
+@given(data=st.data())
+def test_particle_lists_raise_only_typed_errors(folder: Path, data) -> None:
+    _check("particles", folder, data)
+
+
+@examples(80)
+@given(data=st.data())
+def test_copick_projects_raise_only_typed_errors(folder: Path, data) -> None:
+    _check("copick", folder, data)
 
 
 @pytest.mark.parametrize("reader", sorted(fz.READERS))
@@ -66,6 +92,10 @@ def test_seeds_read_cleanly(reader: str, folder: Path) -> None:
         seeds = [("pool.h5", fz.hdf5_seed())]
     elif reader == "labels":
         seeds = [("a.csv", fz._CSV_SEEDS[0].encode()), ("a.star", fz._STAR_SEED.encode())]
+    elif reader == "particles":
+        seeds = fz.particle_seeds()
+    elif reader == "copick":
+        seeds = [("copick.tar", fz._pack(fz.copick_seed()))]
     else:
         import io
 

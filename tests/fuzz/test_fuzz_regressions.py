@@ -227,3 +227,99 @@ def test_cryoal_predict_with_broken_checkpoint_is_one_line(tmp_path: Path) -> No
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "model.pt: cannot rebuild architecture 'cb3d'" in lines[0], lines
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- particles and copick
+
+
+def _seed(name: str) -> str:
+    return dict(fz.particle_seeds())[name].decode()
+
+
+def test_star_with_a_repeated_column_is_typed(tmp_path: Path) -> None:
+    """pandas' "Cannot set a DataFrame with multiple columns" ValueError."""
+    from cryoal.errors import InvalidParticlesError
+    from cryoal.io import read_particles
+
+    text = _seed("both.star").replace("_cryoalId #13", "_rlnClassNumber #12")
+    path = tmp_path / "p.star"
+    path.write_text(text)
+    with pytest.raises(
+        InvalidParticlesError,
+        match=r"p\.star: block data_particles names column\(s\) rlnClassNumber twice",
+    ):
+        read_particles(path, tomogram_shapes=fz._TOMO_SHAPES, pixel_size=fz._PIXEL)
+
+
+def test_optics_block_with_garbage_group_is_typed(tmp_path: Path) -> None:
+    """``pd.to_numeric`` on the optics block's group column raised ValueError."""
+    from cryoal.errors import InvalidParticlesError
+    from cryoal.io import read_particles
+
+    text = _seed("r4.star").replace("1\topticsGroup1\t10.000000", "x1\topticsGroup1\t10.000000")
+    path = tmp_path / "p.star"
+    path.write_text(text)
+    with pytest.raises(
+        InvalidParticlesError, match=r"p\.star \(optics\): .*non-numeric rlnOpticsGroup"
+    ):
+        read_particles(path)
+
+
+def test_dynamo_row_with_too_many_fields_is_typed(tmp_path: Path) -> None:
+    from cryoal.errors import InvalidParticlesError
+    from cryoal.io import read_particles
+
+    lines = _seed("p.tbl").splitlines()
+    path = tmp_path / "p.tbl"
+    path.write_text(lines[0] + " " + lines[1] + "\n")  # two rows on one line
+    with pytest.raises(
+        InvalidParticlesError, match=r"p\.tbl: column\(s\) .* appear more than once"
+    ):
+        read_particles(path, pixel_size=fz._PIXEL)
+
+
+def test_coordinate_overflowing_to_inf_in_angstrom_is_typed(tmp_path: Path) -> None:
+    """1e308 pixels × 10 Å is inf: the k-d tree of the label matcher raised ValueError.
+
+    Numbers beyond ±1e15 are refused as read, so no product with a pixel size overflows.
+    """
+    from cryoal.errors import InvalidParticlesError
+    from cryoal.io import read_particles
+
+    fields = _seed("p.tbl").splitlines()[0].split()
+    fields[23] = "1e308"  # x, column 24
+    path = tmp_path / "p.tbl"
+    path.write_text(" ".join(fields) + "\n")
+    with pytest.raises(
+        InvalidParticlesError,
+        match=r"p\.tbl: 1 of 1 rows have a x beyond ±1e\+15: row 1 \('1e\+308'\)",
+    ):
+        read_particles(path, pixel_size=fz._PIXEL)
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda t: t[: len(t) // 2], "JSONDecodeError"),
+        (lambda t: t.replace('"user_id": "alice"', '"user_id": 0'), "ValidationError"),
+        (lambda t: t.encode("latin-1").replace(b'"a"', b'"\xff"'), "UnicodeDecodeError"),
+    ],
+)
+def test_corrupt_copick_picks_file_is_typed(tmp_path: Path, edit, why) -> None:
+    """copick parses picks lazily: JSON/pydantic/Unicode errors escaped from read_copick."""
+    from cryoal.errors import InvalidParticlesError
+    from cryoal.io import read_particles
+
+    files = dict(fz.copick_seed())
+    key = "overlay/ExperimentRuns/TS_1/Picks/alice_expert_a.json"
+    text = edit(files[key].decode())
+    files[key] = text if isinstance(text, bytes) else text.encode()
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data.replace(fz._ROOT_TOKEN.encode(), str(tmp_path).encode()))
+    with pytest.raises(
+        InvalidParticlesError,
+        match=rf"copick_config\.json: copick picks file .*alice_expert_a\.json: not readable "
+        rf"\({why}: .*\); fix or remove the file",
+    ):
+        read_particles(tmp_path / "copick_config.json", fmt="copick")
