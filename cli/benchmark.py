@@ -184,12 +184,12 @@ def noise(
     """
     from cryoal.benchmark import noise as bench
     from cryoal.errors import ConfigError
+    from cryoal.tasks import benchmark as task_bench
 
+    config: bench.NoiseBenchmarkConfig | task_bench.TaskBenchmarkConfig
     if config_file is not None:
         config = bench.NoiseBenchmarkConfig.from_dict(_read_config_file(config_file))
     elif task not in (None, "classification3d"):
-        from cryoal.tasks import benchmark as task_bench
-
         config = task_bench.preset(task, preset_name)
     else:
         config = bench.preset(preset_name)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cryoal._version import __version__
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,7 +45,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         text=True,
     )
-    (whl,) = out.glob("cryoal-*.whl")
+    (whl,) = out.glob(f"cryoal-{__version__}-*.whl")
     return whl
 
 
@@ -79,7 +81,7 @@ def test_wheel_in_fresh_venv_runs_console_script(wheel: Path, tmp_path: Path) ->
         env=env,
         cwd=tmp_path,
     )
-    assert result.stdout.strip() == "cryoal, version 0.1.0"
+    assert result.stdout.strip() == f"cryoal, version {__version__}"
     where = subprocess.run(
         [str(bindir / "python"), "-c", "import cryoal.cli.main as m; print(m.__file__)"],
         check=True,
@@ -89,3 +91,15 @@ def test_wheel_in_fresh_venv_runs_console_script(wheel: Path, tmp_path: Path) ->
         cwd=tmp_path,
     )
     assert str(env_dir) in where.stdout
+
+
+def test_version_is_the_newest_changelog_release() -> None:
+    """``__version__`` is a real release: the newest dated section of CHANGELOG.md names it."""
+    import re
+
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d{2}-\d{2})$", text, flags=re.M)
+    assert releases, "CHANGELOG.md has no '## [X.Y.Z] - YYYY-MM-DD' section"
+    assert releases[0][0] == __version__
+    assert text.index("## [Unreleased]") < text.index(f"## [{__version__}]")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", __version__) and __version__ != "0.1.0"

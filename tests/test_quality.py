@@ -1,4 +1,4 @@
-"""Quality gates run with the suite: ruff (lint + format) and mypy on the package."""
+"""Quality gates run with the suite: ruff (lint + format) and mypy on the package and CLI."""
 
 from __future__ import annotations
 
@@ -31,7 +31,16 @@ def test_ruff_lint_and_format_clean() -> None:
 
 
 def test_mypy_clean() -> None:
+    """mypy over the package and the command line (``files`` in pyproject.toml)."""
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "cryoal"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "mypy", "cryoal", "cli"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout[-5000:]
+
+
+def test_mypy_config_covers_cli() -> None:
+    """A bare ``mypy`` (pre-commit, editors) checks the same files as the suite."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert set(config["tool"]["mypy"]["files"]) == {"cryoal", "cli"}

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,9 @@ from cryoal.benchmark._blocks import (
 )
 from cryoal.benchmark.report import RESULT_COLUMNS, ROBUSTNESS_COLUMNS, format_snr, write_report
 from cryoal.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cryoal.tasks.benchmark import TaskBenchmarkConfig
 
 __all__ = [
     "PRESETS",
@@ -1024,7 +1027,7 @@ BlockHook = Callable[[str, tuple[Any, ...], list[dict[str, Any]]], None]
 
 
 def run(
-    config: NoiseBenchmarkConfig,
+    config: NoiseBenchmarkConfig | TaskBenchmarkConfig,
     out: str | Path | None = None,
     resume: bool = True,
     *,
@@ -1080,11 +1083,11 @@ def run(
     from cryoal import acquisition, models
     from cryoal.runtime import resolve_device
 
-    if getattr(config, "task", "classification3d") != "classification3d":
+    if not isinstance(config, NoiseBenchmarkConfig):
         from cryoal.tasks import benchmark as task_benchmark
 
         return task_benchmark.run(
-            config,  # type: ignore[arg-type]
+            config,
             out,
             resume,
             on_block=on_block,
