@@ -1,19 +1,30 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, rename.
 
 A reader never sees a half-written file, and a crash leaves either the old file or the
-new one, plus at worst a ``.tmp`` file that the next write replaces.
+new one, plus at worst a hidden temporary file ``.NAME.pPID.XXXXXXXX.tmpSUFFIX`` beside
+it. The writer's process id in that name lets :func:`sweep_orphans` remove the
+temporaries of dead writers (a run killed by SIGKILL or the out-of-memory killer) without
+touching those of a writer still at work; resumable commands sweep their folders when
+they start (the project under its lock, a benchmark's output folder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write", "atomic_write_text", "sweep_orphans"]
+
+logger = logging.getLogger(__name__)
+
+#: ``.NAME.pPID.XXXXXXXX.tmp...``: a temporary file of :func:`atomic_path` and its writer
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.p(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp")
 
 
 def _umask() -> int:
@@ -34,7 +45,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
     target.parent.mkdir(parents=True, exist_ok=True)
     sfx = "".join(target.suffixes) if suffix is None else suffix
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=f".tmp{sfx}", dir=target.parent
+        prefix=f".{target.name}.p{os.getpid()}.", suffix=f".tmp{sfx}", dir=target.parent
     )
     os.close(fd)
     # mkstemp makes the file owner-only (0600); give it the permissions a plain open()
@@ -65,3 +76,62 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def sweep_orphans(folder: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``folder``.
+
+    A temporary file of :func:`atomic_path` names its writer's process id; it is an
+    orphan when that process no longer exists (the write was interrupted by SIGKILL, a
+    power cut, the OOM killer). Temporaries of live processes are kept, so a sweep is
+    safe while another process writes in the same folder. Files that only look like
+    temporaries (no ``pPID`` field) are left alone.
+
+    Parameters
+    ----------
+    folder
+        Folder to clean; a missing folder is fine (nothing to do).
+    recursive
+        Also clean sub-folders (hidden ones and links to folders are not entered).
+
+    Returns
+    -------
+    list[Path]
+        The files removed.
+    """
+    removed: list[Path] = []
+    pending = [Path(folder)]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            match = _TEMP_NAME.match(entry.name)
+            if match is not None:
+                if entry.is_file(follow_symlinks=False) and not _alive(int(match["pid"])):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
+            elif (
+                recursive and not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)
+            ):
+                pending.append(Path(entry.path))
+    if removed:
+        logger.info(
+            "removed %d temporary file(s) of interrupted writes in %s", len(removed), folder
+        )
+    return removed

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from cryoal._atomic import sweep_orphans
 from cryoal._version import __version__
 from cryoal.errors import ConfigError, InvalidLabelsError, ProjectError, ProjectLockedError
 from cryoal.viz._html import html_repr
@@ -132,6 +134,40 @@ _MIGRATIONS: tuple[str, ...] = (
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _command_name() -> str:
+    """What this process is, for the lock file: ``cryoal label import``, ``pytest``..."""
+    argv = list(sys.argv) or ["python"]
+    prog = Path(argv[0]).name
+    if prog == "cryoal" or argv[0].replace(os.sep, "/").endswith("cryoal/cli/__main__.py"):
+        words = []
+        for arg in argv[1:]:
+            if arg.startswith("-") or len(words) == 2:
+                break
+            words.append(arg)
+        if words[:1] not in (["label"], ["benchmark"]):
+            words = words[:1]
+        return " ".join(["cryoal", *words])
+    if prog == "__main__.py":  # python -m package
+        return Path(argv[0]).parent.name
+    return prog if prog and prog != "-c" else "python"
+
+
+def _describe_holder(text: str) -> str:
+    """The lock file's ``pid N (command, since T)`` line, saying when that pid is gone."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if not line:
+        return "another process"
+    parts = line.split()
+    if len(parts) >= 2 and parts[0] == "pid" and parts[1].isdigit():
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            return f"{line}, which has exited; a process it started still holds the lock"
+        except PermissionError:
+            pass
+    return line
 
 
 @dataclass(frozen=True)
@@ -427,17 +463,21 @@ class Project:
                     raise
                 if time.monotonic() >= deadline:
                     fh.seek(0)
-                    holder = fh.read().strip() or "unknown process"
+                    holder = _describe_holder(fh.read())
                     fh.close()
                     raise ProjectLockedError(
-                        f"project {self.path} is being written by another process ({holder}); "
-                        f"waited {timeout:g} s. Wait for it to finish, or stop it and re-run "
-                        "(the project resumes where it stopped)"
+                        f"project {self.path} is locked by {holder}; waited {timeout:g} s. "
+                        "Wait for it to finish, or stop it and re-run (the project resumes "
+                        "where it stopped)"
                     ) from None
                 time.sleep(poll)
+        # whoever held the lock before us is gone: what it was writing is an orphan
+        with contextlib.suppress(OSError):
+            sweep_orphans(self.path)
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()} since {_now()}\n")
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        fh.write(f"pid {os.getpid()} ({_command_name()}, since {stamp})\n")
         fh.flush()
         self._lock_fh = fh
 

@@ -231,29 +231,32 @@ def test_second_writer_waits_then_fails(project: Project, tmp_path: Path) -> Non
     flag = tmp_path / "locked"
     holder = textwrap.dedent(
         f"""
-        import time, pathlib
+        import sys, pathlib
         from cryoal.active.project import Project
         p = Project({str(project.path)!r})
         with p.lock():
             pathlib.Path({str(flag)!r}).write_text("x")
-            time.sleep(30)
+            sys.stdin.read()  # hold the lock until the test closes our stdin (or kills us)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", holder])
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300  # generous: a loaded machine imports torch slowly
         while not flag.exists():
+            assert proc.poll() is None, "lock holder died"
             assert time.monotonic() < deadline, "lock holder did not start"
             time.sleep(0.05)
         t0 = time.monotonic()
         with pytest.raises(ProjectLockedError) as err, project.lock(timeout=0.5):
             pass
         assert time.monotonic() - t0 >= 0.5
-        assert f"pid {proc.pid}" in str(err.value)
-        assert "is being written by another process" in str(err.value)
+        assert str(err.value).startswith(f"project {project.path} is locked by pid {proc.pid} (")
+        assert "; waited 0.5 s. Wait for it to finish" in str(err.value)
     finally:
         proc.kill()
         proc.wait()
+        assert proc.stdin is not None
+        proc.stdin.close()
     # the kernel released the killed holder's lock
     with project.lock(timeout=5):
         project.add_labels({"t/p00.mrc": "a"})

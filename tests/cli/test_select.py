@@ -306,7 +306,7 @@ def test_second_writer_is_refused(pool: tuple[Path, pd.DataFrame], tmp_path: Pat
         res = select_caught("--volumes", vols, "--project", tmp_path / "p", "--lock-timeout", "0.3")
     assert res.exit_code == 2
     assert res.output.startswith(
-        f"Error: project {tmp_path / 'p'} is being written by another process (pid {os.getpid()}"
+        f"Error: project {tmp_path / 'p'} is locked by pid {os.getpid()} (pytest, since "
     )
 
 
