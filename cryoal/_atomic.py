@@ -11,6 +11,7 @@ they start (the project under its lock, a benchmark's output folder).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -18,6 +19,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from cryoal.errors import StorageError
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_text", "sweep_orphans"]
 
@@ -57,9 +60,16 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
+        size = tmp.stat().st_size if tmp.exists() else 0
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        reason = storage_failure(exc, target.parent, size)
+        if reason is not None:
+            raise StorageError(
+                f"cannot write {target}: {reason}; free space (or raise the limit) and re-run "
+                "(the file was not changed)"
+            ) from exc
         raise
 
 
@@ -76,6 +86,49 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
+
+
+#: errno values that mean "the storage refused the write", not "the program is wrong"
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large (file-size limit)",
+    errno.EROFS: "read-only file system",
+}
+#: below this much free space a writer's failure is taken for a full disk
+_LOW_SPACE = 1 << 20
+
+
+def storage_failure(
+    exc: BaseException, folder: str | os.PathLike[str], size: int = 0
+) -> str | None:
+    """Why ``exc`` (raised while writing into ``folder``) is a storage failure, or None.
+
+    An :class:`OSError` with a storage errno says so itself. Writers in C++ (torch.save,
+    h5py) raise :class:`RuntimeError` without an errno; for those the folder's free space
+    (under 1 MiB left) or this process's file-size limit (reached by ``size`` bytes)
+    decides.
+    """
+    for err in (exc, exc.__cause__, exc.__context__):
+        if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+            return STORAGE_ERRNOS[err.errno]
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize < _LOW_SPACE:
+        return STORAGE_ERRNOS[errno.ENOSPC]
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft != resource.RLIM_INFINITY and size >= soft:
+        return STORAGE_ERRNOS[errno.EFBIG]
+    return None
 
 
 def _alive(pid: int) -> bool:

@@ -21,6 +21,7 @@ __all__ = [
     "PoolExhaustedError",
     "ProjectError",
     "ProjectLockedError",
+    "StorageError",
 ]
 
 
@@ -70,6 +71,12 @@ class ProjectError(CryoalError):
 
 class ProjectLockedError(ProjectError):
     """Another process is writing to the same project."""
+
+
+class StorageError(CryoalError, OSError):
+    """Writing failed for a reason of the storage: disk full, quota, file-size limit,
+    read-only file system. The file being written is named; what was there before is
+    kept (writes are atomic), so re-running after freeing space resumes."""
 
 
 class MissingDependencyError(CryoalError, ImportError):

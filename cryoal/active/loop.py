@@ -300,14 +300,34 @@ class _Guarded(Dataset[Any]):
 
     def __getitem__(self, index: int) -> Any:
         try:
-            return self.pool[index]
-        except (OSError, InvalidVolumeError) as exc:
+            item = self.pool[index]
+        except OSError as exc:
             vid = self.pool.ids[index]
             raise InvalidVolumeError(
                 f"volume {vid} ({_source_file(self.pool, index)}) vanished or became unreadable "
                 f"during round {self.round_n}: {exc}. Restore it and re-run the same command; "
                 "the round resumes from its last finished step"
             ) from exc
+        except InvalidVolumeError as exc:  # its content is bad (NaN, truncated): name it
+            raise InvalidVolumeError(
+                f"volume {self.pool.ids[index]}, read during round {self.round_n}: {exc}. "
+                f"{_BAD_VOLUME_HINT}"
+            ) from exc
+        x = item[0] if isinstance(item, tuple) else item
+        if isinstance(x, torch.Tensor) and x.numel() and bool(x.max() == x.min()):
+            raise InvalidVolumeError(
+                f"volume {self.pool.ids[index]} ({_source_file(self.pool, index)}) is constant "
+                f"(every voxel {float(x.flatten()[0]):g}): it holds no signal to learn from or "
+                f"score (an empty crop?). {_BAD_VOLUME_HINT}"
+            )
+        return item
+
+
+#: what to do about a volume whose content is unusable (the project keeps its pool fixed)
+_BAD_VOLUME_HINT = (
+    "Nothing was lost; remove it from the folder and start a new --project (the volumes "
+    "registered in a project cannot change)"
+)
 
 
 class _LabelledSet(Dataset[tuple[torch.Tensor, int]]):

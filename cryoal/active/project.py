@@ -38,7 +38,13 @@ from typing import Any, Literal
 
 from cryoal._atomic import sweep_orphans
 from cryoal._version import __version__
-from cryoal.errors import ConfigError, InvalidLabelsError, ProjectError, ProjectLockedError
+from cryoal.errors import (
+    ConfigError,
+    InvalidLabelsError,
+    ProjectError,
+    ProjectLockedError,
+    StorageError,
+)
 from cryoal.viz._html import html_repr
 
 __all__ = [
@@ -408,15 +414,50 @@ class Project:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite write transaction: all of the block's statements or none.
+
+        A storage failure (disk full, read-only file, I/O error) rolls back and becomes
+        a :class:`~cryoal.errors.StorageError` / :class:`ProjectError` naming the database.
+        """
         if self.readonly:
             raise ProjectError(f"project {self.path} was opened read-only")
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._rollback()
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            raise self._db_error(exc) from exc
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _db_error(self, exc: sqlite3.OperationalError) -> Exception:
+        """The typed error for a failed write to the project database (or ``exc``)."""
+        text = str(exc).lower()
+        db = self.db_path
+        if "disk is full" in text or "disk i/o error" in text:
+            return StorageError(
+                f"cannot write {db}: {exc}; free space on that disk and re-run (the last "
+                "change was rolled back, nothing else was lost)"
+            )
+        if "readonly" in text or "read-only" in text:
+            return ProjectError(
+                f"cannot write {db}: the database or its folder is read-only ({exc}); fix the "
+                "permissions, or use `cryoal status` to read the project"
+            )
+        if "locked" in text or "busy" in text:
+            return ProjectLockedError(
+                f"project database {db} stayed locked by another process ({exc}); wait for it "
+                "to finish and re-run"
+            )
+        return exc
 
     # ------------------------------------------------------------------ lock
     @contextlib.contextmanager

@@ -52,7 +52,8 @@ def test_index_is_built_once_and_rebuilt_on_request(
     out = _select(vols, ckpt, proj, "--index")
     assert "pool 12 volumes" in out
     assert (proj / "pool-index.npz").exists()
-    write_volume(vols / "t0" / "p99.mrc", np.zeros((16, 16, 16), np.float32), 4.0)
+    noise = np.random.default_rng(99).standard_normal((16, 16, 16)).astype(np.float32)
+    write_volume(vols / "t0" / "p99.mrc", noise, 4.0)  # (a constant volume is refused)
     out = _select(vols, ckpt, proj, "--index", "--new-round")
     assert "pool 12 volumes" in out  # the saved index: the folder was not walked again
     out = _select(vols, ckpt, proj, "--reindex", "--new-round")
