@@ -499,6 +499,9 @@ def pretrain_encoder(
     seconds = time.perf_counter() - t0
     result = PretrainResult(encoder_state(model), losses, seconds, len(indices), cfg)
     if out is not None:
+        from cryoal._atomic import sweep_orphans
+
+        sweep_orphans(Path(out).parent, recursive=False)  # a killed run's half checkpoint
         path = save_encoder(out, model, result, **dict(meta or {}))
         result = dataclasses.replace(result, path=path)
     return result

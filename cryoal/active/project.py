@@ -147,7 +147,7 @@ def _command_name() -> str:
     argv = list(sys.argv) or ["python"]
     prog = Path(argv[0]).name
     if prog == "cryoal" or argv[0].replace(os.sep, "/").endswith("cryoal/cli/__main__.py"):
-        words = []
+        words: list[str] = []
         for arg in argv[1:]:
             if arg.startswith("-") or len(words) == 2:
                 break
@@ -778,52 +778,54 @@ class Project:
                     f"({wanted[vid]!r}, {lab!r}); keep one"
                 )
             wanted[vid] = lab
-        known_ids = set(self.pool_ids())
-        unknown = [v for v in wanted if v not in known_ids]
-        if unknown:
-            example = next(iter(known_ids), None)
-            hint = f" (pool ids look like {example!r})" if example is not None else ""
-            raise InvalidLabelsError(
-                f"{where}: {len(unknown)} id(s) are not in the project's pool, e.g. "
-                f"{', '.join(map(repr, unknown[:3]))}{hint}; ids are paths relative to the "
-                "volumes folder"
-            )
-        known_classes = self.class_names
-        new_classes = sorted({lab for lab in wanted.values()} - set(known_classes))
-        if new_classes and known_classes and not allow_new_classes:
-            for name in new_classes:
-                close = _close_class(name, known_classes)
-                if close is not None:
-                    first = next(v for v, lab in wanted.items() if lab == name)
-                    raise InvalidLabelsError(
-                        f"{where}: label {name!r} (id {first}) is not a known class; did you "
-                        f"mean {close!r}? Known classes: {', '.join(known_classes)}. "
-                        "Fix the file, or pass --allow-new-classes if it really is a new class"
-                    )
-        current = {r.id: r for r in self.labels()}
-        report = ImportReport()
-        conflicts = []
-        for vid, lab in wanted.items():
-            old = current.get(vid)
-            if old is None:
-                report.added.append(vid)
-            elif old.label == lab:
-                report.unchanged.append(vid)
-            else:
-                conflicts.append((vid, old.label, lab))
-                report.overwritten.append(vid)
-        if conflicts and not overwrite:
-            vid, old_lab, new_lab = conflicts[0]
-            raise InvalidLabelsError(
-                f"{where}: {len(conflicts)} label(s) conflict with labels already in the "
-                f"project, e.g. id {vid}: stored {old_lab!r}, new {new_lab!r}; nothing was "
-                "imported. Pass --overwrite to replace them (the old labels are kept in history)"
-            )
-        if round is None:
-            latest = self.latest_round()
-            round = latest.n if latest is not None else None
+        # read, check and write in one IMMEDIATE transaction: a second writer (even one
+        # that skipped Project.lock) cannot slip a label in between the check and the write
         stamp = _now()
         with self._transaction() as conn:
+            known_ids = set(self.pool_ids())
+            unknown = [v for v in wanted if v not in known_ids]
+            if unknown:
+                example = next(iter(known_ids), None)
+                hint = f" (pool ids look like {example!r})" if example is not None else ""
+                raise InvalidLabelsError(
+                    f"{where}: {len(unknown)} id(s) are not in the project's pool, e.g. "
+                    f"{', '.join(map(repr, unknown[:3]))}{hint}; ids are paths relative to the "
+                    "volumes folder"
+                )
+            known_classes = self.class_names
+            new_classes = sorted({lab for lab in wanted.values()} - set(known_classes))
+            if new_classes and known_classes and not allow_new_classes:
+                for name in new_classes:
+                    close = _close_class(name, known_classes)
+                    if close is not None:
+                        first = next(v for v, lab in wanted.items() if lab == name)
+                        raise InvalidLabelsError(
+                            f"{where}: label {name!r} (id {first}) is not a known class; did you "
+                            f"mean {close!r}? Known classes: {', '.join(known_classes)}. "
+                            "Fix the file, or pass --allow-new-classes if it really is a new class"
+                        )
+            current = {r.id: r for r in self.labels()}
+            report = ImportReport()
+            conflicts = []
+            for vid, lab in wanted.items():
+                old = current.get(vid)
+                if old is None:
+                    report.added.append(vid)
+                elif old.label == lab:
+                    report.unchanged.append(vid)
+                else:
+                    conflicts.append((vid, old.label, lab))
+                    report.overwritten.append(vid)
+            if conflicts and not overwrite:
+                vid, old_lab, new_lab = conflicts[0]
+                raise InvalidLabelsError(
+                    f"{where}: {len(conflicts)} label(s) conflict with labels already in the "
+                    f"project, e.g. id {vid}: stored {old_lab!r}, new {new_lab!r}; nothing was "
+                    "imported. Pass --overwrite to replace them (the old labels are kept in history)"
+                )
+            if round is None:
+                latest = self.latest_round()
+                round = latest.n if latest is not None else None
             seq = self._max_seq()
             for vid in report.overwritten:
                 seq += 1

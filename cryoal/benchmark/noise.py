@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryoal._atomic import atomic_path, atomic_write_text
+from cryoal._atomic import atomic_path, atomic_write_text, sweep_orphans
 from cryoal.benchmark._blocks import (
     ConfigViews,
     all_blocks,
@@ -1128,6 +1128,7 @@ def _run_in(
     from cryoal.runtime import write_run_config
 
     out.mkdir(parents=True, exist_ok=True)
+    sweep_orphans(out)  # temporaries of a killed earlier run (its projects are locked apart)
     results_path, robust_path = out / "results.csv", out / "robustness.csv"
     if resume:
         _check_resumable(out, config)

@@ -480,6 +480,9 @@ def run(
     folder = Path(out) if out is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        from cryoal._atomic import sweep_orphans
+
+        sweep_orphans(folder)  # temporaries of a killed earlier run
         cfg_path, res_path = folder / "config.json", folder / "results.csv"
         if resume and res_path.is_file():
             old = json.loads(cfg_path.read_text("utf-8")) if cfg_path.is_file() else {}

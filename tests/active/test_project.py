@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cryoal.errors import (
     InvalidLabelsError,
     ProjectError,
     ProjectLockedError,
+    StorageError,
 )
 
 BOX = (16, 16, 16)
@@ -268,3 +270,54 @@ def test_lock_is_reentrant(project: Project) -> None:
         pass
     with project.lock(timeout=1):
         pass
+
+
+def test_add_labels_checks_and_writes_in_one_transaction(project: Project) -> None:
+    """A writer that slips in between another's conflict check and its write is seen.
+
+    Regression: ``add_labels`` read the current labels before ``BEGIN IMMEDIATE``; a
+    label committed meanwhile by another connection made its INSERT fail with a raw
+    ``sqlite3.IntegrityError``. Now the check runs inside the write transaction.
+    """
+    other = sqlite3.connect(project.db_path, timeout=30, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other writer holds the database's write lock
+    outcome: dict[str, BaseException | None] = {}
+
+    def import_a() -> None:
+        with Project(project.path) as p:
+            try:
+                p.add_labels({"t/p00.mrc": "a"})
+                outcome["err"] = None
+            except BaseException as exc:
+                outcome["err"] = exc
+
+    worker = threading.Thread(target=import_a)
+    worker.start()
+    time.sleep(1.0)  # the worker now waits for the write lock
+    other.execute(
+        "INSERT INTO labels(id, label, source, time, seq) VALUES ('t/p00.mrc', 'b', 'import', "
+        "'2026-01-01T00:00:00', 1)"
+    )
+    other.execute("COMMIT")
+    other.close()
+    worker.join(120)
+    err = outcome["err"]
+    assert isinstance(err, InvalidLabelsError), repr(err)
+    assert "1 label(s) conflict with labels already in the project, e.g. id t/p00.mrc: " in str(err)
+    assert project.label_map() == {"t/p00.mrc": "b"}
+
+
+def test_database_full_rolls_back_with_one_typed_error(project: Project, tmp_path: Path) -> None:
+    """SQLite's "database or disk is full" becomes a StorageError naming the database."""
+    project.add_labels({"t/p00.mrc": "a"})
+    pages = int(project._conn.execute("PRAGMA page_count").fetchone()[0])
+    project._conn.execute(f"PRAGMA max_page_count = {pages}")  # a real SQLITE_FULL, no disk needed
+    big = {f"t/p0{i}.mrc": "x" * 5000 for i in range(1, 6)}
+    with pytest.raises(StorageError) as err:
+        project.add_labels(big, allow_new_classes=True)
+    assert str(err.value).startswith(
+        f"cannot write {project.db_path}: database or disk is full; free space on that disk"
+    )
+    assert project.label_map() == {"t/p00.mrc": "a"}  # rolled back whole
+    assert not project._conn.in_transaction
+    assert project._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

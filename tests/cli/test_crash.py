@@ -6,7 +6,7 @@ duration, several times in a row on the same state; after every kill the state o
 must be consistent (``PRAGMA integrity_check``, labels all or nothing, no torn table),
 and the run that finally completes must equal an uninterrupted run with the same seed.
 
-The default run kills each command once or twice (7 kills). The long run (``-m slow``,
+The default run kills each command twice (8 kills). The long run (``-m slow``,
 55 kills: select 20, label import 15, pretrain 10, benchmark 10) is the soak test
 quoted in docs/reliability.md::
 
@@ -41,7 +41,7 @@ from cryoal.io import read_table
 from cryoal.pretrain import load_encoder
 
 #: kills per command in the default run and in the long (slow) run
-DEFAULT_KILLS = {"select": 2, "label-import": 2, "pretrain": 2, "benchmark": 1}
+DEFAULT_KILLS = {"select": 2, "label-import": 2, "pretrain": 2, "benchmark": 2}
 LONG_KILLS = {"select": 20, "label-import": 15, "pretrain": 10, "benchmark": 10}
 #: kills in a row on one state before a fresh copy (then the final run resumes the chain)
 CHAIN = 3
@@ -328,4 +328,4 @@ def test_random_kills_resume_to_the_uninterrupted_result(
     log = _run_kills(scenarios[command], kills, tmp_path)
     assert log.checks == kills
     # most delays fall inside the run; a few may land after a (resumed, shorter) run ended
-    assert log.killed >= 1
+    assert log.killed >= math.ceil(kills / 2), log
