@@ -301,17 +301,18 @@ class _Guarded(Dataset[Any]):
     def __getitem__(self, index: int) -> Any:
         try:
             item = self.pool[index]
-        except OSError as exc:
+        except (OSError, InvalidVolumeError) as exc:
+            if isinstance(exc, InvalidVolumeError) and _source_file(self.pool, index).exists():
+                # the file is there but its content is bad (NaN, truncated): name it
+                raise InvalidVolumeError(
+                    f"volume {self.pool.ids[index]}, read during round {self.round_n}: {exc}. "
+                    f"{_BAD_VOLUME_HINT}"
+                ) from exc
             vid = self.pool.ids[index]
             raise InvalidVolumeError(
                 f"volume {vid} ({_source_file(self.pool, index)}) vanished or became unreadable "
                 f"during round {self.round_n}: {exc}. Restore it and re-run the same command; "
                 "the round resumes from its last finished step"
-            ) from exc
-        except InvalidVolumeError as exc:  # its content is bad (NaN, truncated): name it
-            raise InvalidVolumeError(
-                f"volume {self.pool.ids[index]}, read during round {self.round_n}: {exc}. "
-                f"{_BAD_VOLUME_HINT}"
             ) from exc
         x = item[0] if isinstance(item, tuple) else item
         if isinstance(x, torch.Tensor) and x.numel() and bool(x.max() == x.min()):
