@@ -76,23 +76,26 @@ def kill_and_resume(
     check: Callable[[], None],
     log: KillLog | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """SIGKILL ``cryoal ARGS`` ``kills`` times at random delays, then run it to the end.
+    """SIGKILL ``cryoal ARGS`` up to ``kills`` times at random delays, then run it to the end.
+
+    The kills land in a row on the same state (each run resumes what the previous one
+    left). A run that finishes before its delay has completed the work, so the chain
+    stops there: later kills would only hit a run with nothing left to do. The caller
+    counts :attr:`KillLog.killed` and starts a fresh state for the kills still owed.
 
     Parameters
     ----------
     args
         The command's arguments (after ``cryoal``).
     kills
-        Kills to attempt in a row on the same state (each run resumes what the previous
-        one left).
+        Most kills to deliver on this state.
     duration
-        Uninterrupted wall time (s); delays are uniform on ``(0.02, 0.85) * duration``
-        (a resumed run, or a machine less loaded than when ``duration`` was measured, may
-        finish sooner).
+        Uninterrupted wall time (s); delays are uniform on ``(0.02, 0.85) * duration``.
     rng
         Seeded RNG of the delays.
     check
-        Called after every kill: asserts the state on disk is consistent.
+        Called after every run that was killed or finished: asserts the state on disk is
+        consistent.
     log
         Filled with the delays, kills delivered and runs that ended before their kill.
 
@@ -112,20 +115,21 @@ def kill_and_resume(
             env=cryoal_env(),
         )
         try:
-            proc.wait(timeout=delay)
+            # stderr drained while waiting: a chatty run never blocks on a full pipe
+            _, raw = proc.communicate(timeout=delay)
         except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        if proc.returncode == -signal.SIGKILL:
-            log.killed += 1
-        else:  # it finished before its delay: a complete run must have succeeded
-            assert proc.returncode == 0, err[-3000:]
-            log.finished_early += 1
+            proc.kill()  # SIGKILL
+            _, raw = proc.communicate()
+        err = (raw or b"").decode(errors="replace")
         check()
         log.checks += 1
+        if proc.returncode == -signal.SIGKILL:
+            log.killed += 1
+            continue
+        # it finished before its delay: a complete run must have succeeded
+        assert proc.returncode == 0, err[-3000:]
+        log.finished_early += 1
+        break
     return run_cryoal(args)
 
 
