@@ -283,8 +283,12 @@ def test_add_labels_checks_and_writes_in_one_transaction(project: Project) -> No
     other.execute("BEGIN IMMEDIATE")  # the other writer holds the database's write lock
     outcome: dict[str, BaseException | None] = {}
 
+    began = threading.Event()
+
     def import_a() -> None:
         with Project(project.path) as p:
+            # the statement trace fires as BEGIN IMMEDIATE starts (then it waits for `other`)
+            p._conn.set_trace_callback(lambda sql: sql.startswith("BEGIN") and began.set())
             try:
                 p.add_labels({"t/p00.mrc": "a"})
                 outcome["err"] = None
@@ -293,7 +297,8 @@ def test_add_labels_checks_and_writes_in_one_transaction(project: Project) -> No
 
     worker = threading.Thread(target=import_a)
     worker.start()
-    time.sleep(1.0)  # the worker now waits for the write lock
+    assert began.wait(300), "the worker never began its write transaction"
+    # the worker now waits for the write lock (a loaded machine cannot reorder this)
     other.execute(
         "INSERT INTO labels(id, label, source, time, seq) VALUES ('t/p00.mrc', 'b', 'import', "
         "'2026-01-01T00:00:00', 1)"

@@ -64,6 +64,15 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def _opened(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open (``/proc/PID/fd``): it asks for the lock."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir())
+    except OSError:  # it exited, or an fd closed while we looked
+        return False
+
+
 def _labels(truth: pd.DataFrame, rows: slice, path: Path) -> Path:
     truth.iloc[rows].to_csv(path, index=False)
     return path
@@ -78,6 +87,8 @@ def test_second_select_and_an_import_are_refused_while_select_runs_then_resume(
     # a long round (many epochs) so that it still holds the lock when the others ask
     long_round = _select_args(vols, proj, "--labels", str(labels), "--epochs", "400")
     holder = _start_holding(long_round, proj)
+    # frozen while it holds the lock: however fast the machine, it cannot finish first
+    os.kill(holder.pid, signal.SIGSTOP)
     try:
         second = run_cryoal(_select_args(vols, proj, "--lock-timeout", "1"))
         assert second.returncode == 2, second.stderr[-3000:]
@@ -147,7 +158,12 @@ def test_two_imports_queue_and_both_land(
             )
             for f in (first, second)
         ]
-        time.sleep(2.0)
+        deadline = time.monotonic() + 600  # generous: a loaded machine imports torch slowly
+        while not all(_opened(p.pid, proj / "project.lock") for p in procs):
+            assert all(p.poll() is None for p in procs), "an import ended before the lock"
+            assert time.monotonic() < deadline, "the imports never asked for the lock"
+            time.sleep(0.05)
+        time.sleep(0.5)  # both inside their wait loop
         assert all(p.poll() is None for p in procs)  # waiting, not failing
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
