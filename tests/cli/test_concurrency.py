@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _crash import cryoal_argv, cryoal_env, integrity_ok, run_cryoal
+from _crash import count_rows, cryoal_argv, cryoal_env, integrity_ok, run_cryoal
 from _simpool import FAST_ARGS, make_pool
 
 from cryoal.active import Project
@@ -87,6 +87,11 @@ def test_second_select_and_an_import_are_refused_while_select_runs_then_resume(
     # a long round (many epochs) so that it still holds the lock when the others ask
     long_round = _select_args(vols, proj, "--labels", str(labels), "--epochs", "400")
     holder = _start_holding(long_round, proj)
+    deadline = time.monotonic() + 600  # its --labels import comes first, then training
+    while count_rows(proj / "project.sqlite", "labels") < 6:
+        assert holder.poll() is None, "the lock holder exited early"
+        assert time.monotonic() < deadline, "the lock holder never imported its labels"
+        time.sleep(0.05)
     # frozen while it holds the lock: however fast the machine, it cannot finish first
     os.kill(holder.pid, signal.SIGSTOP)
     try:
