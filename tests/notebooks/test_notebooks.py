@@ -59,6 +59,7 @@ def test_notebooks_are_stored_without_outputs() -> None:
         "02_your_data.ipynb",
         "03_noise_benchmark.ipynb",
         "04_segmentation.ipynb",
+        "05_your_data_tomograms.ipynb",
     ]
     for path in NOTEBOOKS:
         book = nbformat.read(path, as_version=4)
