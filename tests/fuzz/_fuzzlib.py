@@ -654,8 +654,7 @@ def target_predict(path: Path) -> None:
     exception escaping the command) is re-raised for the harness to classify.
     """
     from click.testing import CliRunner
-
-    from cli.main import cli
+    from cryoal.cli.main import cli
 
     vols = _predict_volumes()
     out = path.with_name("pred.csv")

@@ -59,7 +59,7 @@ def test_header_claiming_huge_size_fails_fast(tmp_path: Path, name, pack, reason
 
 def test_cryoal_info_on_huge_header_is_one_line(tmp_path: Path) -> None:
     """The first probe's OverflowError from ``cryoal info``."""
-    from cli.main import cli
+    from cryoal.cli.main import cli
 
     path = tmp_path / "h.mrc.gz"
     path.write_bytes(gzip.compress(_huge_header(), mtime=0))
@@ -210,7 +210,8 @@ def test_broken_checkpoint_fields_are_typed(tmp_path: Path, edit, message) -> No
 
 def test_cryoal_predict_with_broken_checkpoint_is_one_line(tmp_path: Path) -> None:
     """The probe's TypeError through ``cryoal predict``: exit 2, one line, nothing written."""
-    from cli.main import cli
+    from cryoal.cli.main import cli
+
     from cryoal.io import write_volume
 
     vols = tmp_path / "vols"
