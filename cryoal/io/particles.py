@@ -1120,6 +1120,7 @@ def read_dynamo(
 #: what copick raises on a damaged project file (JSONDecodeError, UnicodeDecodeError and
 #: pydantic's ValidationError are ValueErrors; copick asserts on odd picks file names)
 _COPICK_DATA_ERRORS = (
+    OverflowError,
     ValueError,
     TypeError,
     KeyError,
@@ -1128,6 +1129,14 @@ _COPICK_DATA_ERRORS = (
     OSError,
     AssertionError,
 )
+
+
+def _instance_id(value: Any) -> int:
+    """A copick point's ``instance_id`` as an int64 (0 when unset)."""
+    iid = 0 if value is None else int(value)
+    if not -(2**63) <= iid < 2**63:
+        raise ValueError(f"instance_id {iid} does not fit a 64-bit integer")
+    return iid
 
 
 def _copick_root(config: str | os.PathLike[str]) -> Any:
@@ -1239,7 +1248,7 @@ def read_copick(
                             "xyz": loc + t[:3, 3],
                             "label": key[0],
                             "score": np.nan if pt.score is None else float(pt.score),
-                            "instance_id": 0 if pt.instance_id is None else int(pt.instance_id),
+                            "instance_id": _instance_id(pt.instance_id),
                             "user_id": key[1],
                             "session_id": key[2],
                         }

@@ -304,6 +304,10 @@ def test_coordinate_overflowing_to_inf_in_angstrom_is_typed(tmp_path: Path) -> N
         (lambda t: t[: len(t) // 2], "JSONDecodeError"),
         (lambda t: t.replace('"user_id": "alice"', '"user_id": 0'), "ValidationError"),
         (lambda t: t.encode("latin-1").replace(b'"a"', b'"\xff"'), "UnicodeDecodeError"),
+        (  # found by the long run: OverflowError converting to int64
+            lambda t: t.replace('"instance_id": 0', '"instance_id": 99999999999999999999'),
+            "ValueError: instance_id 99999999999999999999 does not fit a 64-bit",
+        ),
     ],
 )
 def test_corrupt_copick_picks_file_is_typed(tmp_path: Path, edit, why) -> None:
@@ -321,6 +325,6 @@ def test_corrupt_copick_picks_file_is_typed(tmp_path: Path, edit, why) -> None:
     with pytest.raises(
         InvalidParticlesError,
         match=rf"copick_config\.json: copick picks file .*alice_expert_a\.json: not readable "
-        rf"\({why}: .*\); fix or remove the file",
+        rf"\({why}.*\); fix or remove the file",
     ):
         read_particles(tmp_path / "copick_config.json", fmt="copick")
