@@ -144,7 +144,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     type=click.Choice(["classification3d", "image2d", "segmentation"]),
     default=None,
     help="Benchmarked task [default: classification3d]; image2d and segmentation have "
-    "their own quick/standard presets (cryoal.tasks.benchmark).",
+    "their own quick/standard presets (cryoal.benchmark.tasks).",
 )
 @click.option(
     "--device", default=None, help="cpu, cuda, cuda:N or auto [default: the preset's, auto]."
@@ -183,8 +183,8 @@ def noise(
     run continues where it stopped when started again with the same options.
     """
     from cryoal.benchmark import noise as bench
+    from cryoal.benchmark import tasks as task_bench
     from cryoal.errors import ConfigError
-    from cryoal.tasks import benchmark as task_bench
 
     config: bench.NoiseBenchmarkConfig | task_bench.TaskBenchmarkConfig
     if config_file is not None:

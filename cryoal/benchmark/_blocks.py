@@ -1,8 +1,9 @@
 """Bookkeeping shared by the noise benchmarks (subtomograms and the secondary tasks).
 
-Both :mod:`cryoal.benchmark.noise` and :mod:`cryoal.tasks.benchmark` run blocks keyed
-``(snr, strategy, seed)``, keep finished blocks in ``results.csv`` to resume, and read
-their configs from plain dicts. These helpers are that shared part.
+Both :mod:`cryoal.benchmark.noise` and :mod:`cryoal.benchmark.tasks` run blocks keyed
+``(snr, strategy, seed)``, keep finished blocks in ``results.csv`` to resume, draw the
+same class-balanced initial labelled sets, and read their configs from plain dicts.
+These helpers are that shared part; this module imports neither engine.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any, ClassVar, Self
 
 import pandas as pd
+import torch
 
 from cryoal.benchmark.report import format_snr
 from cryoal.errors import ConfigError
@@ -25,6 +27,7 @@ __all__ = [
     "check_option_names",
     "config_to_dict",
     "done_blocks",
+    "initial_indices",
     "keep_blocks",
     "snrs_from_dict",
 ]
@@ -153,3 +156,41 @@ def append_rows(
     """
     new = pd.DataFrame(rows, columns=list(columns))
     return new if table.empty else pd.concat([table, new], ignore_index=True)
+
+
+def initial_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:
+    """Class-balanced random initial labelled set, the same for every strategy of a seed.
+
+    Classes (sorted by name) take turns; each draws its next item from its own seeded
+    random order, so every class holds ``n // C`` or ``n // C + 1`` items.
+
+    Parameters
+    ----------
+    labels
+        Ground-truth label of every pool item, length N.
+    n
+        Size of the set (≤ N).
+    seed
+        Seed of the draw.
+
+    Returns
+    -------
+    list of int
+        ``n`` distinct pool indices, sorted.
+    """
+    if n > len(labels):
+        raise ConfigError(f"initial labelled set of {n} exceeds the pool of {len(labels)}")
+    g = torch.Generator().manual_seed(int(seed))
+    by_class: dict[str, list[int]] = {}
+    for i, lbl in enumerate(labels):
+        by_class.setdefault(lbl, []).append(i)
+    queues = {
+        c: [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
+        for c, members in sorted(by_class.items())
+    }
+    chosen: list[int] = []
+    while len(chosen) < n:
+        for c in sorted(queues):
+            if queues[c] and len(chosen) < n:
+                chosen.append(queues[c].pop(0))
+    return sorted(chosen)

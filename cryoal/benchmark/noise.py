@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -50,13 +50,13 @@ from cryoal.benchmark._blocks import (
     append_rows,
     config_to_dict,
     done_blocks,
+    initial_indices,
     keep_blocks,
 )
 from cryoal.benchmark.report import RESULT_COLUMNS, ROBUSTNESS_COLUMNS, format_snr, write_report
+from cryoal.benchmark.tasks import TaskBenchmarkConfig
+from cryoal.benchmark.tasks import run as run_task
 from cryoal.errors import ConfigError
-
-if TYPE_CHECKING:
-    from cryoal.tasks.benchmark import TaskBenchmarkConfig
 
 __all__ = [
     "PRESETS",
@@ -640,44 +640,6 @@ def _load_tensor(split: _Split) -> torch.Tensor:
     return normalize(x)
 
 
-def initial_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:
-    """Class-balanced random initial labelled set, the same for every strategy of a seed.
-
-    Classes (sorted by name) take turns; each draws its next item from its own seeded
-    random order, so every class holds ``n // C`` or ``n // C + 1`` items.
-
-    Parameters
-    ----------
-    labels
-        Ground-truth label of every pool item, length N.
-    n
-        Size of the set (≤ N).
-    seed
-        Seed of the draw.
-
-    Returns
-    -------
-    list of int
-        ``n`` distinct pool indices, sorted.
-    """
-    if n > len(labels):
-        raise ConfigError(f"initial labelled set of {n} exceeds the pool of {len(labels)}")
-    g = torch.Generator().manual_seed(int(seed))
-    by_class: dict[str, list[int]] = {}
-    for i, lbl in enumerate(labels):
-        by_class.setdefault(lbl, []).append(i)
-    queues = {
-        c: [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
-        for c, members in sorted(by_class.items())
-    }
-    chosen: list[int] = []
-    while len(chosen) < n:
-        for c in sorted(queues):
-            if queues[c] and len(chosen) < n:
-                chosen.append(queues[c].pop(0))
-    return sorted(chosen)
-
-
 # ---------------------------------------------------------------------- one run
 def _metrics(
     model: torch.nn.Module,
@@ -1077,16 +1039,14 @@ def run(
 
     Notes
     -----
-    A :class:`cryoal.tasks.benchmark.TaskBenchmarkConfig` (``task`` image2d or
-    segmentation) is run by :func:`cryoal.tasks.benchmark.run` (same files and columns).
+    A :class:`cryoal.benchmark.tasks.TaskBenchmarkConfig` (``task`` image2d or
+    segmentation) is run by :func:`cryoal.benchmark.tasks.run` (same files and columns).
     """
     from cryoal import acquisition, models
     from cryoal.runtime import resolve_device
 
-    if not isinstance(config, NoiseBenchmarkConfig):
-        from cryoal.tasks import benchmark as task_benchmark
-
-        return task_benchmark.run(
+    if isinstance(config, TaskBenchmarkConfig):
+        return run_task(
             config,
             out,
             resume,

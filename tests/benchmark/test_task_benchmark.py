@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from cryoal.cli.main import cli
 
 from cryoal.benchmark import noise
+from cryoal.benchmark import tasks as tb
 from cryoal.benchmark.report import RESULT_COLUMNS
 from cryoal.errors import ConfigError
-from cryoal.tasks import benchmark as tb
 
 
 def test_presets_are_valid_and_sized() -> None:

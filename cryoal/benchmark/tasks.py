@@ -44,6 +44,7 @@ from cryoal.benchmark._blocks import (
     append_rows,
     config_to_dict,
     done_blocks,
+    initial_indices,
     keep_blocks,
 )
 from cryoal.errors import ConfigError
@@ -335,8 +336,6 @@ def _make_data(config: TaskBenchmarkConfig, snr: float) -> _Data:
 
 def _initial(config: TaskBenchmarkConfig, data: _Data, seed: int) -> list[int]:
     if data.labels is not None:
-        from cryoal.benchmark.noise import initial_indices
-
         return initial_indices(data.labels, config.initial, seed)
     rng = np.random.default_rng(seed)
     return sorted(rng.choice(len(data.pool), size=config.initial, replace=False).tolist())
