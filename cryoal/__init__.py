@@ -20,8 +20,13 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from cryoal._repr import set_html_provider
 from cryoal._version import __version__
 from cryoal.errors import CryoalError
+
+# Rich views of volumes, pools, selections and projects come from cryoal.viz, imported on
+# the first display; the data layers only declare their kind (cryoal._repr).
+set_html_provider("cryoal.viz._html")
 
 if TYPE_CHECKING:
     from cryoal import viz

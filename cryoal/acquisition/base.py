@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from cryoal._repr import html_view
 from cryoal.acquisition._stream import (
     PoolLike,
     Transform,
@@ -31,7 +32,6 @@ from cryoal.acquisition._stream import (
 )
 from cryoal.errors import ConfigError, EmptyPoolError, PoolExhaustedError
 from cryoal.runtime import resolve_device
-from cryoal.viz._html import html_repr
 
 __all__ = [
     "ScoreStrategy",
@@ -72,7 +72,7 @@ class Selection:
     def __len__(self) -> int:
         return int(self.indices.numel())
 
-    _repr_html_ = html_repr("selection")
+    _repr_html_ = html_view("selection")
 
 
 def select_topk(scores: Tensor, k: int, exclude: Iterable[int] | Tensor | None = None) -> Tensor:

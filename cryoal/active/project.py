@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryoal._atomic import sweep_orphans
+from cryoal._repr import html_view
 from cryoal._version import __version__
 from cryoal.errors import (
     ConfigError,
@@ -45,7 +46,6 @@ from cryoal.errors import (
     ProjectLockedError,
     StorageError,
 )
-from cryoal.viz._html import html_repr
 
 __all__ = [
     "LABEL_SOURCES",
@@ -371,7 +371,7 @@ class Project:
     def __repr__(self) -> str:
         return f"Project({str(self.path)!r})"
 
-    _repr_html_ = html_repr("project")
+    _repr_html_ = html_view("project")
 
     def _make_dirs(self) -> None:
         try:

@@ -1,8 +1,13 @@
 """Benchmarks: noise robustness of acquisition strategies (strategies × SNR × seeds).
 
-:mod:`cryoal.benchmark.noise` runs the benchmark (:func:`~cryoal.benchmark.noise.run`);
-:mod:`cryoal.benchmark.report` turns its tidy results table into statistics, figures and
-``summary.md``.
+:func:`cryoal.benchmark.noise.run` is the one entry point for every task: it runs
+subtomogram classification itself and hands image2d / segmentation configs
+(:class:`cryoal.benchmark.tasks.TaskBenchmarkConfig`) to :mod:`cryoal.benchmark.tasks`.
+Both engines share :mod:`cryoal.benchmark._blocks` (resumable blocks, config views,
+initial sets) and :mod:`cryoal.benchmark.report`, which turns the tidy results table
+into statistics, figures and ``summary.md``. Arrows run one way:
+``noise -> tasks -> _blocks -> report``; nothing here is imported back by
+:mod:`cryoal.tasks`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from cryoal.benchmark.report import (
     learning_curve_table,
     normalized_auc,
     paired_comparison,
+    plot_benchmark_curves,
     write_report,
 )
 
@@ -26,5 +32,6 @@ __all__ = [
     "learning_curve_table",
     "normalized_auc",
     "paired_comparison",
+    "plot_benchmark_curves",
     "write_report",
 ]

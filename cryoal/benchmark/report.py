@@ -60,6 +60,7 @@ __all__ = [
     "learning_curve_table",
     "normalized_auc",
     "paired_comparison",
+    "plot_benchmark_curves",
     "plot_curves",
     "plot_robustness",
     "robustness_matrix",
@@ -848,6 +849,67 @@ def plot_curves(
             fig.savefig(tmp, format="png", dpi=120)
         paths.append(path)
     return paths
+
+
+def plot_benchmark_curves(
+    results: pd.DataFrame,
+    metric: str = "accuracy",
+    *,
+    baseline: str = "random",
+    snrs: Sequence[float] | None = None,
+) -> Any:
+    """Noise-benchmark learning curves, one panel per SNR, mean ± std over seeds.
+
+    Parameters
+    ----------
+    results
+        The tidy table of :func:`cryoal.benchmark.noise.run` (``results.csv``).
+    metric
+        ``accuracy``, ``balanced_accuracy`` or ``macro_f1``.
+    baseline
+        Strategy drawn dashed and black.
+    snrs
+        SNRs to show (default: all, clean first).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per SNR (titles ``SNR <snr>``), the baseline dashed black.
+
+    Raises
+    ------
+    ConfigError
+        The table has no rows to plot.
+
+    Notes
+    -----
+    :func:`plot_curves` writes the report's one-figure-per-SNR PNG files instead.
+    """
+    from matplotlib.figure import Figure
+
+    curves = learning_curve_table(results, metric)
+    levels = sorted(curves["snr"].unique(), reverse=True) if snrs is None else list(snrs)
+    if not levels:
+        raise ConfigError("the results table holds no rows to plot")
+    fig = Figure(figsize=(3.6 * len(levels), 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(levels), sharey=True))
+    for ax, snr in zip(axes, levels, strict=True):
+        at_snr = curves[curves["snr"] == snr]
+        for strategy, c in at_snr.groupby("strategy", sort=True):
+            x = c["n_labels"].to_numpy(dtype=float)
+            m = c["mean"].to_numpy(dtype=float)
+            s = np.nan_to_num(c["std"].to_numpy(dtype=float))
+            style: dict[str, Any] = (
+                {"color": "black", "linestyle": "--"} if strategy == baseline else {}
+            )
+            (line,) = ax.plot(x, m, marker="o", markersize=3, label=str(strategy), **style)
+            ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(f"SNR {format_snr(float(snr))}", fontsize=10)
+        ax.set_xlabel("labelled subtomograms")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"test {metric.replace('_', ' ')}")
+    axes[-1].legend(fontsize="small")
+    return fig
 
 
 def plot_robustness(robustness: pd.DataFrame, path: str | Path) -> Path:

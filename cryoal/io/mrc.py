@@ -48,8 +48,8 @@ import torch
 from mrcfile.dtypes import HEADER_DTYPE
 
 from cryoal._atomic import atomic_path
+from cryoal._repr import html_view
 from cryoal.errors import CryoalWarning, InvalidVolumeError
-from cryoal.viz._html import html_repr
 
 __all__ = [
     "COMPRESSIONS",
@@ -233,7 +233,7 @@ class Volume:
         """The data as a float32 tensor ``(1, D, H, W)`` sharing memory with :attr:`data`."""
         return torch.from_numpy(self.data).unsqueeze(0)
 
-    _repr_html_ = html_repr("volume")
+    _repr_html_ = html_view("volume")
 
 
 def read_header(path: str | os.PathLike[str], *, permissive: bool = False) -> MrcHeader:

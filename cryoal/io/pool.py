@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from cryoal._repr import html_view
 from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
 from cryoal.io._walk import walk_volume_files
 from cryoal.io.hdf5 import Hdf5Volumes, is_hdf5_file
@@ -50,7 +51,6 @@ from cryoal.io.mrc import (
     read_header,
     split_extension,
 )
-from cryoal.viz._html import html_repr
 
 __all__ = ["PoolDataset", "PoolSummary", "VolumePool"]
 
@@ -384,7 +384,7 @@ class VolumePool(Dataset[torch.Tensor]):
             f"VolumePool({len(self)} items, box {box}, root={str(self.root)!r}, {n_lab} labelled)"
         )
 
-    _repr_html_ = html_repr("pool")
+    _repr_html_ = html_view("pool")
 
     @property
     def box(self) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ cryo-ET data readable.
 
 from __future__ import annotations
 
-from cryoal.viz.curves import learning_curve_points, plot_benchmark_curves, plot_learning_curve
+from cryoal.viz.curves import learning_curve_points, plot_learning_curve
 from cryoal.viz.export import FIGURE_FORMATS, save_figure
 from cryoal.viz.gallery import gallery_figure, write_gallery
 from cryoal.viz.views import (
@@ -36,7 +36,6 @@ __all__ = [
     "image_png",
     "learning_curve_points",
     "orthogonal_views",
-    "plot_benchmark_curves",
     "plot_learning_curve",
     "plot_volume",
     "projection",

@@ -1,11 +1,14 @@
 """Rich HTML views (``_repr_html_``) of volumes, pools, selections and projects.
 
 Thumbnails are inline base64 PNGs (no files, no network), grey range from the 1st–99th
-percentiles of each image. The classes attach these renderers with one line each::
+percentiles of each image. The classes declare their kind with one line each, without
+importing this module (:mod:`cryoal._repr`)::
 
-    _repr_html_ = html_repr("volume")
+    _repr_html_ = html_view("volume")
 
-A renderer never raises for a volume it cannot read: the thumbnail says why instead.
+and this module registers :data:`RENDERERS` there when imported (``cryoal/__init__.py``
+names it as the provider, so the first rich display imports it). A renderer never
+raises for a volume it cannot read: the thumbnail says why instead.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from cryoal._repr import register_html
 from cryoal.errors import CryoalError
 
 __all__ = [
     "RENDERERS",
-    "html_repr",
     "pool_html",
     "project_html",
     "selection_html",
@@ -276,13 +279,5 @@ RENDERERS: dict[str, Callable[[Any], str]] = {
     "project": project_html,
 }
 
-
-def html_repr(kind: str) -> Callable[[Any], str]:
-    """A ``_repr_html_`` method rendering with :data:`RENDERERS` ``[kind]``."""
-    render = RENDERERS[kind]
-
-    def _repr_html_(self: Any) -> str:
-        return render(self)
-
-    _repr_html_.__doc__ = f"Rich HTML view for Jupyter ({render.__name__})."
-    return _repr_html_
+for _kind, _render in RENDERERS.items():
+    register_html(_kind, _render)

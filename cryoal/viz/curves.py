@@ -1,9 +1,13 @@
-"""Learning curves: test metric against the number of labels."""
+"""Learning curves: test metric against the number of labels.
+
+Noise-benchmark curves (one panel per SNR) are drawn by the benchmark itself:
+:func:`cryoal.benchmark.report.plot_benchmark_curves` (viz does not import benchmark).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,7 +18,7 @@ from cryoal.errors import ConfigError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["learning_curve_points", "plot_benchmark_curves", "plot_learning_curve"]
+__all__ = ["learning_curve_points", "plot_learning_curve"]
 
 
 def learning_curve_points(
@@ -111,56 +115,3 @@ def plot_learning_curve(
         ax.legend(fontsize="small")
     figure: Figure = ax.figure
     return figure
-
-
-def plot_benchmark_curves(
-    results: pd.DataFrame,
-    metric: str = "accuracy",
-    *,
-    baseline: str = "random",
-    snrs: Sequence[float] | None = None,
-) -> Figure:
-    """Noise-benchmark learning curves, one panel per SNR, mean ± std over seeds.
-
-    Parameters
-    ----------
-    results
-        The tidy table of :func:`cryoal.benchmark.noise.run` (``results.csv``).
-    metric
-        ``accuracy``, ``balanced_accuracy`` or ``macro_f1``.
-    baseline
-        Strategy drawn dashed and black.
-    snrs
-        SNRs to show (default: all, clean first).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from matplotlib.figure import Figure
-
-    from cryoal.benchmark.report import format_snr, learning_curve_table
-
-    curves = learning_curve_table(results, metric)
-    levels = sorted(curves["snr"].unique(), reverse=True) if snrs is None else list(snrs)
-    if not levels:
-        raise ConfigError("the results table holds no rows to plot")
-    fig = Figure(figsize=(3.6 * len(levels), 3.2), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(levels), sharey=True))
-    for ax, snr in zip(axes, levels, strict=True):
-        at_snr = curves[curves["snr"] == snr]
-        for strategy, c in at_snr.groupby("strategy", sort=True):
-            x = c["n_labels"].to_numpy(dtype=float)
-            m = c["mean"].to_numpy(dtype=float)
-            s = np.nan_to_num(c["std"].to_numpy(dtype=float))
-            style: dict[str, Any] = (
-                {"color": "black", "linestyle": "--"} if strategy == baseline else {}
-            )
-            (line,) = ax.plot(x, m, marker="o", markersize=3, label=str(strategy), **style)
-            ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(f"SNR {format_snr(float(snr))}", fontsize=10)
-        ax.set_xlabel("labelled subtomograms")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"test {metric.replace('_', ' ')}")
-    axes[-1].legend(fontsize="small")
-    return fig

@@ -1,8 +1,7 @@
-"""Learning curves from loop histories, tables, projects and noise-benchmark results."""
+"""Learning curves from loop histories, tables and projects."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -59,31 +58,3 @@ def test_overlaying_curves_on_one_axes() -> None:
     fig = viz.plot_learning_curve([{"n_labels": 4, "test_accuracy": 0.5}], label="a")
     viz.plot_learning_curve([{"n_labels": 4, "test_accuracy": 0.7}], label="b", ax=fig.axes[0])
     assert [ln.get_label() for ln in fig.axes[0].get_lines()] == ["a", "b"]
-
-
-def test_benchmark_curves_plot_seed_means() -> None:
-    rows = []
-    for snr in (math.inf, 0.1):
-        for strategy, base in (("random", 0.4), ("entropy", 0.5)):
-            for seed in (0, 1):
-                for rnd, n in enumerate((8, 16)):
-                    acc = base + 0.1 * rnd + 0.02 * seed - (0.1 if snr == 0.1 else 0.0)
-                    rows.append(
-                        {
-                            "snr": snr,
-                            "strategy": strategy,
-                            "seed": seed,
-                            "round": rnd,
-                            "n_labels": n,
-                            "accuracy": acc,
-                            "balanced_accuracy": acc,
-                            "macro_f1": acc,
-                            "wall_time": 1.0,
-                        }
-                    )
-    fig = viz.plot_benchmark_curves(pd.DataFrame(rows))
-    assert [ax.get_title() for ax in fig.axes] == ["SNR inf", "SNR 0.1"]
-    lines = {ln.get_label(): ln for ln in fig.axes[1].get_lines()}
-    np.testing.assert_allclose(lines["entropy"].get_ydata(), [0.41, 0.51])  # mean over seeds
-    np.testing.assert_allclose(lines["random"].get_ydata(), [0.31, 0.41])
-    assert lines["random"].get_linestyle() == "--"
