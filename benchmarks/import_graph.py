@@ -23,6 +23,7 @@ Example usage:
     python benchmarks/import_graph.py                 # summary + cycles
     python benchmarks/import_graph.py --layers        # also every layer -> layer arrow
     python benchmarks/import_graph.py --mermaid       # layer graph as a mermaid block
+    python benchmarks/import_graph.py --mermaid --reduce   # the picture in docs/architecture.md
     python benchmarks/import_graph.py --json out.json # everything, machine-readable
 """
 
@@ -209,10 +210,48 @@ def analyse() -> dict[str, object]:
     }
 
 
-def mermaid(result: dict[str, object]) -> str:
-    """The layer graph as a mermaid ``flowchart``; arrows of a mutual pair are dotted."""
+#: Leaf modules every layer may import (errors, atomic writes, version, runtime, view hooks).
+BASE_LAYERS = ("_atomic", "_repr", "_version", "errors", "runtime")
+
+
+def transitive_reduction(arrows: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Drop every arrow ``a -> c`` that another path ``a -> b -> ... -> c`` implies.
+
+    Only meaningful on an acyclic graph (the layer graph once it has no cycles).
+    """
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(arrows.get(start, ()))
+        while todo:
+            v = todo.pop()
+            if v not in seen:
+                seen.add(v)
+                todo.extend(arrows.get(v, ()))
+        return seen
+
+    reduced: dict[str, list[str]] = {}
+    for a, bs in arrows.items():
+        implied = set().union(*(reach(b) for b in bs)) if bs else set()
+        reduced[a] = [b for b in bs if b not in implied]
+    return reduced
+
+
+def mermaid(result: dict[str, object], *, reduce: bool = False) -> str:
+    """The layer graph as a mermaid ``flowchart``; arrows of a mutual pair are dotted.
+
+    With ``reduce`` the base layers (:data:`BASE_LAYERS`) are left out and only the
+    arrows that no longer path implies are drawn (the picture in docs/architecture.md).
+    """
     layer_edges: dict[str, list[str]] = result["layer_edges"]  # type: ignore[assignment]
     mutual = {tuple(p["pair"]) for p in result["layer_mutual_pairs"]}  # type: ignore[attr-defined]
+    if reduce:
+        layer_edges = {
+            a: [b for b in bs if b not in BASE_LAYERS]
+            for a, bs in layer_edges.items()
+            if a not in BASE_LAYERS
+        }
+        layer_edges = transitive_reduction(layer_edges)
     lines = ["flowchart TD"]
     for a, bs in layer_edges.items():
         for b in bs:
@@ -227,6 +266,11 @@ def main() -> None:
     )
     parser.add_argument("--layers", action="store_true", help="list every layer -> layer arrow")
     parser.add_argument("--mermaid", action="store_true", help="print the layer graph (mermaid)")
+    parser.add_argument(
+        "--reduce",
+        action="store_true",
+        help="with --mermaid: leave out the base layers and implied arrows",
+    )
     parser.add_argument("--json", type=Path, help="write every measure to this JSON file")
     args = parser.parse_args()
     result = analyse()
@@ -255,7 +299,7 @@ def main() -> None:
         for arrow, at in result["layer_edge_where"].items():  # type: ignore[attr-defined]
             print(f"  {arrow}  e.g. {at}")
     if args.mermaid:
-        print(mermaid(result))
+        print(mermaid(result, reduce=args.reduce))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
