@@ -28,6 +28,11 @@ voxels inside the tomogram; ``edge="zero"``: with zeros) or the particle is left
 the pool (``edge="refuse"``; :attr:`TomogramPool.refused` says why, per particle). A
 particle whose centre lies outside the tomogram is an error.
 
+OME-Zarr tomograms are read through a small per-process cache of decoded chunks
+(:data:`CHUNK_CACHE_BYTES`): copick and the CZ cryoET data portal store 256³-voxel chunks,
+so without it every 32³ box would decompress a whole chunk again; boxes read in pool order
+(particles of one tomogram, near each other) decode each chunk once.
+
 Ids are the particle ids (``TS_01:000123``), stable across runs; the pool keeps the
 particle file order. :meth:`TomogramPool.checksum` of an item hashes its tomogram's
 fingerprint, its coordinates and the extraction settings, so a project notices when a
@@ -37,9 +42,11 @@ tomogram is replaced or a coordinate moves.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +80,83 @@ EDGE_MODES: tuple[str, ...] = ("mean", "zero", "refuse")
 SHIFT_MODES: tuple[str, ...] = ("none", "trilinear", "fourier")
 _PIXEL_RTOL = 0.01
 _MAX_LISTED = 5
+#: bytes of decoded OME-Zarr chunks a pool keeps per process (all its tomograms together);
+#: a 256³ float32 chunk is 64 MiB, so 256 MiB holds the up to 4 chunks of typical box reads
+CHUNK_CACHE_BYTES = 256 * 2**20
+
+
+class _ChunkLRU:
+    """Decoded chunks of a pool's zarr tomograms, least recently used dropped first, within
+    ``max_bytes`` in all (one per pool and process)."""
+
+    def __init__(self, max_bytes: int = CHUNK_CACHE_BYTES) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[tuple[int, tuple[int, ...]], np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self.decoded = 0  # chunks decoded so far (for tests and benchmarks)
+
+    def get(self, key: tuple[int, tuple[int, ...]], load: Callable[[], np.ndarray]) -> np.ndarray:
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit
+        data = load()
+        self.decoded += 1
+        self._items[key] = data
+        self._bytes += data.nbytes
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+        return data
+
+
+class _ChunkCachedArray:
+    """A ``zarr.Array`` read through a :class:`_ChunkLRU` (same values, fewer decodes).
+
+    Slicing with a tuple of step-1 slices assembles the region from the chunks that hold
+    it, decoding each chunk once while it stays in the cache; other keys, and chunks
+    larger than the cache, go to the array directly.
+    """
+
+    def __init__(self, array: Any, cache: _ChunkLRU, key: int) -> None:
+        self.array = array
+        self.shape = tuple(int(n) for n in array.shape)
+        self.dtype = array.dtype
+        self.chunks = tuple(int(c) for c in array.chunks)
+        self.cache, self.key = cache, key
+
+    def _chunk(self, idx: tuple[int, ...]) -> np.ndarray:
+        where = tuple(
+            slice(i * c, min((i + 1) * c, n))
+            for i, c, n in zip(idx, self.chunks, self.shape, strict=True)
+        )
+        return self.cache.get((self.key, idx), lambda: np.asarray(self.array[where]))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not (
+            isinstance(key, tuple)
+            and len(key) == len(self.shape)
+            and all(isinstance(k, slice) and k.step in (None, 1) for k in key)
+        ):
+            return np.asarray(self.array[key])
+        bounds = [k.indices(n)[:2] for k, n in zip(key, self.shape, strict=True)]
+        size = [max(b - a, 0) for a, b in bounds]
+        chunk_bytes = int(np.prod(self.chunks)) * np.dtype(self.dtype).itemsize
+        if 0 in size or chunk_bytes > self.cache.max_bytes:
+            return np.asarray(self.array[key])
+        out = np.empty(size, dtype=self.dtype)
+        ranges = [
+            range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, self.chunks, strict=True)
+        ]
+        for idx in itertools.product(*ranges):
+            data = self._chunk(idx)
+            src, dst = [], []
+            for (a, b), i, c in zip(bounds, idx, self.chunks, strict=True):
+                lo, hi = max(a, i * c), min(b, (i + 1) * c)
+                src.append(slice(lo - i * c, hi - i * c))
+                dst.append(slice(lo - a, hi - a))
+            out[tuple(dst)] = data[tuple(src)]
+        return out
 
 
 def _as_box(box: int | Sequence[int]) -> tuple[int, int, int]:
@@ -357,6 +441,7 @@ class TomogramPool(Dataset[torch.Tensor]):
             self.labels = [None] * len(self.ids)
         self.invert = False
         self._arrays: dict[int, Any] = {}
+        self._chunk_cache = _ChunkLRU()  # shared with the pools derived from this one
         self._fingerprints: dict[int, str] = {}
         self._id_index: dict[str, int] | None = None
 
@@ -498,6 +583,7 @@ class TomogramPool(Dataset[torch.Tensor]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_arrays"] = {}  # memory maps / zarr handles are reopened in each process
+        state["_chunk_cache"] = _ChunkLRU(self._chunk_cache.max_bytes)  # and decoded again
         return state
 
     @property
@@ -559,6 +645,8 @@ class TomogramPool(Dataset[torch.Tensor]):
         arr = self._arrays.get(t)
         if arr is None:
             arr = self.tomograms[self._names[t]].array()
+            if not isinstance(arr, np.ndarray) and hasattr(arr, "chunks"):  # zarr
+                arr = _ChunkCachedArray(arr, self._chunk_cache, t)
             self._arrays[t] = arr
         return arr
 

@@ -157,7 +157,7 @@ def test_pool_items_equal_slices_of_mrc_and_zarr_tomograms(pool: TomogramPool) -
         np.testing.assert_array_equal(pool.read(i), want)
         assert pool[i].shape == (1, BOX, BOX, BOX)
     assert isinstance(pool._arrays[0], np.memmap)
-    assert isinstance(pool._arrays[1], zarr.Array)
+    assert isinstance(pool._arrays[1].array, zarr.Array)  # read through the chunk cache
 
 
 def test_every_pool_satisfies_the_pool_protocol(pool: TomogramPool, tmp_path: Path) -> None:
@@ -432,3 +432,52 @@ def test_every_coordinate_format_gives_the_same_pool(tomo_dir: Path, tmp_path: P
         open_tomogram_pool(tomo_dir, files["dynamo"][0], box=BOX)
     with pytest.raises(ConfigError, match="names the tomogram numbers of a Dynamo .tbl"):
         open_tomogram_pool(tomo_dir, files["relion5"][0], box=BOX, tomo_names={1: "TS_01"})
+
+
+def test_zarr_boxes_through_the_chunk_cache_equal_direct_slices(tmp_path: Path) -> None:
+    """Boxes across chunk borders, at edges, in any order: the cached reads equal plain
+    zarr slicing; each chunk is decoded once while it fits, and a small cache still gives
+    the same values."""
+    from cryoal.io.tomopool import _ChunkCachedArray, _ChunkLRU
+
+    data = tomogram_data(3)
+    write_ome_zarr(tmp_path / "t.zarr", data, chunks=(16, 16, 16), levels=1)
+    arr = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")["0"]
+    n_chunks = int(np.prod([-(-s // c) for s, c in zip(arr.shape, arr.chunks, strict=True)]))
+    rng = np.random.default_rng(0)
+    centres = [rng.uniform(-4, np.array(SHAPE) + 4) for _ in range(40)]
+    for max_bytes in (1 << 30, 3 * 16**3 * 4):  # everything fits / three chunks
+        cache = _ChunkLRU(max_bytes)
+        cached = _ChunkCachedArray(arr, cache, key=0)
+        for c in centres:
+            want, edge_a = extract_box(arr, c, BOX)
+            got, edge_b = extract_box(cached, c, BOX)
+            np.testing.assert_array_equal(got, want)
+            assert edge_a == edge_b
+        if max_bytes == 1 << 30:
+            assert cache.decoded <= n_chunks
+            before = cache.decoded
+            extract_box(cached, centres[0], BOX)
+            assert cache.decoded == before  # a repeated box decodes nothing
+        else:
+            assert cache._bytes <= max_bytes
+    np.testing.assert_array_equal(cached[2:5, 0:96, 7:8], data[2:5, 0:96, 7:8])
+    np.testing.assert_array_equal(cached[3], data[3])  # other keys: straight to zarr
+
+
+def test_pool_reads_decode_each_zarr_chunk_once_in_pool_order(tomo_dir: Path) -> None:
+    ts = open_tomograms(tomo_dir)
+    pool = TomogramPool(ts, particles_table(ts.shapes(), per_tomo=20), BOX)
+    zarr_items = [i for i in range(len(pool)) if pool.ids[i].startswith("TS_02")]
+    for i in zarr_items:
+        pool.read(i)
+    arr = pool._arrays[1].array
+    n_chunks = int(np.prod([-(-s // c) for s, c in zip(arr.shape, arr.chunks, strict=True)]))
+    assert pool._chunk_cache.decoded <= n_chunks < 2 * len(zarr_items)
+    sub = pool.subset(zarr_items[:3])  # derived pools share the decoded chunks
+    before = pool._chunk_cache.decoded
+    np.testing.assert_array_equal(sub.read(0), pool.read(zarr_items[0]))
+    assert pool._chunk_cache.decoded == before
+    clone = pickle.loads(pickle.dumps(pool))  # a fresh, empty cache in another process
+    assert clone._chunk_cache.decoded == 0
+    np.testing.assert_array_equal(clone.read(zarr_items[1]), pool.read(zarr_items[1]))
