@@ -119,7 +119,7 @@ def _run_segmentation(task: Any, kw: dict[str, Any]) -> None:
         raise click.UsageError(
             "--task segmentation takes label maps with --masks DIR, not --images/--labels"
         )
-    if kw["pretrain_epochs"]:
+    if kw["pretrain_epochs"] not in (0, "auto"):  # auto (the default) means none here
         raise ConfigError(
             "--pretrain-epochs is not supported for --task segmentation: pool pretraining "
             "trains a classifier's encoder (features + linear head) to embed whole "

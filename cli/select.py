@@ -9,6 +9,7 @@ killed resumes from its last finished step when the same command is run again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,28 @@ cryoal select --task segmentation --volumes crops/ --masks masks/ --patch 16 --b
 
 DEFAULT_PROJECT = Path("cryoal-project")
 DEFAULT_DEMO_PROJECT = Path("cryoal-demo")
-DEFAULT_ARCH = "dsrf3d"
+DEFAULT_ARCH = "cb3d"  # = cryoal.active.defaults.DEFAULT_ARCH (a new project's rounds)
 DEMO_ARCH = "cb3d"
+
+
+class _PretrainEpochs(click.ParamType):
+    """``auto`` or an integer >= 0."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            n = value
+        elif str(value).strip().lower() == "auto":
+            return "auto"
+        else:
+            try:
+                n = int(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is neither 'auto' nor an integer", param, ctx)
+        if n < 0:
+            self.fail(f"{n} is negative; use 0 (no pretraining), N epochs or auto", param, ctx)
+        return n
 
 
 @click.command(
@@ -144,8 +165,9 @@ DEMO_ARCH = "cb3d"
 @click.option(
     "--arch",
     default=None,
-    help="Model architecture when training (dsrf3d, rb3d, cb3d, monai-resnet10, ...) "
-    "[default: dsrf3d; cb3d with --demo, so the demo runs in minutes on a CPU].",
+    help="Model architecture when training (cb3d, dsrf3d, rb3d, monai-resnet10, ...) "
+    "[default: cb3d for a new project (it pretrains in about a minute on a CPU); a "
+    "project keeps the architecture of its earlier rounds].",
 )
 @click.option(
     "--cold-start",
@@ -158,12 +180,16 @@ DEMO_ARCH = "cb3d"
 )
 @click.option(
     "--pretrain-epochs",
-    default=0,
+    default="auto",
     show_default=True,
-    type=click.IntRange(min=0),
-    help="Pretrain an encoder on the pool for N epochs (cached in the project) to "
-    "initialise every round's model and embed the pool; 0 uses PROJECT/models/encoder.pt "
-    "when `cryoal pretrain --project` made one.",
+    type=_PretrainEpochs(),
+    help="Pretrain an encoder on the pool (once per project, cached in "
+    "PROJECT/models/encoder.pt) to initialise every round's model and embed the pool. "
+    "auto: a new project pretrains for a bounded budget (CPU: ~1200 GFLOP, e.g. 31 steps "
+    "of cb3d on 32³ boxes, about a minute; GPU: 1500 steps), skipped with the reason for "
+    "pools under 200 volumes or models too heavy for the CPU budget; a project keeps "
+    "what its earlier rounds used. N: N epochs. 0: none (uses PROJECT/models/encoder.pt "
+    "when `cryoal pretrain --project` made one). See docs/acquisition.md.",
 )
 @click.option(
     "--warm-start",
@@ -288,7 +314,6 @@ def _dispatch(kw: dict[str, Any]) -> None:
     if kw["demo"]:
         _run_demo({**kw, "arch": kw["arch"] or DEMO_ARCH})
         return
-    kw["arch"] = kw["arch"] or DEFAULT_ARCH
     if kw["volumes"] is None and kw["tomograms"] is None and kw["copick"] is None:
         raise click.UsageError("--volumes (or --tomograms/--copick) is required (or use --demo)")
     _run_select(kw)
@@ -315,14 +340,15 @@ def _config(kw: dict[str, Any]) -> Any:
     from cryoal.active.loop import SelectConfig
 
     acquisition.get(kw["strategy"])  # unknown name: fail early, with a suggestion
+    arch = kw["arch"] or DEFAULT_ARCH
     if kw["model"] is None:
-        models.describe(kw["arch"])
+        models.describe(arch)
     return SelectConfig(
         strategy=kw["strategy"],
         budget=kw["budget"],
         seed=kw["seed"],
         cold_start=kw["cold_start"],
-        arch=kw["arch"],
+        arch=arch,
         epochs=kw["epochs"],
         warm_start=kw["warm_start"],
         model=None if kw["model"] is None else str(kw["model"]),
@@ -344,8 +370,10 @@ def _run_select(kw: dict[str, Any]) -> None:
     from cryoal.cli._tomo import remember_particles, tomogram_pool, write_copick_picks
 
     from cryoal.active import Project
+    from cryoal.active.defaults import recorded_arch, resolve_pretraining
     from cryoal.active.loop import register_pool, select_round
     from cryoal.io import VolumePool
+    from cryoal.pretrain import reporting
 
     config = _config(kw)
     project_dir = kw["project"] or DEFAULT_PROJECT
@@ -370,15 +398,22 @@ def _run_select(kw: dict[str, Any]) -> None:
             if kw["labels"] is not None:
                 register_pool(project, pool)
                 import_labels(project, kw)
-            result = select_round(
-                project,
-                pool,
-                config,
-                arguments=arguments,
-                out=kw["out"],
-                new_round=kw["new_round"],
-                restart=kw["restart"],
-            )
+            if kw["arch"] is None:  # a project keeps its architecture (defaults.py)
+                kw["arch"] = recorded_arch(project) or DEFAULT_ARCH
+                config = dataclasses.replace(config, arch=kw["arch"])
+            config, plan = resolve_pretraining(project, pool, config)
+            if plan is not None and config.model is None:
+                click.echo(plan)
+            with reporting(click.echo):  # the pretraining's time estimate, if it runs
+                result = select_round(
+                    project,
+                    pool,
+                    config,
+                    arguments=arguments,
+                    out=kw["out"],
+                    new_round=kw["new_round"],
+                    restart=kw["restart"],
+                )
             _print_summary(project, pool, result, kw)
             copick = write_copick_picks(kw, pool, result)
             if copick is not None:

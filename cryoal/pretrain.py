@@ -34,6 +34,8 @@ again only when the pool, the architecture or the configuration changed.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -41,7 +43,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,7 @@ from cryoal.transforms import (
 __all__ = [
     "ENCODER_FILE",
     "PretrainConfig",
+    "PretrainPlan",
     "PretrainResult",
     "augmentation",
     "cached_encoder",
@@ -73,9 +76,11 @@ __all__ = [
     "init_from_encoder",
     "load_encoder",
     "nt_xent",
+    "plan_pretraining",
     "pool_fingerprint",
     "pretrain_encoder",
     "project_encoder",
+    "reporting",
     "save_encoder",
 ]
 
@@ -117,6 +122,10 @@ class PretrainConfig:
     max_items
         Pretrain on at most this many pool items (a seeded random subset); ``None``
         uses the whole pool.
+    max_steps
+        Stop after this many optimiser steps (the cosine schedule spans
+        ``min(epochs × steps per epoch, max_steps)`` steps); ``None`` runs every epoch.
+        :func:`plan_pretraining` (``--pretrain-epochs auto``) sets it.
     seed
         Seeds the projection head, batch order, dropout and every augmentation draw.
     """
@@ -132,6 +141,7 @@ class PretrainConfig:
     wedge_jitter: float = 5.0
     rotate: bool = True
     max_items: int | None = None
+    max_steps: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -158,14 +168,23 @@ class PretrainConfig:
             )
         if self.max_items is not None and self.max_items < 2:
             problems.append(f"max_items must be >= 2 or None, got {self.max_items}")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if problems:
             raise ConfigError("PretrainConfig: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able view (tuples as lists)."""
-        return {
+        """Plain JSON-able view (tuples as lists).
+
+        ``max_steps`` appears only when set, so the cache key of an encoder trained
+        before it existed (:func:`cached_encoder`) stays the same.
+        """
+        out = {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+        if out["max_steps"] is None:
+            del out["max_steps"]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +213,198 @@ class PretrainResult:
     n_items: int
     config: PretrainConfig
     path: Path | None = None
+
+
+#: ``--pretrain-epochs auto``: pools smaller than this are not pretrained (see
+#: :func:`plan_pretraining`).
+AUTO_MIN_POOL = 200
+#: ``auto`` on a CPU: the pretraining budget in model GFLOP (forward + backward of both
+#: views of every step). 1200 GFLOP is ~31 steps of cb3d on 32³ boxes at batch 32 (about
+#: 1-1.5 min on 2 unloaded cores; docs/acquisition.md has the measurements). The
+#: environment variable ``CRYOAL_PRETRAIN_CPU_GFLOP`` overrides it (a faster CPU).
+AUTO_CPU_GFLOP = 1200.0
+AUTO_CPU_GFLOP_ENV = "CRYOAL_PRETRAIN_CPU_GFLOP"
+#: ``auto`` on a GPU: at most this many steps.
+AUTO_GPU_STEPS = 1500
+#: ``auto`` never runs more than this many passes over the pool (the low-budget
+#: benchmark's 60 epochs).
+AUTO_MAX_EPOCHS = 60
+#: ``auto`` skips pretraining when its budget allows fewer steps than this.
+AUTO_MIN_STEPS = 15
+
+_report: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "cryoal_pretrain_report", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting(report: Callable[[str], None]) -> Iterator[None]:
+    """Send the one-line time estimate of every pretraining run in this block to ``report``.
+
+    The CLI wraps a round in ``with reporting(click.echo):`` so that the estimate a
+    round's pretraining measures on its first steps (:func:`pretrain_encoder`) is
+    printed, without threading a callback through the active-learning loop.
+    """
+    token = _report.set(report)
+    try:
+        yield
+    finally:
+        _report.reset(token)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainPlan:
+    """What ``--pretrain-epochs auto`` resolves to for one pool (:func:`plan_pretraining`).
+
+    Attributes
+    ----------
+    epochs, max_steps
+        The concrete :class:`PretrainConfig` values (``0, 0``: no pretraining).
+    reason
+        One line saying why: the budget and the cost per step, or why it is skipped.
+    """
+
+    epochs: int
+    max_steps: int
+    reason: str
+
+    @property
+    def pretrains(self) -> bool:
+        """Whether the plan trains an encoder."""
+        return self.epochs > 0
+
+
+def step_gflop(
+    arch: str,
+    in_shape: Sequence[int],
+    *,
+    batch_size: int = 32,
+    arch_kwargs: Mapping[str, Any] | None = None,
+) -> float | None:
+    """Model GFLOP of one pretraining step: forward + backward (≈ 3× forward) of ``2·batch_size`` views.
+
+    Counted with :class:`torch.utils.flop_counter.FlopCounterMode` on the meta device
+    (no memory, no compute; the same number on every machine). ``None`` when the
+    architecture cannot be traced on the meta device.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cryoal import models
+
+    try:
+        with torch.device("meta"):
+            model = models.create(
+                arch, 2, tuple(int(s) for s in in_shape), **dict(arch_kwargs or {})
+            )
+            x = torch.empty(1, *(int(s) for s in in_shape))
+            counter = FlopCounterMode(display=False)
+            with counter, torch.no_grad():
+                model.features(x)  # type: ignore[operator]
+    except Exception as exc:  # any tracing failure means "unknown cost"
+        log.info("cannot count the FLOPs of %s on the meta device: %s", arch, exc)
+        return None
+    return 3.0 * counter.get_total_flops() * 2 * batch_size / 1e9
+
+
+def _cpu_budget() -> float:
+    """:data:`AUTO_CPU_GFLOP`, or the positive number in ``$CRYOAL_PRETRAIN_CPU_GFLOP``."""
+    raw = os.environ.get(AUTO_CPU_GFLOP_ENV)
+    if raw is None or not raw.strip():
+        return AUTO_CPU_GFLOP
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(
+            f"{AUTO_CPU_GFLOP_ENV}={raw!r}: must be a positive number of GFLOP "
+            f"(default {AUTO_CPU_GFLOP:.0f}); unset it to use the default"
+        )
+    return value
+
+
+def plan_pretraining(
+    n_items: int,
+    arch: str,
+    in_shape: Sequence[int],
+    *,
+    device: str | torch.device | None = "auto",
+    arch_kwargs: Mapping[str, Any] | None = None,
+    batch_size: int = 32,
+) -> PretrainPlan:
+    """Resolve ``--pretrain-epochs auto`` to a concrete step budget, or to no pretraining.
+
+    Deterministic (no timing): it depends on the pool size, the architecture and box
+    (their FLOP count, :func:`step_gflop`) and the device type only, so a round records
+    the same numbers on every run and resumes reproducibly.
+
+    - fewer than :data:`AUTO_MIN_POOL` items: skipped. A contrastive encoder needs
+      many distinct volumes to learn more than it memorises (the benchmark that measured
+      its gain used 240), and a pool that small is labelled in a few rounds anyway.
+    - CPU: as many steps as :data:`AUTO_CPU_GFLOP` (or ``$CRYOAL_PRETRAIN_CPU_GFLOP``)
+      allows (cb3d at 32³: 31 steps, about a minute on 2 cores), skipped when that is under :data:`AUTO_MIN_STEPS` (dsrf3d:
+      1 step; pass ``--arch cb3d``, a GPU, or an explicit ``--pretrain-epochs``).
+    - GPU: :data:`AUTO_GPU_STEPS` steps.
+    - never more than :data:`AUTO_MAX_EPOCHS` passes over the pool.
+
+    Parameters
+    ----------
+    n_items
+        Pool size.
+    arch, in_shape, arch_kwargs
+        The architecture the rounds train, its input ``(C, D, H, W)`` and options.
+    device
+        Where the rounds run (``"auto"`` resolves as :func:`cryoal.runtime.resolve_device`).
+    batch_size
+        Volumes per step (:attr:`PretrainConfig.batch_size`).
+
+    Returns
+    -------
+    PretrainPlan
+
+    Raises
+    ------
+    ConfigError
+        ``$CRYOAL_PRETRAIN_CPU_GFLOP`` is set but not a positive number.
+    """
+    dev = resolve_device(device)
+    if n_items < AUTO_MIN_POOL:
+        return PretrainPlan(
+            0,
+            0,
+            f"skipped: the pool has {n_items} volumes, fewer than {AUTO_MIN_POOL} (too few "
+            "for contrastive pretraining to pay off; pass --pretrain-epochs N to pretrain "
+            "anyway)",
+        )
+    per_epoch = max(1, n_items // min(batch_size, n_items))
+    cap = AUTO_MAX_EPOCHS * per_epoch
+    if dev.type == "cpu":
+        cpu_budget = _cpu_budget()
+        gflop = step_gflop(arch, in_shape, batch_size=batch_size, arch_kwargs=arch_kwargs)
+        if gflop is None:
+            steps, cost = AUTO_MIN_STEPS, "cost unknown"
+        else:
+            steps, cost = int(cpu_budget // gflop), f"{gflop:.0f} GFLOP/step"
+        if steps < AUTO_MIN_STEPS:
+            return PretrainPlan(
+                0,
+                0,
+                f"skipped: {arch} on {'x'.join(map(str, in_shape[1:]))} boxes costs {cost}, "
+                f"so the CPU budget of {cpu_budget:.0f} GFLOP allows only {steps} "
+                f"step(s) (< {AUTO_MIN_STEPS}); use --arch cb3d or a GPU, or pass "
+                "--pretrain-epochs N to pretrain anyway",
+            )
+        budget = f"CPU budget {cpu_budget:.0f} GFLOP at {cost}"
+    else:
+        steps, budget = AUTO_GPU_STEPS, f"{dev.type} budget {AUTO_GPU_STEPS} steps"
+    steps = min(steps, cap)
+    epochs = math.ceil(steps / per_epoch)
+    return PretrainPlan(
+        epochs,
+        steps,
+        f"{steps} steps of {min(batch_size, n_items)} volumes ({steps / per_epoch:.1f} passes "
+        f"over {n_items}; {budget})",
+    )
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
@@ -360,6 +571,15 @@ def _spatial_dims(pool: Any) -> int:
     return len(shape) - 1
 
 
+def _duration(seconds: float) -> str:
+    """``"45 s"``, ``"3.2 min"`` or ``"1.5 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def encoder_state(model: nn.Module) -> dict[str, Tensor]:
     """The encoder part of a classifier's weights: ``state_dict`` minus ``head.*`` (CPU copies)."""
     return {
@@ -379,6 +599,7 @@ def pretrain_encoder(
     progress: bool = True,
     num_workers: int = 0,
     meta: Mapping[str, Any] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> PretrainResult:
     """Train ``model.features`` on the unlabelled pool with the NT-Xent objective (in place).
 
@@ -407,16 +628,21 @@ def pretrain_encoder(
     out
         Also write the encoder checkpoint here (atomically, :func:`save_encoder`).
     progress
-        Show a tqdm bar over the epochs.
+        Show a tqdm bar over the steps.
     num_workers
         DataLoader worker processes reading the pool.
     meta
         Extra plain metadata stored in the checkpoint (e.g. the cache key).
+    report
+        Called once with a one-line estimate of the whole run's wall time, measured on
+        the first two steps (the first warms up, the second is timed); the CLI prints it.
+        ``None`` uses the sink set by :func:`reporting`, if any.
 
     Returns
     -------
     PretrainResult
-        The encoder state, per-epoch losses, time and the written path.
+        The encoder state, per-epoch losses (the last epoch may be cut short by
+        ``max_steps``), time and the written path.
 
     Raises
     ------
@@ -450,6 +676,8 @@ def pretrain_encoder(
     )
     steps_per_epoch = len(loader)
     total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
     augment = augmentation(cfg, spatial_dims)
     fork = [dev] if dev.type == "cuda" else []
     losses: list[float] = []
@@ -474,12 +702,15 @@ def pretrain_encoder(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
         )
         aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        bar = tqdm(range(cfg.epochs), desc="pretrain", unit="epoch", disable=not progress)
-        for _epoch in bar:
+        bar = tqdm(total=total, desc="pretrain", unit="step", disable=not progress)
+        step = 0
+        timed = min(2, total)  # step 1 warms up (allocations); step 2 is a steady step
+        for epoch in range(math.ceil(total / max(steps_per_epoch, 1))):
             model.train()
             projector.train()
-            epoch_loss = 0.0
+            epoch_loss, epoch_steps = 0.0, 0
             for x in loader:
+                t_step = time.perf_counter()
                 x = x.to(dev, torch.float32, non_blocking=True)
                 v1 = augment(x, aug_gen)
                 v2 = augment(x, aug_gen)
@@ -491,9 +722,30 @@ def pretrain_encoder(
                 optimizer.step()
                 scheduler.step()
                 epoch_loss += float(loss.detach())
-            losses.append(epoch_loss / max(steps_per_epoch, 1))
+                epoch_steps += 1
+                step += 1
+                bar.update(1)
+                if step == timed:
+                    per_step = time.perf_counter() - t_step
+                    estimate = time.perf_counter() - t0 + (total - step) * per_step
+                    message = (
+                        f"pretraining {total} steps of {batch_size} volumes ({len(indices)} "
+                        f"items) on {dev}: about {_duration(estimate)} (estimated from the "
+                        f"first {step} step{'s' if step > 1 else ''}, {per_step:.2f} s/step)"
+                    )
+                    log.info(message)
+                    sink = report if report is not None else _report.get()
+                    if sink is not None:
+                        sink(message)
+                if step >= total:
+                    break
+            losses.append(epoch_loss / max(epoch_steps, 1))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            log.info("pretrain epoch %d/%d NT-Xent %.4f", _epoch + 1, cfg.epochs, losses[-1])
+            log.info(
+                "pretrain epoch %d (step %d/%d) NT-Xent %.4f", epoch + 1, step, total, losses[-1]
+            )
+            if step >= total:
+                break
         bar.close()
     model.eval()
     seconds = time.perf_counter() - t0
@@ -653,6 +905,7 @@ def project_encoder(
     in_shape: Sequence[int],
     *,
     epochs: int = 0,
+    max_steps: int | None = None,
     arch_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
     device: str | torch.device | None = "auto",
@@ -662,7 +915,8 @@ def project_encoder(
     """The encoder an active-learning round uses, if any.
 
     With ``epochs > 0`` the project's cached encoder is trained or reused
-    (:func:`cached_encoder` with ``PretrainConfig(epochs=epochs, seed=seed)``). With
+    (:func:`cached_encoder` with ``PretrainConfig(epochs=epochs, max_steps=max_steps,
+    seed=seed)``). With
     ``epochs == 0`` an encoder already in ``project_dir/models/encoder.pt`` (e.g. from
     ``cryoal pretrain --project``) is used when it was built for ``arch`` and
     ``in_shape``; otherwise there is none.
@@ -673,7 +927,7 @@ def project_encoder(
         The encoder checkpoint, or ``None`` (rounds then start from random weights).
     """
     if epochs > 0:
-        cfg = PretrainConfig(epochs=epochs, seed=seed)
+        cfg = PretrainConfig(epochs=epochs, max_steps=max_steps, seed=seed)
         return cached_encoder(
             project_dir,
             pool,

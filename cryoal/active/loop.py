@@ -50,6 +50,7 @@ from torch.utils.data import Dataset, Subset
 
 from cryoal import distributed
 from cryoal._atomic import atomic_path
+from cryoal.active.defaults import resolve_pretraining
 from cryoal.active.gallery import write_gallery
 from cryoal.active.oracle import Oracle
 from cryoal.active.project import PickRecord, PoolEntry, Project, RoundRecord
@@ -156,12 +157,17 @@ class SelectConfig:
         Show progress bars.
     num_workers
         DataLoader worker processes reading volumes while training and scoring.
-    pretrain_epochs
-        Pool-pretrained encoder (:mod:`cryoal.pretrain`): ``> 0`` pretrains one for that
-        many epochs (cached in ``PROJECT/models/encoder.pt``, trained once per pool);
+    pretrain_epochs, pretrain_steps
+        Pool-pretrained encoder (:mod:`cryoal.pretrain`): ``pretrain_epochs > 0``
+        pretrains one for that many epochs, stopping after ``pretrain_steps`` steps when
+        that is ``> 0`` (cached in ``PROJECT/models/encoder.pt``, trained once per pool);
         ``0`` uses an encoder already there (``cryoal pretrain --project``) when it fits
-        the architecture and box. The encoder initialises every round's model (all but
-        the head) and embeds the pool for typicality / diversity.
+        the architecture and box. ``"auto"`` is resolved by :func:`select_round` with
+        :func:`cryoal.active.defaults.resolve_pretraining` (a new project: a budget
+        sized by :func:`cryoal.pretrain.plan_pretraining`; else what the project's
+        latest round used) and the round records the concrete numbers. The encoder
+        initialises every round's model (all but the head) and embeds the pool for
+        typicality / diversity.
     """
 
     strategy: str = "auto"
@@ -181,7 +187,8 @@ class SelectConfig:
     gallery_size: int = 24
     progress: bool = True
     num_workers: int = 0
-    pretrain_epochs: int = 0
+    pretrain_epochs: int | str = 0
+    pretrain_steps: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
@@ -191,8 +198,16 @@ class SelectConfig:
                 "cold_start must be 'auto', 'typicality', 'coreset' or 'random', "
                 f"got {self.cold_start!r}"
             )
-        if self.pretrain_epochs < 0:
-            raise ConfigError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
+        if self.pretrain_epochs != "auto" and (
+            isinstance(self.pretrain_epochs, bool)
+            or not isinstance(self.pretrain_epochs, int)
+            or self.pretrain_epochs < 0
+        ):
+            raise ConfigError(
+                f"pretrain_epochs must be 'auto' or an integer >= 0, got {self.pretrain_epochs!r}"
+            )
+        if self.pretrain_steps < 0:
+            raise ConfigError(f"pretrain_steps must be >= 0, got {self.pretrain_steps}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.num_workers < 0:
@@ -217,6 +232,8 @@ class SelectConfig:
         }
         if self.pretrain_epochs:  # only when used, so older rounds still resume
             key["pretrain_epochs"] = self.pretrain_epochs
+        if self.pretrain_steps:
+            key["pretrain_steps"] = self.pretrain_steps
         # as stored in the database (tuples become lists), so keys compare equal
         return dict(json.loads(json.dumps(key)))
 
@@ -465,6 +482,7 @@ def select_round(
         A volume vanished or became unreadable.
     """
     register_pool(project, pool)
+    config = resolve_pretraining(project, pool, config)[0]  # "auto" -> recorded numbers
     rnd, reused = _pending_or_new(project, config, new_round=new_round, restart=restart)
     resumed_from = None if rnd is None or reused else rnd.status
     if rnd is None:
@@ -541,7 +559,8 @@ def _encoder(project: Project, pool: _Guarded, config: SelectConfig, box: Sequen
         pool.pool,
         config.arch,
         (1, *box),
-        epochs=config.pretrain_epochs,
+        epochs=int(config.pretrain_epochs),
+        max_steps=config.pretrain_steps or None,
         arch_kwargs=config.arch_kwargs,
         seed=config.seed,
         device=config.device,
