@@ -90,8 +90,8 @@ def resolve_pretraining(
             message = f"pretraining: {what}, as in round {n} of this project (encoder cached)"
         else:
             message = (
-                f"pretraining: off, as in round {n} of this project (kept so that its rounds "
-                "resume and repeat unchanged); pass --pretrain-epochs N to start"
+                f"pretraining: off, as in round {n} of this project; pass --pretrain-epochs N "
+                "to start"
             )
         return dataclasses.replace(config, pretrain_epochs=epochs, pretrain_steps=steps), message
     box = tuple(int(s) for s in pool.box)

@@ -186,7 +186,7 @@ def test_project_started_with_the_old_defaults_resumes_unchanged(
     res = cryoal_subprocess(old, env=BUDGET)  # today's defaults: no --arch, auto
     assert res.returncode == 0, res.stderr
     assert "resumed round 1 from step 'started'" in res.stdout
-    assert "pretraining: off, as in round 1 of this project" in res.stdout
+    assert "pretraining: off, as in round 1 of this project; pass --pretrain-epochs N" in res.stdout
     assert "untrained rb3d" in res.stdout
     assert not (proj / ENCODER_FILE).exists()
     again = cryoal_subprocess(old, env=BUDGET)  # complete, no new label: shown again
