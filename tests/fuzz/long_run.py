@@ -225,6 +225,7 @@ def _instrument(atheris: Any, prefixes: list[str]) -> None:
     """
     import gc
     import types
+    import warnings
 
     wanted = tuple(prefixes)
 
@@ -232,7 +233,9 @@ def _instrument(atheris: Any, prefixes: list[str]) -> None:
         mod = getattr(obj, "__module__", None) or ""
         return any(mod == p or mod.startswith(p + ".") for p in wanted)
 
-    funcs = [o for o in gc.get_objects() if isinstance(o, types.FunctionType) and ours(o)]
+    with warnings.catch_warnings():  # deprecated module attributes warn when looked at
+        warnings.simplefilter("ignore")
+        funcs = [o for o in gc.get_objects() if isinstance(o, types.FunctionType) and ours(o)]
     done = 0
     for func in funcs:
         try:
@@ -314,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for name in names:
             results.append(run_random(fz.READERS[name], args, folder))
+            if args.out is not None:  # after each reader: a cut-short run keeps what it did
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(results, indent=2) + "\n")
         _emit(results, args)
     return 0
 
