@@ -165,7 +165,7 @@ def _label_values(
                 continue
             try:
                 num = int(float(v))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # "x", inf
                 unknown.append(f"row {i + 1} ({v!r})")
                 out.append(None)
                 continue

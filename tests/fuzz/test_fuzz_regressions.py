@@ -328,3 +328,29 @@ def test_corrupt_copick_picks_file_is_typed(tmp_path: Path, edit, why) -> None:
         rf"\({why}.*\); fix or remove the file",
     ):
         read_particles(tmp_path / "copick_config.json", fmt="copick")
+
+
+def test_infinite_class_number_is_typed(tmp_path: Path) -> None:
+    """Found by the long run: ``int(float("inf"))`` (OverflowError) in the class-number map."""
+    from cryoal.errors import InvalidLabelsError
+    from cryoal.io.particle_labels import read_particle_labels
+
+    lines = _seed("p.tbl").splitlines()
+    fields = lines[-1].split()
+    fields[21] = "inf"  # class, column 22
+    path = tmp_path / "p.tbl"
+    path.write_text("\n".join([*lines[:-1], " ".join(fields)]) + "\n")
+    pool = fz._pool_particles()
+    with pytest.raises(
+        InvalidLabelsError,
+        match=r"p\.tbl: 1 of 4 rows have a class with no class name: row 4 \(inf\)",
+    ):
+        read_particle_labels(
+            path,
+            pool_ids=pool.ids,
+            pool_particles=pool,
+            pixel_size=fz._PIXEL,
+            tomo_names={1: "TS_1", 2: "TS_2"},
+            label_column="class",
+            class_names={1: "a", 2: "b"},
+        )
