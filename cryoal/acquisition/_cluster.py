@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cryoal._steps import step
 from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.errors import ConfigError
 
@@ -86,7 +87,8 @@ def embed_pool(
         with torch.no_grad(), autocast(device, amp):
             return fn(x).float()
 
-    emb = strategy._stream(model, run, pool, indices, device, desc=f"{name} embeddings")
+    with step("embed"):
+        emb = strategy._stream(model, run, pool, indices, device, desc=f"{name} embeddings")
     if emb.numel() == 0:
         return emb.reshape(0, 0)
     return torch.nn.functional.normalize(emb.reshape(emb.shape[0], -1), dim=1)

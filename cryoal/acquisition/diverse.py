@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from cryoal._steps import step
 from cryoal.acquisition._cluster import EncoderLike, embed_pool, kmeans, resolve_encoder
 from cryoal.acquisition._stream import PoolLike
 from cryoal.acquisition.base import ScoreStrategy, Selection, Strategy, register, select_topk
@@ -123,14 +124,16 @@ class _DiverseGradNorm(Strategy):
         net = self.encoder if self.encoder is not None else model
         if self.diversity == "kmeans":
             emb = embed_pool(net, pool, cand, strategy=self, name=self.name)
-            pos = diverse_topm(scores[top], emb, budget, gen)
+            with step("pick"):
+                pos = diverse_topm(scores[top], emb, budget, gen)
             return Selection(indices=cand[pos], scores=scores[top][pos], strategy=self.name)
         rows = torch.cat([lab, cand])
         emb = embed_pool(net, pool, rows, strategy=self, name=self.name)
         n_lab = int(lab.numel())
-        picks, _ = kcenter_greedy(
-            emb, budget, torch.arange(n_lab), torch.arange(n_lab, n_lab + int(cand.numel()))
-        )
+        with step("pick"):
+            picks, _ = kcenter_greedy(
+                emb, budget, torch.arange(n_lab), torch.arange(n_lab, n_lab + int(cand.numel()))
+            )
         pos = picks - n_lab
         return Selection(indices=cand[pos], scores=scores[top][pos], strategy=self.name)
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cryoal._steps import step
 from cryoal.acquisition._cluster import (
     EncoderLike,
     embed_pool,
@@ -174,14 +175,15 @@ class Typicality(Strategy):
         lab, _ = self._unlabelled(pool, budget, labelled)
         net = self.encoder if self.encoder is not None else model
         emb = embed_pool(net, pool, torch.arange(len(pool)), strategy=self, name=self.name)
-        if self.whiten:
-            emb = whiten(emb)
-        picks, scores = typiclust_select(
-            emb,
-            budget,
-            lab,
-            self._generator(generator),
-            n_neighbors=self.n_neighbors,
-            min_cluster_size=self.min_cluster_size,
-        )
+        with step("pick"):
+            if self.whiten:
+                emb = whiten(emb)
+            picks, scores = typiclust_select(
+                emb,
+                budget,
+                lab,
+                self._generator(generator),
+                n_neighbors=self.n_neighbors,
+                min_cluster_size=self.min_cluster_size,
+            )
         return Selection(indices=picks, scores=scores, strategy=self.name)

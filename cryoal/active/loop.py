@@ -50,6 +50,7 @@ from torch.utils.data import Dataset, Subset
 
 from cryoal import distributed
 from cryoal._atomic import atomic_path
+from cryoal._steps import recording, step
 from cryoal.active.defaults import resolve_pretraining
 from cryoal.active.gallery import write_gallery
 from cryoal.active.oracle import Oracle
@@ -317,7 +318,8 @@ class _Guarded(Dataset[Any]):
 
     def __getitem__(self, index: int) -> Any:
         try:
-            item = self.pool[index]
+            with step("read"):
+                item = self.pool[index]
         except (OSError, InvalidVolumeError) as exc:
             if isinstance(exc, InvalidVolumeError) and _source_file(self.pool, index).exists():
                 # the file is there but its content is bad (NaN, truncated): name it
@@ -480,8 +482,43 @@ def select_round(
         The given model does not fit the pool's box or voxel size.
     InvalidVolumeError
         A volume vanished or became unreadable.
+
+    Notes
+    -----
+    The wall and CPU seconds of each step this run did (``register``, ``read``,
+    ``pretrain``, ``train``, ``embed``, ``score``, ``pick``, ``predict``, ``record``,
+    ``gallery``, ``write``; nested steps excluded, see :mod:`cryoal._steps`) are stored in
+    the round's metrics as ``step_seconds = {name: [wall, cpu]}``.
     """
-    register_pool(project, pool)
+    with recording() as times:
+        result = _select_round(
+            project,
+            pool,
+            config,
+            arguments=arguments,
+            out=out,
+            new_round=new_round,
+            restart=restart,
+        )
+    if not result.reused:
+        steps = {k: [round(v.wall, 4), round(v.cpu, 4)] for k, v in times.items()}
+        project.update_metrics(result.round.n, {"step_seconds": steps})
+        result = dataclasses.replace(result, round=project.get_round(result.round.n))
+    return result
+
+
+def _select_round(
+    project: Project,
+    pool: Any,
+    config: SelectConfig,
+    *,
+    arguments: Mapping[str, Any] | None,
+    out: str | os.PathLike[str] | None,
+    new_round: bool,
+    restart: bool,
+) -> RoundResult:
+    with step("register"):
+        register_pool(project, pool)
     config = resolve_pretraining(project, pool, config)[0]  # "auto" -> recorded numbers
     rnd, reused = _pending_or_new(project, config, new_round=new_round, restart=restart)
     resumed_from = None if rnd is None or reused else rnd.status
@@ -492,12 +529,15 @@ def select_round(
         logger.info("resuming round %d from step %r", rnd.n, rnd.status)
     guarded = _Guarded(pool, rnd.n)
     if rnd.status == "started":
-        _train(project, guarded, rnd, config)
+        with step("train"):
+            _train(project, guarded, rnd, config)
         rnd = project.get_round(rnd.n)
     if rnd.status == "trained":
-        _score(project, guarded, rnd, config)
+        with step("score"):
+            _score(project, guarded, rnd, config)
         rnd = project.get_round(rnd.n)
-    files = _write_outputs(project, guarded, rnd, config, arguments, out=out, mark=not reused)
+    with step("write"):
+        files = _write_outputs(project, guarded, rnd, config, arguments, out=out, mark=not reused)
     rnd = project.get_round(rnd.n)
     picks = project.picks(rnd.n)
     return RoundResult(
@@ -554,19 +594,20 @@ def _encoder(project: Project, pool: _Guarded, config: SelectConfig, box: Sequen
     """The project's pretrained encoder for this round (see ``pretrain_epochs``), or None."""
     from cryoal.pretrain import project_encoder
 
-    return project_encoder(
-        project.path,
-        pool.pool,
-        config.arch,
-        (1, *box),
-        epochs=int(config.pretrain_epochs),
-        max_steps=config.pretrain_steps or None,
-        arch_kwargs=config.arch_kwargs,
-        seed=config.seed,
-        device=config.device,
-        progress=config.progress,
-        num_workers=config.num_workers,
-    )
+    with step("pretrain"):
+        return project_encoder(
+            project.path,
+            pool.pool,
+            config.arch,
+            (1, *box),
+            epochs=int(config.pretrain_epochs),
+            max_steps=config.pretrain_steps or None,
+            arch_kwargs=config.arch_kwargs,
+            seed=config.seed,
+            device=config.device,
+            progress=config.progress,
+            num_workers=config.num_workers,
+        )
 
 
 def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectConfig) -> None:
@@ -716,7 +757,8 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         # under torchrun each rank scores its shard (same scores as one process)
         all_scores = distributed.run_everywhere(distributed.sharded_score, strategy, model, sub)
         all_scores = all_scores.float().cpu()
-        order = select_topk(all_scores, rnd.budget)
+        with step("pick"):
+            order = select_topk(all_scores, rnd.budget)
         pick_global = [unl[j] for j in order.tolist()]
         pick_scores = all_scores[order].tolist()
     else:
@@ -728,15 +770,16 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
             project.update_metrics(rnd.n, {"selection": sel.info})
     probs = None
     if class_names is not None:
-        probs = predict(
-            model,
-            sub,
-            batch_size=config.batch_size,
-            device=device,
-            transform=_normalize,
-            progress=config.progress,
-            num_workers=config.num_workers,
-        )
+        with step("predict"):
+            probs = predict(
+                model,
+                sub,
+                batch_size=config.batch_size,
+                device=device,
+                transform=_normalize,
+                progress=config.progress,
+                num_workers=config.num_workers,
+            )
     rows: list[tuple[str, float | None, str | None, dict[str, float] | None]] = []
     for j, i in enumerate(unl):
         vid = str(pool.pool.ids[i])
@@ -753,7 +796,8 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         (str(pool.pool.ids[i]), float(s)) for i, s in zip(pick_global, pick_scores, strict=True)
     ]
     kill_point("scoring")
-    project.record_scores(rnd.n, rows, picks)
+    with step("record"):
+        project.record_scores(rnd.n, rows, picks)
     kill_point("scored")
 
 
@@ -836,12 +880,13 @@ def _write_outputs(
             item = pool[index[p.id]]
             x = item[0] if isinstance(item, tuple) else item
             volumes.append(x.reshape(x.shape[-3:]).numpy())
-        write_gallery(
-            project.gallery_path(rnd.n),
-            volumes,
-            [_caption(p) for p in shown],
-            title=f"round {rnd.n} · {rnd.strategy} · {rnd.n_labels} labels before this round",
-        )
+        with step("gallery"):
+            write_gallery(
+                project.gallery_path(rnd.n),
+                volumes,
+                [_caption(p) for p in shown],
+                title=f"round {rnd.n} · {rnd.strategy} · {rnd.n_labels} labels before this round",
+            )
     if shown:
         files["gallery"] = project.gallery_path(rnd.n)
     if mark:
