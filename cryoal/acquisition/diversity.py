@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from cryoal._steps import step
 from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.acquisition.base import Selection, Strategy, register
 from cryoal.acquisition.gradnorm import _features_and_head
@@ -153,7 +154,8 @@ class _EmbeddingStrategy(Strategy):
             u[torch.arange(p.shape[0]), p.argmax(1)] -= 1.0
             return torch.cat([u, h], dim=1)
 
-        return self._stream(model, fn, pool, indices, device, desc=f"{self.name} embeddings")
+        with step("embed"):
+            return self._stream(model, fn, pool, indices, device, desc=f"{self.name} embeddings")
 
 
 @register("coreset")
@@ -177,7 +179,8 @@ class Coreset(_EmbeddingStrategy):
     ) -> Selection:
         lab, unl = self._unlabelled(pool, budget, labelled)
         emb = self._embed(model, pool, torch.arange(len(pool)), badge=False)
-        picks, scores = kcenter_greedy(emb, budget, lab, unl)
+        with step("pick"):
+            picks, scores = kcenter_greedy(emb, budget, lab, unl)
         return Selection(indices=picks, scores=scores, strategy=self.name)
 
 

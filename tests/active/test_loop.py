@@ -121,6 +121,13 @@ def test_cold_start_then_train_round(
         assert p.predicted == max(p.probabilities, key=p.probabilities.__getitem__)
     table2 = read_table(res2.files["csv"])
     classes = proj.class_names
+    # every step of the train round is timed; a cold round has no predict step
+    steps = res2.round.metrics["step_seconds"]
+    for name in ("register", "read", "train", "score", "predict", "record", "gallery", "write"):
+        wall, cpu = steps[name]
+        assert wall >= 0 and cpu >= 0, name
+    assert "predict" not in res.round.metrics["step_seconds"]
+    assert "embed" in res.round.metrics["step_seconds"]  # coreset embeds the pool
     assert [f"p_{c}" for c in classes] == [c for c in table2.columns if c.startswith("p_")]
 
 
