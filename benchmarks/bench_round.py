@@ -114,7 +114,9 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, float]:
 
 def _round_metrics(project: Path, n: int) -> dict[str, Any]:
     with sqlite3.connect(project / "project.sqlite") as conn:
-        row = conn.execute("SELECT mode, strategy, metrics FROM rounds WHERE n = ?", (n,)).fetchone()
+        row = conn.execute(
+            "SELECT mode, strategy, metrics FROM rounds WHERE n = ?", (n,)
+        ).fetchone()
     mode, strategy, metrics = row
     out = json.loads(metrics or "{}")
     out["mode"], out["strategy"] = mode, strategy
