@@ -391,8 +391,8 @@ def plan_pretraining(
                 0,
                 f"skipped: {arch} on {'x'.join(map(str, in_shape[1:]))} boxes costs {cost}, "
                 f"so the CPU budget of {cpu_budget:.0f} GFLOP allows only {steps} "
-                f"step(s) (< {AUTO_MIN_STEPS}); use --arch cb3d or a GPU, or pass "
-                "--pretrain-epochs N to pretrain anyway",
+                f"step(s) (< {AUTO_MIN_STEPS}); use {'' if arch == 'cb3d' else '--arch cb3d or '}"
+                "a GPU, or pass --pretrain-epochs N to pretrain anyway",
             )
         budget = f"CPU budget {cpu_budget:.0f} GFLOP at {cost}"
     else:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cryoal import models
+from cryoal import models, pretrain
 from cryoal.errors import CheckpointError, ConfigError, EmptyPoolError
 from cryoal.pretrain import (
     ENCODER_FILE,
@@ -299,3 +299,87 @@ def test_2d_pretraining_improves_linear_probe() -> None:
     assert res.n_items == 120
     assert res.losses[-1] < res.losses[0] - 0.5  # learned, no collapse to log(2B - 1)
     assert after > before + 0.10, (before, after)
+
+
+# ---------------------------------------------------------------- max_steps and auto
+def test_max_steps_stops_early_and_reports_the_estimate(pool: Pool) -> None:
+    messages: list[str] = []
+    cfg = PretrainConfig(epochs=2, batch_size=4, max_steps=4)  # 3 steps per epoch
+    res = pretrain_encoder(
+        _small(), pool, cfg, device="cpu", progress=False, report=messages.append
+    )
+    assert len(res.losses) == 2  # 3 steps, then 1 of the second epoch
+    (line,) = messages
+    assert line.startswith("pretraining 4 steps of 4 volumes (12 items) on cpu: about ")
+    assert "estimated from the first 2 steps" in line
+    # the reporting() sink is used when no report is passed
+    seen: list[str] = []
+    with pretrain.reporting(seen.append):
+        pretrain_encoder(
+            _small(), pool, PretrainConfig(epochs=1, batch_size=4), device="cpu", progress=False
+        )
+    assert len(seen) == 1 and seen[0].startswith("pretraining 3 steps")
+
+
+def test_max_steps_beyond_the_epochs_changes_nothing(pool: Pool) -> None:
+    """Same weights as before max_steps existed; the cache key of such a config is unchanged."""
+    base = PretrainConfig(epochs=2, batch_size=4)
+    capped = PretrainConfig(epochs=2, batch_size=4, max_steps=100)
+    a = pretrain_encoder(_small(), pool, base, device="cpu", progress=False)
+    b = pretrain_encoder(_small(), pool, capped, device="cpu", progress=False)
+    assert a.losses == b.losses
+    for k in a.state:
+        assert torch.equal(a.state[k], b.state[k]), k
+    assert "max_steps" not in base.to_dict() and capped.to_dict()["max_steps"] == 100
+    with pytest.raises(ConfigError, match="max_steps must be >= 1 or None, got 0"):
+        PretrainConfig(max_steps=0)
+
+
+def test_step_gflop_equals_a_real_forward_count() -> None:
+    """The meta-device count equals FlopCounterMode on a real CPU forward, × 3 × 2B."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _small()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.features(torch.zeros(1, 1, 8, 8, 8))
+    expected = 3 * counter.get_total_flops() * 2 * 32 / 1e9
+    got = pretrain.step_gflop("cb3d", (1, 8, 8, 8), arch_kwargs=SMALL)
+    assert got == pytest.approx(expected, rel=1e-12) and got > 0
+    assert pretrain.step_gflop("no-such-net", (1, 8, 8, 8)) is None
+
+
+def test_plan_pretraining(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(pretrain.AUTO_CPU_GFLOP_ENV, raising=False)
+    plan = pretrain.plan_pretraining(1000, "cb3d", (1, 32, 32, 32), device="cpu")
+    gflop = pretrain.step_gflop("cb3d", (1, 32, 32, 32))
+    assert gflop is not None and 37 < gflop < 39
+    assert plan.max_steps == int(pretrain.AUTO_CPU_GFLOP // gflop) == 31
+    assert plan.epochs == 1 and plan.pretrains  # 31 steps per epoch of 1000 // 32
+    assert plan.reason.startswith("31 steps of 32 volumes (1.0 passes over 1000; CPU budget")
+    tiny = pretrain.plan_pretraining(199, "cb3d", (1, 32, 32, 32), device="cpu")
+    assert (tiny.epochs, tiny.max_steps, tiny.pretrains) == (0, 0, False)
+    assert "199 volumes, fewer than 200" in tiny.reason
+    assert pretrain.plan_pretraining(200, "cb3d", (1, 32, 32, 32), device="cpu").pretrains
+    heavy = pretrain.plan_pretraining(1000, "dsrf3d", (1, 32, 32, 32), device="cpu")
+    assert not heavy.pretrains and "allows only 1 step(s) (< 15); use --arch cb3d" in heavy.reason
+    # small boxes: capped at 60 passes over the pool (16³: 251 steps by the budget)
+    capped = pretrain.plan_pretraining(200, "cb3d", (1, 8, 8, 8), device="cpu")
+    assert capped.max_steps == 60 * 6 and capped.epochs == 60
+    monkeypatch.setenv(pretrain.AUTO_CPU_GFLOP_ENV, str(20 * gflop + 1))
+    assert pretrain.plan_pretraining(1000, "cb3d", (1, 32, 32, 32), device="cpu").max_steps == 20
+    monkeypatch.setenv(pretrain.AUTO_CPU_GFLOP_ENV, str(14 * gflop + 1))
+    few = pretrain.plan_pretraining(1000, "cb3d", (1, 32, 32, 32), device="cpu")
+    assert not few.pretrains and few.reason.endswith(
+        "allows only 14 step(s) (< 15); use a GPU, or pass --pretrain-epochs N to pretrain anyway"
+    )
+    monkeypatch.setenv(pretrain.AUTO_CPU_GFLOP_ENV, "lots")
+    with pytest.raises(ConfigError, match="CRYOAL_PRETRAIN_CPU_GFLOP='lots': must be a positive"):
+        pretrain.plan_pretraining(1000, "cb3d", (1, 32, 32, 32), device="cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_plan_pretraining_on_cuda() -> None:
+    plan = pretrain.plan_pretraining(10_000, "dsrf3d", (1, 32, 32, 32), device="cuda")
+    assert plan.max_steps == pretrain.AUTO_GPU_STEPS and plan.epochs == 5
