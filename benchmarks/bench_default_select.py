@@ -22,8 +22,8 @@ NAME=OPTIONS``, repeatable; every other option is the CLI default):
 - ``random``:  ``--strategy random --cold-start random`` (random picks from the first
   round: ``--cold-start auto`` would cold-start a random arm by typicality).
 
-``--common OPTIONS`` adds options to every arm (e.g. ``--pretrain-epochs 40`` where the
-default does not pretrain). With ``--share-encoder`` (default) the pretrained encoder a
+``--common OPTIONS`` adds options to every arm (e.g. ``--pretrain-epochs 0``: without the
+encoder that the default, ``auto``, pretrains for pools of 200 volumes or more). With ``--share-encoder`` (default) the pretrained encoder a
 project caches in ``models/encoder.pt`` is copied to the other arms' projects of the same
 (SNR, seed) before their first round: the CLI reuses it only when its cache key (pool
 fingerprint, architecture, options, seed) matches, i.e. when it would have trained the

@@ -404,7 +404,8 @@ def _run_select(kw: dict[str, Any]) -> None:
             config, plan = resolve_pretraining(project, pool, config)
             if plan is not None and config.model is None:
                 click.echo(plan)
-            with reporting(click.echo):  # the pretraining's time estimate, if it runs
+            # the pretraining's time estimate, if it runs (printed above its progress bar)
+            with reporting(_echo_above_bars):
                 result = select_round(
                     project,
                     pool,
@@ -420,6 +421,13 @@ def _run_select(kw: dict[str, Any]) -> None:
                 click.echo(f"copick:  {copick} in {kw['copick']}")
     finally:
         project.close()
+
+
+def _echo_above_bars(message: str) -> None:
+    """Print a line to stdout without breaking an active tqdm bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message)
 
 
 def import_labels(project: Any, kw: dict[str, Any]) -> None:
