@@ -26,7 +26,15 @@ from cryoal._steps import step
 from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.errors import ConfigError
 
-__all__ = ["EncoderLike", "embed_pool", "kmeans", "knn_typicality", "resolve_encoder", "whiten"]
+__all__ = [
+    "EncoderLike",
+    "check_embeddings",
+    "embed_pool",
+    "kmeans",
+    "knn_typicality",
+    "resolve_encoder",
+    "whiten",
+]
 
 #: An encoder for embeddings: a model with ``features``, or an encoder checkpoint path.
 EncoderLike = nn.Module | str | os.PathLike[str]
@@ -42,6 +50,27 @@ def resolve_encoder(encoder: EncoderLike | None) -> nn.Module | None:
 
     model, _ = load_encoder(Path(encoder))
     return model
+
+
+def check_embeddings(embeddings: Tensor | None, n: int, name: str) -> Tensor | None:
+    """Validate precomputed pool embeddings: ``None``, or a finite ``(n, F)`` float tensor.
+
+    Raises
+    ------
+    ConfigError
+        Wrong shape (rows must match the pool), or non-finite values.
+    """
+    if embeddings is None:
+        return None
+    emb = torch.as_tensor(embeddings)
+    if emb.dim() != 2 or emb.shape[0] != n or emb.shape[1] < 1:
+        raise ConfigError(
+            f"{name}: embeddings must be (N={n}, F) for a pool of {n} items, got "
+            f"{tuple(emb.shape)}; embed the whole pool in pool order"
+        )
+    if not emb.is_floating_point() or not bool(torch.isfinite(emb).all()):
+        raise ConfigError(f"{name}: embeddings must be finite floating-point values")
+    return emb.float()
 
 
 def embed_pool(

@@ -132,6 +132,9 @@ class Auto(Strategy):
     encoder
         Pretrained encoder (module or checkpoint path) for the typicality and diversity
         embeddings; default: the model's ``features``.
+    embeddings
+        Precomputed ``(N, F)`` pool embedding (pool order) for those strategies instead
+        of embedding the pool (``cryoal select`` caches the encoder's between rounds).
     factor
         Candidate factor of the diverse strategies.
     **kwargs
@@ -150,6 +153,7 @@ class Auto(Strategy):
         ece_threshold: float = 0.15,
         scheme: str = "entropy",
         encoder: Any = None,
+        embeddings: Tensor | None = None,
         factor: float = 4.0,
         **kwargs: Any,
     ) -> None:
@@ -172,6 +176,7 @@ class Auto(Strategy):
         }
         self.scheme = scheme
         self.encoder = encoder
+        self.embeddings = embeddings
         self.factor = factor
         self._kwargs = kwargs
 
@@ -207,6 +212,7 @@ class Auto(Strategy):
         extra: dict[str, Any] = {}
         if name != "entropy-gradnorm" and name != "expected-gradnorm":
             extra["encoder"] = self.encoder
+            extra["embeddings"] = self.embeddings
         if name.startswith("diverse-"):
             extra["factor"] = self.factor
         options = {**self._kwargs, **extra}

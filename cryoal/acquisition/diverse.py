@@ -35,7 +35,13 @@ import torch
 from torch import Tensor, nn
 
 from cryoal._steps import step
-from cryoal.acquisition._cluster import EncoderLike, embed_pool, kmeans, resolve_encoder
+from cryoal.acquisition._cluster import (
+    EncoderLike,
+    check_embeddings,
+    embed_pool,
+    kmeans,
+    resolve_encoder,
+)
 from cryoal.acquisition._stream import PoolLike
 from cryoal.acquisition.base import ScoreStrategy, Selection, Strategy, register, select_topk
 from cryoal.acquisition.diversity import kcenter_greedy
@@ -91,6 +97,7 @@ class _DiverseGradNorm(Strategy):
         factor: float = 4.0,
         diversity: str = "kmeans",
         encoder: EncoderLike | None = None,
+        embeddings: Tensor | None = None,
         **kwargs: Any,
     ) -> None:
         scorer_kw = {
@@ -104,6 +111,7 @@ class _DiverseGradNorm(Strategy):
         self.factor = float(factor)
         self.diversity = diversity
         self.encoder = resolve_encoder(encoder)
+        self.embeddings = embeddings
         self.scorer = self.base(**scorer_kw, **kwargs)
 
     def select(
@@ -122,13 +130,20 @@ class _DiverseGradNorm(Strategy):
         top = select_topk(scores, m)
         cand = unl[top]
         net = self.encoder if self.encoder is not None else model
+        given = check_embeddings(self.embeddings, len(pool), self.name)
+
+        def embed(rows: Tensor) -> Tensor:
+            if given is not None:
+                return given[rows]
+            return embed_pool(net, pool, rows, strategy=self, name=self.name)
+
         if self.diversity == "kmeans":
-            emb = embed_pool(net, pool, cand, strategy=self, name=self.name)
+            emb = embed(cand)
             with step("pick"):
                 pos = diverse_topm(scores[top], emb, budget, gen)
             return Selection(indices=cand[pos], scores=scores[top][pos], strategy=self.name)
         rows = torch.cat([lab, cand])
-        emb = embed_pool(net, pool, rows, strategy=self, name=self.name)
+        emb = embed(rows)
         n_lab = int(lab.numel())
         with step("pick"):
             picks, _ = kcenter_greedy(
@@ -150,6 +165,9 @@ class DiverseEntropyGradNorm(_DiverseGradNorm):
         ``"kmeans"`` (one best item per cluster) or ``"kcenter"``.
     encoder
         Embed with this model (or encoder checkpoint path) instead of ``model.features``.
+    embeddings
+        Precomputed ``(N, F)`` embedding of the whole pool in pool order, used instead
+        of embedding the candidates (see :class:`~cryoal.acquisition.typicality.Typicality`).
     reduction, params
         Passed to :class:`~cryoal.acquisition.gradnorm.EntropyGradNorm`.
     **kwargs
@@ -165,7 +183,7 @@ class DiverseExpectedGradNorm(_DiverseGradNorm):
 
     Parameters
     ----------
-    factor, diversity, encoder
+    factor, diversity, encoder, embeddings
         As for :class:`DiverseEntropyGradNorm`.
     variant, top_k, reduction, params
         Passed to :class:`~cryoal.acquisition.gradnorm.ExpectedGradNorm`.

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from cryoal._steps import step
 from cryoal.acquisition._cluster import (
     EncoderLike,
+    check_embeddings,
     embed_pool,
     kmeans,
     knn_typicality,
@@ -138,6 +139,11 @@ class Typicality(Strategy):
         Clusters smaller than this are taken only when no larger uncovered one remains.
     whiten
         Cluster in the PCA-whitened embedding (step 0 of the module doc; default).
+    embeddings
+        Precomputed ``(N, F)`` L2-normalised embedding of the whole pool in pool order
+        (e.g. the encoder's, cached between rounds by ``cryoal select``): used instead of
+        embedding the pool, so the picks equal those with ``encoder=`` that embedding
+        came from.
     **kwargs
         :class:`~cryoal.acquisition.base.Strategy` options (device, batch_size, ...).
     """
@@ -149,6 +155,7 @@ class Typicality(Strategy):
         n_neighbors: int = 20,
         min_cluster_size: int = 5,
         whiten: bool = True,
+        embeddings: Tensor | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -162,6 +169,7 @@ class Typicality(Strategy):
         self.n_neighbors = int(n_neighbors)
         self.min_cluster_size = int(min_cluster_size)
         self.whiten = bool(whiten)
+        self.embeddings = embeddings
 
     def select(
         self,
@@ -173,8 +181,10 @@ class Typicality(Strategy):
         generator: torch.Generator | None = None,
     ) -> Selection:
         lab, _ = self._unlabelled(pool, budget, labelled)
-        net = self.encoder if self.encoder is not None else model
-        emb = embed_pool(net, pool, torch.arange(len(pool)), strategy=self, name=self.name)
+        emb = check_embeddings(self.embeddings, len(pool), self.name)
+        if emb is None:
+            net = self.encoder if self.encoder is not None else model
+            emb = embed_pool(net, pool, torch.arange(len(pool)), strategy=self, name=self.name)
         with step("pick"):
             if self.whiten:
                 emb = whiten(emb)

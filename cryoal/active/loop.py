@@ -350,13 +350,23 @@ _BAD_VOLUME_HINT = (
 )
 
 
+#: bytes of normalised labelled volumes kept in memory while a round trains
+LABELLED_CACHE_BYTES = 1 << 30
+
+
 class _LabelledSet(Dataset[tuple[torch.Tensor, int]]):
-    """``(normalised volume (1, D, H, W), class index)`` for the labelled volumes."""
+    """``(normalised volume (1, D, H, W), class index)`` for the labelled volumes.
+
+    Each volume is read and normalised once: later epochs (and the training-accuracy
+    pass) take it from memory, up to :data:`LABELLED_CACHE_BYTES` in all.
+    """
 
     def __init__(self, pool: Dataset[Any], indices: Sequence[int], targets: Sequence[int]) -> None:
         self.pool = pool
         self.indices = list(indices)
         self.targets = torch.as_tensor(list(targets), dtype=torch.long)
+        self._cache: dict[int, torch.Tensor] = {}
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -364,9 +374,15 @@ class _LabelledSet(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         from cryoal.transforms import normalize
 
-        item = self.pool[self.indices[i]]
-        x = item[0] if isinstance(item, tuple) else item
-        return normalize(x), int(self.targets[i])
+        x = self._cache.get(i)
+        if x is None:
+            item = self.pool[self.indices[i]]
+            x = normalize(item[0] if isinstance(item, tuple) else item)
+            size = x.numel() * x.element_size()
+            if self._bytes + size <= LABELLED_CACHE_BYTES:
+                self._cache[i] = x
+                self._bytes += size
+        return x, int(self.targets[i])
 
 
 def _normalize_batch(x: torch.Tensor) -> torch.Tensor:
@@ -750,6 +766,9 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         num_workers=config.num_workers,
         **extra,
     )
+    if "encoder" in extra and _embeds_pool(strategy, model, len(labelled)):
+        # the encoder is fixed for the project: its pool embedding is computed once
+        strategy.embeddings = encoder_embedding(project, pool, extra["encoder"], strategy)
     sub = Subset(pool, unl)
     generator = torch.Generator().manual_seed(rnd.seed)
     all_scores: torch.Tensor | None = None
@@ -799,6 +818,59 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     with step("record"):
         project.record_scores(rnd.n, rows, picks)
     kill_point("scored")
+
+
+def _embeds_pool(strategy: Any, model: Any, n_labelled: int) -> bool:
+    """Whether ``strategy`` embeds the pool with its encoder for this model and label count."""
+    from cryoal.acquisition.auto import Auto
+
+    if isinstance(strategy, Auto):
+        name, _ = strategy.decide(model, n_labelled)
+        return name not in ("entropy-gradnorm", "expected-gradnorm")
+    return hasattr(strategy, "embeddings")
+
+
+def encoder_embedding(project: Project, pool: Any, encoder: Path, strategy: Any) -> torch.Tensor:
+    """``(N, F)`` L2-normalised embedding of the whole pool by the project's encoder, cached.
+
+    The encoder of a project is trained once, so its embedding of the pool is too: it is
+    stored in ``PROJECT/models/encoder-embedding.pt`` with the SHA-1 of the encoder file
+    and :func:`cryoal.pretrain.pool_fingerprint` of the pool, and recomputed (with
+    ``strategy``'s device, batch size and normalisation) when either differs. The rows
+    equal what the strategy would compute itself (:func:`cryoal.acquisition._cluster.embed_pool`).
+
+    Parameters
+    ----------
+    project, pool
+        The project and its pool (``pool[i]`` a volume ``(1, D, H, W)``).
+    encoder
+        The encoder checkpoint (``PROJECT/models/encoder.pt``).
+    strategy
+        The round's strategy: its streaming options embed the pool.
+    """
+    from cryoal.acquisition._cluster import embed_pool, resolve_encoder
+    from cryoal.pretrain import pool_fingerprint
+
+    digest = hashlib.sha1(Path(encoder).read_bytes()).hexdigest()
+    key = {
+        "encoder_sha1": digest,
+        "pool": pool_fingerprint(getattr(pool, "pool", pool)),
+        "n": len(pool),
+    }
+    cache = project.path / "models" / "encoder-embedding.pt"
+    if cache.is_file():
+        try:
+            stored = torch.load(cache, map_location="cpu", weights_only=True)
+            if stored.get("key") == key and tuple(stored["embedding"].shape)[0] == len(pool):
+                logger.info("pool embedding of %s read from %s", encoder, cache)
+                return stored["embedding"].float()
+        except (OSError, RuntimeError, KeyError, AttributeError, EOFError) as exc:
+            logger.warning("ignoring unreadable %s (%s): embedding the pool again", cache, exc)
+    net = resolve_encoder(encoder)
+    emb = embed_pool(net, pool, torch.arange(len(pool)), strategy=strategy, name="encoder")
+    with atomic_path(cache) as tmp:
+        torch.save({"key": key, "embedding": emb}, tmp)
+    return emb
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:

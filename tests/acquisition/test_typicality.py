@@ -194,3 +194,39 @@ def test_select_clusters_the_whitened_embedding(pool3d: TensorPool) -> None:
         sel = s.select(model, pool3d, 5, generator=torch.Generator().manual_seed(2))
         want, _ = typiclust_select(space, 5, none, torch.Generator().manual_seed(2))
         assert sel.indices.tolist() == want.tolist()
+
+
+def test_precomputed_embeddings_give_the_encoder_picks(pool3d: TensorPool) -> None:
+    from cryoal.acquisition._cluster import embed_pool
+
+    enc = _Embed()
+    by_encoder = acquisition.get(
+        "typicality", encoder=enc, progress=False, min_cluster_size=1, n_neighbors=2
+    )
+    emb = embed_pool(enc, pool3d, torch.arange(len(pool3d)), strategy=by_encoder, name="t")
+    given = acquisition.get(
+        "typicality", embeddings=emb, progress=False, min_cluster_size=1, n_neighbors=2
+    )
+    g = torch.Generator
+    a = by_encoder.select(TinyConv3d(), pool3d, 4, labelled=[0], generator=g().manual_seed(3))
+    b = given.select(TinyConv3d(), pool3d, 4, labelled=[0], generator=g().manual_seed(3))
+    assert a.indices.tolist() == b.indices.tolist()
+    torch.testing.assert_close(a.scores, b.scores)
+    torch.manual_seed(0)
+    model = TinyConv3d()
+    for div in ("kmeans", "kcenter"):
+        kw = {"progress": False, "diversity": div, "factor": 2.0}
+        d1 = acquisition.get("diverse-entropy-gradnorm", encoder=enc, **kw)
+        d2 = acquisition.get("diverse-entropy-gradnorm", embeddings=emb, **kw)
+        s1 = d1.select(model, pool3d, 3, labelled=[0], generator=g().manual_seed(1))
+        s2 = d2.select(model, pool3d, 3, labelled=[0], generator=g().manual_seed(1))
+        assert s1.indices.tolist() == s2.indices.tolist(), div
+    bad = acquisition.get("typicality", embeddings=emb[:-1], progress=False)
+    with pytest.raises(ConfigError, match=r"embeddings must be \(N=.*got"):
+        bad.select(TinyConv3d(), pool3d, 2)
+    nan = emb.clone()
+    nan[0, 0] = float("nan")
+    with pytest.raises(ConfigError, match="finite"):
+        acquisition.get("typicality", embeddings=nan, progress=False).select(
+            TinyConv3d(), pool3d, 2
+        )

@@ -61,3 +61,15 @@ def test_auto_defaults_with_pretrained_encoder(
         assert second.round.mode == "train" and second.round.metrics["selection"]["labels"] == 6
         assert (proj.path / ENCODER_FILE).stat().st_mtime_ns == stamp  # cached, not retrained
         assert not {p.id for p in second.picks} & {p.id for p in first.picks}
+        # the encoder's pool embedding was cached by round 1 and read back by round 2
+        cache = proj.path / "models" / "encoder-embedding.pt"
+        assert cache.is_file() and "embed" not in second.round.metrics["step_seconds"]
+        assert "embed" in rnd.metrics["step_seconds"]
+        stored = torch.load(cache, weights_only=True)["embedding"]
+        from cryoal.acquisition._cluster import embed_pool
+        from cryoal.acquisition.typicality import Typicality
+        from cryoal.active.loop import _normalize_batch
+
+        ref = Typicality(progress=False, device="cpu", batch_size=16, transform=_normalize_batch)
+        want = embed_pool(enc, pool, torch.arange(len(pool)), strategy=ref, name="t")
+        torch.testing.assert_close(stored, want)
