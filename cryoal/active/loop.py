@@ -768,7 +768,8 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     )
     if "encoder" in extra and _embeds_pool(strategy, model, len(labelled)):
         # the encoder is fixed for the project: its pool embedding is computed once
-        strategy.embeddings = encoder_embedding(project, pool, extra["encoder"], strategy)
+        emb = encoder_embedding(project, pool, extra["encoder"], strategy)
+        strategy.embeddings = emb  # type: ignore[attr-defined]  # Auto, Typicality, Diverse*
     sub = Subset(pool, unl)
     generator = torch.Generator().manual_seed(rnd.seed)
     all_scores: torch.Tensor | None = None
@@ -867,6 +868,7 @@ def encoder_embedding(project: Project, pool: Any, encoder: Path, strategy: Any)
         except (OSError, RuntimeError, KeyError, AttributeError, EOFError) as exc:
             logger.warning("ignoring unreadable %s (%s): embedding the pool again", cache, exc)
     net = resolve_encoder(encoder)
+    assert net is not None  # a path always loads a module
     emb = embed_pool(net, pool, torch.arange(len(pool)), strategy=strategy, name="encoder")
     with atomic_path(cache) as tmp:
         torch.save({"key": key, "embedding": emb}, tmp)
