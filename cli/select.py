@@ -185,7 +185,7 @@ class _PretrainEpochs(click.ParamType):
     type=_PretrainEpochs(),
     help="Pretrain an encoder on the pool (once per project, cached in "
     "PROJECT/models/encoder.pt) to initialise every round's model and embed the pool. "
-    "auto: a new project pretrains for a bounded budget (CPU: ~1200 GFLOP, e.g. 31 steps "
+    "auto: a new project pretrains for a bounded budget (CPU: ~600 GFLOP, e.g. 15 steps "
     "of cb3d on 32³ boxes, about a minute; GPU: 1500 steps), skipped with the reason for "
     "pools under 200 volumes or models too heavy for the CPU budget; a project keeps "
     "what its earlier rounds used. N: N epochs. 0: none (uses PROJECT/models/encoder.pt "

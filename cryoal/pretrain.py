@@ -219,10 +219,10 @@ class PretrainResult:
 #: :func:`plan_pretraining`).
 AUTO_MIN_POOL = 200
 #: ``auto`` on a CPU: the pretraining budget in model GFLOP (forward + backward of both
-#: views of every step). 1200 GFLOP is ~31 steps of cb3d on 32³ boxes at batch 32 (about
-#: 1-1.5 min on 2 unloaded cores; docs/acquisition.md has the measurements). The
+#: views of every step). 600 GFLOP is 15 steps of cb3d on 32³ boxes at batch 32 (about
+#: 65-70 s on 2 idle cores; docs/acquisition.md has the measurements). The
 #: environment variable ``CRYOAL_PRETRAIN_CPU_GFLOP`` overrides it (a faster CPU).
-AUTO_CPU_GFLOP = 1200.0
+AUTO_CPU_GFLOP = 600.0
 AUTO_CPU_GFLOP_ENV = "CRYOAL_PRETRAIN_CPU_GFLOP"
 #: ``auto`` on a GPU: at most this many steps.
 AUTO_GPU_STEPS = 1500
@@ -342,7 +342,7 @@ def plan_pretraining(
       many distinct volumes to learn more than it memorises (the benchmark that measured
       its gain used 240), and a pool that small is labelled in a few rounds anyway.
     - CPU: as many steps as :data:`AUTO_CPU_GFLOP` (or ``$CRYOAL_PRETRAIN_CPU_GFLOP``)
-      allows (cb3d at 32³: 31 steps, about a minute on 2 cores), skipped when that is under :data:`AUTO_MIN_STEPS` (dsrf3d:
+      allows (cb3d at 32³: 15 steps, about a minute on 2 cores), skipped when that is under :data:`AUTO_MIN_STEPS` (dsrf3d:
       1 step; pass ``--arch cb3d``, a GPU, or an explicit ``--pretrain-epochs``).
     - GPU: :data:`AUTO_GPU_STEPS` steps.
     - never more than :data:`AUTO_MAX_EPOCHS` passes over the pool.
