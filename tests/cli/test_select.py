@@ -18,6 +18,7 @@ from cryoal.cli.main import cli
 
 from cryoal import models
 from cryoal.active import Project
+from cryoal.active.project import _command_name
 from cryoal.io import read_table, write_table
 
 
@@ -306,7 +307,8 @@ def test_second_writer_is_refused(pool: tuple[Path, pd.DataFrame], tmp_path: Pat
         res = select_caught("--volumes", vols, "--project", tmp_path / "p", "--lock-timeout", "0.3")
     assert res.exit_code == 2
     assert res.output.startswith(
-        f"Error: project {tmp_path / 'p'} is locked by pid {os.getpid()} (pytest, since "
+        f"Error: project {tmp_path / 'p'} is locked by pid {os.getpid()} "
+        f"({_command_name()}, since "  # 'pytest', or 'python' in an xdist worker
     )
 
 
