@@ -18,6 +18,27 @@ BOX = 16
 #: options that keep a select run fast on a CPU
 FAST_ARGS = ["--arch", "cb3d", "--epochs", "2", "--device", "cpu", "--no-progress"]
 
+# The smallest noise benchmark the CLI runs end to end (seconds on CPU); tests name their own preset.
+TINY_BENCHMARK = {
+    "preset": "tiny-cli",
+    "strategies": ["random", "entropy-gradnorm"],
+    "snrs": [0.5],
+    "seeds": [0],
+    "model": "cb3d",
+    "box": 16,
+    "voxel_size": 15.0,
+    "classes": ["7PBL", "3O21"],
+    "n_pool": 10,
+    "n_test": 6,
+    "initial": 4,
+    "budget": 3,
+    "rounds": 2,
+    "epochs": 2,
+    "batch_size": 4,
+    "robustness": False,
+    "device": "cpu",
+}
+
 
 def _shape(kind: str, rng: np.random.Generator, box: int) -> np.ndarray:
     z, y, x = np.mgrid[:box, :box, :box].astype(np.float32) - (box - 1) / 2

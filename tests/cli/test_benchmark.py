@@ -12,30 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _simpool import TINY_BENCHMARK
 from click.testing import CliRunner
 from cryoal.cli.main import cli
 
 from cryoal.benchmark import noise, report
 
-TINY = {
-    "preset": "tiny-cli",
-    "strategies": ["random", "entropy-gradnorm"],
-    "snrs": [0.5],
-    "seeds": [0],
-    "model": "cb3d",
-    "box": 16,
-    "voxel_size": 15.0,
-    "classes": ["7PBL", "3O21"],
-    "n_pool": 10,
-    "n_test": 6,
-    "initial": 4,
-    "budget": 3,
-    "rounds": 2,
-    "epochs": 2,
-    "batch_size": 4,
-    "robustness": False,
-    "device": "cpu",
-}
+TINY = dict(TINY_BENCHMARK)
 COLUMNS = [c for c in report.RESULT_COLUMNS if c != "wall_time"]
 
 

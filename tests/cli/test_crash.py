@@ -36,7 +36,7 @@ import pandas as pd
 import pytest
 import torch
 from _crash import KillLog, count_rows, integrity_ok, kill_and_resume, temp_files, timed_run
-from _simpool import FAST_ARGS, make_pool
+from _simpool import FAST_ARGS, TINY_BENCHMARK, make_pool
 
 from cryoal.active import Project
 from cryoal.benchmark import report
@@ -50,25 +50,7 @@ LONG_KILLS = {"select": 20, "label-import": 15, "pretrain": 10, "benchmark": 10}
 CHAIN = 3
 
 N_IMPORT = 20_000
-TINY_BENCH = {
-    "preset": "tiny-crash",
-    "strategies": ["random", "entropy-gradnorm"],
-    "snrs": [0.5],
-    "seeds": [0],
-    "model": "cb3d",
-    "box": 16,
-    "voxel_size": 15.0,
-    "classes": ["7PBL", "3O21"],
-    "n_pool": 10,
-    "n_test": 6,
-    "initial": 4,
-    "budget": 3,
-    "rounds": 2,
-    "epochs": 2,
-    "batch_size": 4,
-    "robustness": False,
-    "device": "cpu",
-}
+TINY_BENCH = {**TINY_BENCHMARK, "preset": "tiny-crash"}
 BENCH_COLUMNS = [c for c in report.RESULT_COLUMNS if c != "wall_time"]
 
 
