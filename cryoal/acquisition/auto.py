@@ -18,7 +18,10 @@ otherwise                                                    ``<scheme>-gradnorm
 
 Labels per class is ``L / C`` with ``L`` the labelled items and ``C`` the model's number
 of classes (``num_classes=`` overrides it, e.g. when the expert knows classes the labels
-have not reached yet). ``scheme`` is ``entropy`` (default; it beat expected-gradnorm in
+have not reached yet). In the diverse regime ``auto`` shares each batch equally over the
+model's predicted classes (``balance=True``, see :mod:`cryoal.acquisition.diverse`): on
+structures it was not tuned on, unbalanced diverse picks left the smallest class at 5.7 %
+of the labels and fell behind random picks. ``scheme`` is ``entropy`` (default; it beat expected-gradnorm in
 the calibration run) or ``expected``. The returned :class:`Selection` has
 ``strategy="auto"`` and ``info = {"choice", "reason", "labels", "labels_per_class"}``;
 ``cryoal select`` writes the choice and reason into the picks file and the project.
@@ -137,6 +140,10 @@ class Auto(Strategy):
         of embedding the pool (``cryoal select`` caches the encoder's between rounds).
     factor
         Candidate factor of the diverse strategies.
+    balance
+        Balance the diverse regime's picks over predicted classes (default ``True``).
+    predicted
+        ``(N,)`` pool-order predicted classes for ``balance`` (default: a forward pass).
     **kwargs
         :class:`~cryoal.acquisition.base.Strategy` options, passed to the chosen strategy.
     """
@@ -155,6 +162,8 @@ class Auto(Strategy):
         encoder: Any = None,
         embeddings: Tensor | None = None,
         factor: float = 4.0,
+        balance: bool = True,
+        predicted: Tensor | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -178,6 +187,8 @@ class Auto(Strategy):
         self.encoder = encoder
         self.embeddings = embeddings
         self.factor = factor
+        self.balance = bool(balance)
+        self.predicted = predicted
         self._kwargs = kwargs
 
     def classes_of(self, model: nn.Module) -> int | None:
@@ -215,6 +226,8 @@ class Auto(Strategy):
             extra["embeddings"] = self.embeddings
         if name.startswith("diverse-"):
             extra["factor"] = self.factor
+            extra["balance"] = self.balance
+            extra["predicted"] = self.predicted
         options = {**self._kwargs, **extra}
         for key in ("device", "batch_size", "amp", "transform", "progress", "num_workers", "seed"):
             options.setdefault(key, getattr(self, key))
@@ -230,4 +243,6 @@ class Auto(Strategy):
             "labels": n_lab,
             "labels_per_class": None if not c or n_lab == 0 else n_lab / c,
         }
+        if "quotas" in sel.info:  # balanced diverse picks: {predicted class index: picks}
+            info["quotas"] = sel.info["quotas"]
         return Selection(indices=sel.indices, scores=sel.scores, strategy=self.name, info=info)

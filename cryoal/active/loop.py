@@ -772,6 +772,23 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         strategy.embeddings = emb  # type: ignore[attr-defined]  # Auto, Typicality, Diverse*
     sub = Subset(pool, unl)
     generator = torch.Generator().manual_seed(rnd.seed)
+    probs = None
+    if class_names is not None:
+        with step("predict"):
+            probs = predict(
+                model,
+                sub,
+                batch_size=config.batch_size,
+                device=device,
+                transform=_normalize,
+                progress=config.progress,
+                num_workers=config.num_workers,
+            )
+    if probs is not None and hasattr(strategy, "predicted"):
+        # class-balanced picks (auto's diverse regime) reuse these predictions
+        predicted = torch.full((len(pool),), -1, dtype=torch.long)
+        predicted[torch.as_tensor(unl, dtype=torch.long)] = torch.as_tensor(probs).argmax(1)
+        strategy.predicted = predicted  # type: ignore[attr-defined]  # Auto, Diverse*
     all_scores: torch.Tensor | None = None
     if isinstance(strategy, ScoreStrategy):
         # under torchrun each rank scores its shard (same scores as one process)
@@ -788,18 +805,6 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         pick_scores = sel.scores.float().tolist()
         if sel.info:  # e.g. auto's choice and reason, shown in the picks file
             project.update_metrics(rnd.n, {"selection": sel.info})
-    probs = None
-    if class_names is not None:
-        with step("predict"):
-            probs = predict(
-                model,
-                sub,
-                batch_size=config.batch_size,
-                device=device,
-                transform=_normalize,
-                progress=config.progress,
-                num_workers=config.num_workers,
-            )
     rows: list[tuple[str, float | None, str | None, dict[str, float] | None]] = []
     for j, i in enumerate(unl):
         vid = str(pool.pool.ids[i])

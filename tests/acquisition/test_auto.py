@@ -72,7 +72,8 @@ def test_select_delegates_and_records(
     sel = auto.select(
         tiny3d, pool3d, 3, labelled=labelled, generator=torch.Generator().manual_seed(2)
     )
-    inner = acquisition.get(expect, **OPTS).select(
+    balance = {"balance": True} if expect.startswith("diverse-") else {}  # auto balances
+    inner = acquisition.get(expect, **balance, **OPTS).select(
         tiny3d, pool3d, 3, labelled=labelled, generator=torch.Generator().manual_seed(2)
     )
     assert sel.strategy == "auto"
@@ -93,3 +94,21 @@ def test_num_classes_override(tiny3d: nn.Module, pool3d: TensorPool) -> None:
     sel = auto.select(tiny3d, pool3d, 2, labelled=range(8))
     assert sel.info["choice"] == "diverse-entropy-gradnorm" and sel.info["labels_per_class"] == 4.0
     assert acquisition.Selection(torch.zeros(0), torch.zeros(0), "x").info == {}
+
+
+@pytest.mark.parametrize("balance", [True, False])
+def test_diverse_regime_balance_is_passed_on(balance: bool, tiny3d: nn.Module) -> None:
+    g = torch.Generator().manual_seed(3)
+    pool = TensorPool(torch.randn(40, 1, 8, 8, 8, generator=g))
+    pred = torch.arange(40) % 4  # given predictions: four equal classes
+    auto = acquisition.get(
+        "auto", cold_threshold=0.0, balance=balance, predicted=pred, **OPTS
+    )  # 4 labels over 4 classes: the diverse regime
+    sel = auto.select(tiny3d, pool, 8, labelled=[0, 1, 2, 3])
+    inner = acquisition.get(
+        "diverse-entropy-gradnorm", balance=balance, predicted=pred, **OPTS
+    ).select(tiny3d, pool, 8, labelled=[0, 1, 2, 3], generator=torch.Generator().manual_seed(0))
+    assert sel.info["choice"] == "diverse-entropy-gradnorm"
+    assert sel.indices.tolist() == inner.indices.tolist()
+    if balance:
+        assert torch.bincount(pred[sel.indices], minlength=4).tolist() == [2, 2, 2, 2]

@@ -10,7 +10,7 @@ from torch import nn
 
 from cryoal import acquisition
 from cryoal.acquisition import kcenter_greedy, select_topk
-from cryoal.acquisition.diverse import diverse_topm
+from cryoal.acquisition.diverse import class_quotas, diverse_topm
 from cryoal.errors import ConfigError
 
 OPTS = {"progress": False, "batch_size": 4}
@@ -22,6 +22,11 @@ class TestDiverseEntropyGradNorm(StrategyTemplate):
 
 class TestDiverseExpectedGradNorm(StrategyTemplate):
     name = "diverse-expected-gradnorm"
+
+
+class TestDiverseBalanced(StrategyTemplate):
+    name = "diverse-entropy-gradnorm"
+    kwargs = {"balance": True}
 
 
 class TestDiverseKCenter(StrategyTemplate):
@@ -93,3 +98,73 @@ def test_bad_options() -> None:
         acquisition.get("diverse-expected-gradnorm", diversity="dpp")
     with pytest.raises(ConfigError, match="unknown reduction"):
         acquisition.get("diverse-entropy-gradnorm", reduction="max")
+
+
+def _naive_quotas(counts: list[int], budget: int, order: list[int]) -> list[int]:
+    """One pick at a time, round-robin over the classes in ``order`` that still have items."""
+    quota = [0] * len(counts)
+    while budget:
+        for c in order:
+            if budget and quota[c] < counts[c]:
+                quota[c] += 1
+                budget -= 1
+    return quota
+
+
+@pytest.mark.parametrize(
+    "counts,budget,order",
+    [
+        ([10, 10, 10], 7, [0, 1, 2]),
+        ([1, 50, 3, 0], 20, [2, 0, 1, 3]),
+        ([5, 5], 10, [1, 0]),
+        ([0, 4, 9, 2, 2], 13, [4, 3, 2, 1, 0]),
+        ([3, 3, 3], 0, [0, 1, 2]),
+    ],
+)
+def test_class_quotas_match_round_robin(counts: list[int], budget: int, order: list[int]) -> None:
+    q = class_quotas(torch.tensor(counts), budget, torch.tensor(order))
+    assert q.tolist() == _naive_quotas(counts, budget, order)
+    assert int(q.sum()) == budget
+
+
+def test_class_quotas_reject_a_budget_beyond_the_items() -> None:
+    with pytest.raises(ConfigError, match="budget 5 outside 0..4 available items"):
+        class_quotas(torch.tensor([1, 3]), 5)
+
+
+def test_balance_shares_picks_over_predicted_classes(tiny3d: nn.Module) -> None:
+    g = torch.Generator().manual_seed(3)
+    pool = TensorPool(torch.randn(40, 1, 8, 8, 8, generator=g))
+    with torch.no_grad():
+        pred = tiny3d(pool.x).argmax(1)
+    present = sorted(set(pred.tolist()))
+    assert len(present) >= 2, "fixture: the model must predict several classes"
+    budget = 2 * len(present)
+    counts = torch.bincount(pred)
+    sel = acquisition.get("diverse-entropy-gradnorm", balance=True, **OPTS).select(
+        tiny3d, pool, budget, generator=torch.Generator().manual_seed(0)
+    )
+    got = torch.bincount(pred[sel.indices], minlength=counts.numel())
+    want = class_quotas(counts[present], budget)
+    assert sorted(got[present].tolist()) == sorted(want.tolist())
+    assert len(set(sel.indices.tolist())) == budget
+    scores = acquisition.get("entropy-gradnorm", **OPTS).score(tiny3d, pool)
+    torch.testing.assert_close(sel.scores, scores[sel.indices])
+    assert torch.all(sel.scores[:-1] >= sel.scores[1:])  # by score, largest first
+    # given predictions are used instead of the forward pass: all in one class -> plain diverse
+    one = torch.zeros(40, dtype=torch.long)
+    a = acquisition.get("diverse-entropy-gradnorm", balance=True, predicted=one, **OPTS)
+    b = acquisition.get("diverse-entropy-gradnorm", **OPTS)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert (
+        a.select(tiny3d, pool, 5, generator=gen()).indices.tolist()
+        == b.select(tiny3d, pool, 5, generator=gen()).indices.tolist()
+    )
+
+
+def test_balance_options_are_checked(tiny3d: nn.Module, pool3d: TensorPool) -> None:
+    with pytest.raises(ConfigError, match="balance=True needs diversity='kmeans'"):
+        acquisition.get("diverse-entropy-gradnorm", balance=True, diversity="kcenter")
+    s = acquisition.get("diverse-entropy-gradnorm", balance=True, predicted=torch.zeros(3), **OPTS)
+    with pytest.raises(ConfigError, match="predicted has 3 entries for a pool of 13"):
+        s.select(tiny3d, pool3d, 2)

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from cryoal.active import Oracle, Project
-from cryoal.active.loop import SelectConfig, select_round
+from cryoal.active.loop import SelectConfig, register_pool, select_round
 from cryoal.io import VolumePool, read_table
 from cryoal.pretrain import ENCODER_FILE, load_encoder
 
@@ -73,3 +73,35 @@ def test_auto_defaults_with_pretrained_encoder(
         ref = Typicality(progress=False, device="cpu", batch_size=16, transform=_normalize_batch)
         want = embed_pool(enc, pool, torch.arange(len(pool)), strategy=ref, name="t")
         torch.testing.assert_close(stored, want)
+
+
+def test_auto_diverse_round_balances_over_the_rounds_predictions(
+    sim_pool: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    from cryoal.acquisition.diverse import class_quotas
+
+    root, truth = sim_pool
+    pool = VolumePool.from_directory(root)
+    labelled = truth.iloc[:30]  # 10 per class over 3 classes: auto's diverse regime
+    cfg = SelectConfig(**{**FAST, "budget": 3}, pretrain_epochs=0)  # type: ignore[arg-type]
+    with Project(tmp_path / "proj") as proj:
+        register_pool(proj, pool)
+        proj.add_labels(list(zip(labelled["id"], labelled["label"], strict=True)), source="oracle")
+        res = select_round(proj, pool, cfg)
+        assert res.round.metrics["selection"]["choice"] == "diverse-entropy-gradnorm"
+        scores = proj.scores(res.round.n)
+        pred = {r["id"]: r["predicted"] for r in scores}
+        assert len(pred) == 6 and all(pred.values())  # the round predicted every unlabelled item
+        picked = pd.Series([pred[p.id] for p in res.picks]).value_counts()
+        available = pd.Series(list(pred.values())).value_counts()
+        want = class_quotas(torch.tensor(available.to_numpy()), 3)
+        # the picks follow the quotas of the round's own predictions (order-free comparison)
+        assert sorted(picked.reindex(available.index, fill_value=0).tolist()) == sorted(
+            want.tolist()
+        )
+        assert [p.predicted for p in res.picks] == [pred[p.id] for p in res.picks]
+        names = sorted(truth["label"].unique())  # class index -> name (sorted label names)
+        quotas = res.round.metrics["selection"]["quotas"]
+        assert {names[int(k)]: v for k, v in quotas.items()} == {
+            c: int(picked.get(c, 0)) for c in available.index
+        }
