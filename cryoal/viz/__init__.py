@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from cryoal.viz.curves import learning_curve_points, plot_learning_curve
 from cryoal.viz.export import FIGURE_FORMATS, save_figure
-from cryoal.viz.gallery import gallery_figure, write_gallery
+from cryoal.viz.gallery import gallery_figure, gallery_image, write_gallery
 from cryoal.viz.views import (
     PANEL_TITLES,
     as_volume_array,
@@ -33,6 +33,7 @@ __all__ = [
     "contrast_limits",
     "draw_views",
     "gallery_figure",
+    "gallery_image",
     "image_png",
     "learning_curve_points",
     "orthogonal_views",

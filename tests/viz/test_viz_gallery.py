@@ -38,3 +38,40 @@ def test_gallery_errors() -> None:
         viz.gallery_figure([])
     with pytest.raises(ConfigError, match="^2 volumes but 1 captions$"):
         viz.gallery_figure([np.zeros((4, 4, 4))] * 2, ["x"])
+
+
+def test_gallery_image_pixels_follow_the_views() -> None:
+    # a volume whose z slice is a left/right step: the panel shows black | white
+    vol = np.zeros((8, 8, 8), dtype=np.float32)
+    vol[:, :, 4:] = 1.0
+    img = viz.gallery_image([vol, vol + 5.0], ["#1 a", "#2 b"], columns=2, dpi=50)
+    assert img.mode == "L"
+    assert img.size == (round(2 * 4 * 1.1 * 50), round(1.55 * 50))
+    a = np.asarray(img)
+    panel = round(1.1 * 50)
+    top = a.shape[0] - panel
+    margin = max(1, round(0.04 * panel))
+    side = panel - 2 * margin
+    for block in range(2):  # per-panel contrast: the +5 offset does not change the picture
+        x0 = block * 4 * panel + margin
+        row = a[top + margin + side // 2, x0 : x0 + side]
+        assert (row[: side // 2 - 1] == 0).all() and (row[side // 2 + 1 :] == 255).all()
+    # the title row adds 0.4 in; an overlong caption is shortened, not spilled
+    titled = viz.gallery_image([vol], ["x" * 500], title="round 3", dpi=50)
+    assert titled.size == (round(4 * 1.1 * 50), round((1.55 + 0.4) * 50))
+
+
+def test_write_gallery_png_without_matplotlib(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from cryoal.viz.gallery import write_gallery\n"
+        f"write_gallery({str(tmp_path / 'g.png')!r}, [np.ones((6, 6, 6))] * 4, list('abcd'))\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.format == "PNG" and im.size == (3 * 4 * 110, round(2 * 1.55 * 100))
