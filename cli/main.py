@@ -34,11 +34,40 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: command name -> its one-line help as ``cryoal --help`` lists it, so that listing the
+#: commands imports none of them (importing them all took 7 s; tests/cli/test_errors.py
+#: checks each line against the command's own docstring)
+SUMMARIES: dict[str, str] = {
+    "benchmark": "Benchmarks of the acquisition strategies.",
+    "evaluate": "Score predictions against ground truth.",
+    "info": "Describe a volume file, stack, HDF5 pool or folder.",
+    "label": "Import, export and count labels.",
+    "pack": "Convert a folder or list of MRC volumes to one chunked HDF5 pool.",
+    "predict": "Predict classes of volumes with a trained checkpoint.",
+    "pretrain": "Pretrain an encoder on the unlabelled pool (contrastive, no labels).",
+    "select": "Pick the subtomograms worth labelling next (one active-learning round).",
+    "simulate": "Simulate a labelled data set from a manifest (or verify an external one).",
+    "status": "Show a project's rounds, labels per class and accuracy history.",
+    "train": "Train a subtomogram classifier on labelled volumes.",
+}
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use (not to list them)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            summary = SUMMARIES.get(name)
+            if summary is None:  # a command without a stored line: ask it
+                command = self.get_command(ctx, name)
+                summary = "" if command is None else command.get_short_help_str(limit=300)
+            rows.append((name, summary))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)

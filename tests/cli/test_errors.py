@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -63,3 +65,29 @@ def test_version_and_help():
     assert result.exit_code == 0 and __version__ in result.stdout
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0 and "info" in result.stdout
+
+
+def test_help_lists_commands_without_importing_them():
+    import click
+    from cryoal.cli.main import COMMANDS, SUMMARIES
+
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from cryoal.cli.main import cli\n"
+        "out = CliRunner().invoke(cli, ['--help']).stdout\n"
+        "print(sorted(m for m in sys.modules if m.startswith('cryoal.cli.') or m == 'torch'))\n"
+        "print(out)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported, _, text = res.stdout.partition("\n")
+    assert imported == "['cryoal.cli.main']"
+    # every command is listed with its stored line, and that line is the command's own
+    assert sorted(SUMMARIES) == sorted(COMMANDS)
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        assert SUMMARIES[name] == command.get_short_help_str(limit=300), name
+        assert name in text
+    assert "Pick the subtomograms worth labelling next" in text
