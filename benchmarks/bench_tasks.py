@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from cryoal import models
 from cryoal.acquisition import per_sample_grad_norms
-from cryoal.tasks.seg_acquisition import (
+from cryoal.acquisition.segmentation import (
     expected_gradnorm_scores,
     mean_voxel_entropy,
     sample_label_maps,

@@ -2,7 +2,9 @@
 
 Every strategy has one shape, ``strategy.select(model, pool, budget, *, labelled=None,
 generator=None) -> Selection``; score-based ones also have ``strategy.score(model, pool)``.
-Build one by name with :func:`get`; :func:`available` lists the names::
+Build one by name with :func:`get`; :func:`available` lists the names. The registry is
+task-aware: ``get(name, task="segmentation")`` builds the segmentation strategy of that
+name (:mod:`cryoal.acquisition.segmentation`), the default task is ``classification3d``::
 
     from cryoal import acquisition
     strategy = acquisition.get("expected-gradnorm", batch_size=16, device="cuda")
@@ -17,6 +19,8 @@ from __future__ import annotations
 from cryoal.acquisition._stream import eval_mode, iter_batches, mc_dropout_mode, stream_scores
 from cryoal.acquisition.auto import Auto, choose
 from cryoal.acquisition.base import (
+    CLASSIFICATION_TASKS,
+    DEFAULT_TASK,
     ScoreStrategy,
     Selection,
     Strategy,
@@ -25,7 +29,9 @@ from cryoal.acquisition.base import (
     get,
     register,
     select_topk,
+    strategy_class,
     summary,
+    tasks_of,
 )
 from cryoal.acquisition.diverse import DiverseEntropyGradNorm, DiverseExpectedGradNorm
 from cryoal.acquisition.diversity import BADGE, Coreset, kcenter_greedy, kmeanspp_factored
@@ -38,6 +44,14 @@ from cryoal.acquisition.gradnorm import (
     last_layer_scores,
     per_sample_class_grad_norms,
     per_sample_grad_norms,
+)
+from cryoal.acquisition.segmentation import (
+    SegEntropy,
+    SegEntropyGradNorm,
+    SegExpectedGradNorm,
+    expected_gradnorm_scores,
+    mean_voxel_entropy,
+    sample_label_maps,
 )
 from cryoal.acquisition.typicality import Typicality, typiclust_select
 from cryoal.acquisition.uncertainty import (
@@ -52,6 +66,16 @@ from cryoal.acquisition.uncertainty import (
 )
 
 __all__ = [
+    "CLASSIFICATION_TASKS",
+    "DEFAULT_TASK",
+    "SegEntropy",
+    "SegEntropyGradNorm",
+    "SegExpectedGradNorm",
+    "expected_gradnorm_scores",
+    "mean_voxel_entropy",
+    "sample_label_maps",
+    "strategy_class",
+    "tasks_of",
     "Auto",
     "BADGE",
     "BALD",

@@ -7,6 +7,10 @@ Every acquisition strategy has one shape::
 Score-based strategies (:class:`ScoreStrategy`) also expose ``strategy.score(model, pool)``
 (higher = more worth labelling) and select the top ``budget`` unlabelled items with
 :func:`select_topk`. Batch-aware strategies (coreset, BADGE) override :meth:`Strategy.select`.
+
+The registry is task-aware: :func:`register` names the tasks a strategy applies to
+(default the classification tasks), and :func:`get` / :func:`available` take the task
+(``cryoal.tasks.Task.strategy`` passes its own name).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from cryoal.errors import ConfigError, EmptyPoolError, PoolExhaustedError
 from cryoal.runtime import resolve_device
 
 __all__ = [
+    "CLASSIFICATION_TASKS",
+    "DEFAULT_TASK",
     "ScoreStrategy",
     "Selection",
     "Strategy",
@@ -41,6 +47,9 @@ __all__ = [
     "get",
     "register",
     "select_topk",
+    "strategy_class",
+    "summary",
+    "tasks_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -371,50 +380,121 @@ class ScoreStrategy(Strategy):
         return Selection(indices=unl[order], scores=scores[order], strategy=self.name)
 
 
-_REGISTRY: dict[str, type[Strategy]] = {}
+#: the tasks a strategy serves when :func:`register` names none (logits ``(B, K)``)
+CLASSIFICATION_TASKS: tuple[str, ...] = ("classification3d", "image2d")
+#: the task :func:`available` and :func:`get` mean when given none
+DEFAULT_TASK = "classification3d"
+
+#: task -> strategy name -> class: the one strategy registry (task-aware)
+_REGISTRY: dict[str, dict[str, type[Strategy]]] = {}
 S = TypeVar("S", bound=type[Strategy])
 
 
-def register(name: str) -> Callable[[S], S]:
-    """Class decorator registering a strategy under ``name`` (lower-case, dashes)."""
+def register(name: str, *, tasks: Iterable[str] = CLASSIFICATION_TASKS) -> Callable[[S], S]:
+    """Class decorator registering a strategy under ``name`` for ``tasks``.
+
+    Parameters
+    ----------
+    name
+        Lower-case, dash-separated registry name. One name may stand for different
+        classes in different tasks (``entropy`` of class probabilities for the
+        classification tasks, mean voxel entropy for ``segmentation``).
+    tasks
+        Task names (:func:`cryoal.tasks.available`) the strategy applies to; default the
+        classification tasks, whose models return logits ``(B, K)``.
+
+    Raises
+    ------
+    ConfigError
+        Another class is already registered under ``name`` for one of ``tasks``.
+    """
+    task_names = tuple(tasks)
 
     def deco(cls: S) -> S:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigError(f"acquisition strategy {name!r} is already registered")
+        for task in task_names:
+            known = _REGISTRY.get(task, {}).get(name)
+            if known is not None and known is not cls:
+                raise ConfigError(
+                    f"acquisition strategy {name!r} is already registered for task {task!r}"
+                )
         cls.name = name
-        _REGISTRY[name] = cls
+        for task in task_names:
+            _REGISTRY.setdefault(task, {})[name] = cls
         return cls
 
     return deco
 
 
-def available() -> list[str]:
-    """Registered strategy names, sorted."""
-    return sorted(_REGISTRY)
+def _strategies_of(task: str) -> dict[str, type[Strategy]]:
+    key = task.strip().lower().replace("_", "-")
+    if key not in _REGISTRY:
+        raise ConfigError(
+            f"no acquisition strategy is registered for task {task!r} "
+            f"(tasks with strategies: {', '.join(sorted(_REGISTRY))})"
+        )
+    return _REGISTRY[key]
 
 
-def summary(name: str) -> str:
+def available(task: str = DEFAULT_TASK) -> list[str]:
+    """Strategy names registered for ``task`` (default ``classification3d``), sorted."""
+    return sorted(_strategies_of(task))
+
+
+def tasks_of(name: str) -> list[str]:
+    """The tasks strategy ``name`` is registered for, sorted (empty when none)."""
+    key = name.strip().lower().replace("_", "-")
+    return sorted(t for t, names in _REGISTRY.items() if key in names)
+
+
+def strategy_class(name: str, task: str = DEFAULT_TASK) -> type[Strategy]:
+    """The class registered as ``name`` for ``task``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name for that task, with the closest names (and the tasks that do have
+        it, when it belongs to others).
+    """
+    registry = _strategies_of(task)
+    key = name.strip().lower().replace("_", "-")
+    if key not in registry:
+        close = difflib.get_close_matches(key, list(registry), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        names = ", ".join(sorted(registry))
+        if task.strip().lower() != DEFAULT_TASK:
+            others = tasks_of(key)
+            where = f"; it is a strategy of {', '.join(others)}" if others else ""
+            raise ConfigError(
+                f"strategy {name!r} is not available for {task}{hint}{where} (available: {names})"
+            )
+        raise ConfigError(f"unknown acquisition strategy {name!r}{hint} (available: {names})")
+    return registry[key]
+
+
+def summary(name: str, task: str = DEFAULT_TASK) -> str:
     """One-line description of a registered strategy (its class docstring's first line,
     reST markup removed), e.g. for ``cryoal select --list-strategies``.
 
     Raises
     ------
     ConfigError
-        Unknown name.
+        Unknown name for ``task``.
     """
-    if name not in _REGISTRY:
-        get(name)  # raises the usual "did you mean" error
-    doc = (_REGISTRY[name].__doc__ or "").strip()
+    doc = (strategy_class(name, task).__doc__ or "").strip()
     return doc.splitlines()[0].replace("``", "") if doc else ""
 
 
-def get(name: str, **kwargs: Any) -> Strategy:
+def get(name: str, *, task: str = DEFAULT_TASK, **kwargs: Any) -> Strategy:
     """Build a registered strategy by name.
 
     Parameters
     ----------
     name
-        One of :func:`available` (case-insensitive; ``_`` and ``-`` are equivalent).
+        One of :func:`available` for ``task`` (case-insensitive; ``_`` and ``-`` are
+        equivalent).
+    task
+        The task whose strategy of that name is meant (default ``classification3d``;
+        ``segmentation`` strategies score per-voxel logits ``(B, K, *spatial)``).
     **kwargs
         Options of that strategy (``device``, ``batch_size``, ``variant``, ...).
 
@@ -423,14 +503,9 @@ def get(name: str, **kwargs: Any) -> Strategy:
     ConfigError
         Unknown name (with the closest names), or options the strategy does not take.
     """
-    key = name.strip().lower().replace("_", "-")
-    if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown acquisition strategy {name!r}{hint} (available: {', '.join(available())})"
-        )
+    cls = strategy_class(name, task)
     try:
-        return _REGISTRY[key](**kwargs)
+        return cls(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"bad options for strategy {key!r}: {exc}") from exc
+        what = "strategy" if task.strip().lower() == DEFAULT_TASK else f"{task} strategy"
+        raise ConfigError(f"bad options for {what} {cls.name!r}: {exc}") from exc

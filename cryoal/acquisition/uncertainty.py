@@ -14,7 +14,7 @@ from cryoal.acquisition._stream import (
     autocast,
     mc_dropout_mode,
 )
-from cryoal.acquisition.base import ScoreStrategy, register
+from cryoal.acquisition.base import CLASSIFICATION_TASKS, ScoreStrategy, register
 from cryoal.errors import ConfigError
 
 __all__ = [
@@ -78,7 +78,7 @@ class _ProbStrategy(ScoreStrategy):
         return self._stream(model, fn, pool, indices, device)
 
 
-@register("random")
+@register("random", tasks=(*CLASSIFICATION_TASKS, "segmentation"))
 class Random(ScoreStrategy):
     """Uniformly random picks (scores are i.i.d. U(0, 1) draws, one per pool item).
 

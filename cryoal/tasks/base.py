@@ -88,13 +88,24 @@ class Task(ABC):
     ) -> dict[str, Any]:
         """Quality of predictions ``probs`` (softmax over dim 1) against ``target``."""
 
-    @abstractmethod
     def strategies(self) -> list[str]:
-        """Names of the acquisition strategies that apply to this task, sorted."""
+        """Names of the acquisition strategies registered for this task, sorted.
 
-    @abstractmethod
+        The one strategy registry (:func:`cryoal.acquisition.available` with
+        ``task=self.name``): a strategy names the tasks it applies to when it registers.
+        """
+        return acquisition.available(task=self.name)
+
     def strategy(self, name: str, **options: Any) -> Strategy:
-        """Build strategy ``name`` (options: device, batch_size, transform, seed, ...)."""
+        """Build strategy ``name`` registered for this task (options: device, batch_size,
+        transform, seed, ...): :func:`cryoal.acquisition.get` with ``task=self.name``.
+
+        Raises
+        ------
+        ConfigError
+            ``name`` is not registered for this task, or bad options.
+        """
+        return acquisition.get(name, task=self.name, **options)
 
     # ------------------------------------------------------------------ showing picks
     @abstractmethod
@@ -171,14 +182,6 @@ class ClassificationTask(Task):
         if class_names is not None:
             out["class_names"] = [str(c) for c in class_names]
         return out
-
-    def strategies(self) -> list[str]:
-        """Every registered acquisition strategy."""
-        return acquisition.available()
-
-    def strategy(self, name: str, **options: Any) -> Strategy:
-        """:func:`cryoal.acquisition.get`."""
-        return acquisition.get(name, **options)
 
 
 def _no_options(task: str, options: dict[str, Any]) -> None:

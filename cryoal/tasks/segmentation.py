@@ -7,7 +7,8 @@ maps, ``-1`` = not annotated). Model: ``monai-unet`` from the registry (per-voxe
 uses for voxel targets. Metrics: Dice per class and mean
 (:func:`~cryoal.tasks.seg_metrics.segmentation_metrics`). Acquisition: random, mean voxel
 entropy, entropy-gradnorm and expected-gradnorm over the mean voxel loss
-(:mod:`cryoal.tasks.seg_acquisition`, where the expected-gradnorm definition is stated).
+(registered for this task in the one strategy registry, :mod:`cryoal.acquisition.segmentation`,
+where the expected-gradnorm definition is stated).
 Gallery: the central z-slice of each picked patch with the predicted classes overlaid.
 """
 
@@ -21,10 +22,8 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cryoal.acquisition import Strategy
 from cryoal.errors import ConfigError
 from cryoal.tasks.base import Task
-from cryoal.tasks.seg_acquisition import SEGMENTATION_STRATEGIES, get_strategy
 from cryoal.tasks.seg_data import PatchPool
 from cryoal.tasks.seg_metrics import segmentation_metrics, voxel_cross_entropy
 
@@ -89,14 +88,6 @@ class Segmentation(Task):
                 f"segmentation metrics need (N, K, *spatial), got {tuple(probs.shape)}"
             )
         return segmentation_metrics(probs.argmax(1), target, int(probs.shape[1]), class_names)
-
-    def strategies(self) -> list[str]:
-        """random, entropy, entropy-gradnorm, expected-gradnorm."""
-        return sorted(SEGMENTATION_STRATEGIES)
-
-    def strategy(self, name: str, **options: Any) -> Strategy:
-        """:func:`cryoal.tasks.seg_acquisition.get_strategy`."""
-        return get_strategy(name, **options)
 
     def write_gallery(
         self,

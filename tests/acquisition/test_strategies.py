@@ -19,13 +19,20 @@ class StrategyTemplate:
     """Behaviour every registered strategy shares; subclasses set ``name`` and ``kwargs``."""
 
     name: ClassVar[str]
+    task: ClassVar[str] = "classification3d"
     kwargs: ClassVar[dict[str, Any]] = {}
 
     def make(self, **extra: Any) -> Strategy:
-        return get(self.name, **{"progress": False, "batch_size": 4, **self.kwargs, **extra})
+        options = {"progress": False, "batch_size": 4, **self.kwargs, **extra}
+        return get(self.name, task=self.task, **options)
+
+    def fresh_model(self) -> nn.Module:
+        """A new model of the kind the task's strategies score, in train mode."""
+        return TinyConv3d().train()
 
     def test_registered(self) -> None:
-        assert self.name in acquisition.available()
+        assert self.name in acquisition.available(task=self.task)
+        assert self.task in acquisition.tasks_of(self.name)
         assert self.make().name == self.name
 
     def test_selection_shape_and_finite(self, tiny3d: nn.Module, pool3d: TensorPool) -> None:
@@ -65,7 +72,7 @@ class StrategyTemplate:
 
     def test_model_mode_restored(self, pool3d: TensorPool) -> None:
         torch.manual_seed(0)
-        model = TinyConv3d().train()
+        model = self.fresh_model()
         self.make().select(model, pool3d, 2)
         assert all(m.training for m in model.modules())
 
@@ -73,7 +80,7 @@ class StrategyTemplate:
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
     def test_cuda_matches_cpu(self, pool3d: TensorPool) -> None:
         torch.manual_seed(0)
-        model = TinyConv3d().eval()
+        model = self.fresh_model().eval()
         tf32 = torch.backends.cudnn.allow_tf32
         torch.backends.cudnn.allow_tf32 = False
         try:
@@ -435,6 +442,23 @@ def test_registry_names_and_errors() -> None:
     with pytest.raises(ConfigError, match="bad options for strategy 'entropy'"):
         get("entropy", bogus=1)
     assert get("Least_Confidence").name == "least-confidence"
+    assert acquisition.available(task="image2d") == acquisition.available()
+    assert acquisition.available(task="segmentation") == [
+        "entropy",
+        "entropy-gradnorm",
+        "expected-gradnorm",
+        "random",
+    ]
+    # one name, one class per task: the segmentation entropy scores voxel maps
+    assert type(get("entropy", task="segmentation")) is not type(get("entropy"))
+    assert type(get("random", task="segmentation")) is type(get("random"))
+    assert acquisition.tasks_of("bald") == ["classification3d", "image2d"]
+    with pytest.raises(ConfigError, match="strategy 'bald' is not available for segmentation"):
+        get("bald", task="segmentation")
+    with pytest.raises(ConfigError, match="no acquisition strategy is registered for task 'x'"):
+        acquisition.available(task="x")
+    with pytest.raises(ConfigError, match="already registered for task 'segmentation'"):
+        acquisition.register("entropy", tasks=("segmentation",))(type("Other", (Strategy,), {}))
 
 
 def test_volume_pool_with_normalize(tmp_path: Any) -> None:

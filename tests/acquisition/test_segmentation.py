@@ -1,22 +1,25 @@
-"""Segmentation acquisition: per-sample gradient norms of the mean voxel loss against a
-naive batch-1 autograd loop, and the strategies on a patch pool."""
+"""Segmentation acquisition (:mod:`cryoal.acquisition.segmentation`): per-sample gradient
+norms of the mean voxel loss against a naive batch-1 autograd loop, the strategies on a
+patch pool, and every segmentation strategy under the strategy template tests."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_strategies import ScoreTemplate
 from torch import nn
 
+from cryoal import acquisition
 from cryoal.acquisition import per_sample_grad_norms, select_topk
-from cryoal.errors import ConfigError
-from cryoal.tasks import get
-from cryoal.tasks.seg_acquisition import (
+from cryoal.acquisition.segmentation import (
     SegExpectedGradNorm,
     expected_gradnorm_scores,
     mean_voxel_entropy,
     sample_label_maps,
 )
+from cryoal.errors import ConfigError
+from cryoal.tasks import get
 from cryoal.tasks.seg_data import PatchPool
 from cryoal.tasks.seg_metrics import voxel_cross_entropy
 
@@ -149,3 +152,66 @@ def test_conv_transpose_rule_equals_naive_loop(dims: int, generator: torch.Gener
     got = per_sample_grad_norms(net, x, loss)
     want = torch.stack([_grad_norm(net, loss(net(x[i : i + 1]))[0]) for i in range(3)])
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+
+
+class TinySeg3d(nn.Module):
+    """conv3d + BN + ReLU + dropout + 1x1 conv: per-voxel logits `(B, 3, D, H, W)`."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv3d(1, 4, 3, padding=1),
+            nn.BatchNorm3d(4),
+            nn.ReLU(),
+            nn.Dropout3d(0.2),
+            nn.Conv3d(4, num_classes, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SegTemplate(ScoreTemplate):
+    """The strategy template (tests/acquisition/test_strategies.py) on per-voxel logits."""
+
+    task = "segmentation"
+
+    @pytest.fixture
+    def tiny3d(self) -> nn.Module:
+        torch.manual_seed(0)
+        model = TinySeg3d().train()
+        with torch.no_grad():
+            for _ in range(3):  # non-trivial BatchNorm running statistics
+                model(torch.randn(4, 1, 8, 8, 8))
+        return model.eval()
+
+    def fresh_model(self) -> nn.Module:
+        return TinySeg3d().train()
+
+
+class TestSegRandom(SegTemplate):
+    name = "random"
+
+
+class TestSegEntropy(SegTemplate):
+    name = "entropy"
+
+    def test_values(self, tiny3d: nn.Module, pool3d: torch.utils.data.Dataset) -> None:
+        p = torch.softmax(tiny3d(pool3d.x), 1)  # type: ignore[attr-defined]
+        expect = -(p * p.log()).sum(1).flatten(1).mean(1)
+        got = self.make().score(tiny3d, pool3d)
+        torch.testing.assert_close(got, expect.detach(), rtol=1e-5, atol=1e-6)
+
+
+class TestSegEntropyGradNorm(SegTemplate):
+    name = "entropy-gradnorm"
+
+
+class TestSegExpectedGradNorm(SegTemplate):
+    name = "expected-gradnorm"
+    kwargs = {"samples": 3}
+
+
+def test_every_segmentation_strategy_runs_the_template() -> None:
+    tested = {c.name for c in SegTemplate.__subclasses__()}
+    assert tested == set(acquisition.available(task="segmentation"))

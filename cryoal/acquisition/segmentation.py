@@ -1,5 +1,9 @@
 """Acquisition over sub-volume patches for segmentation models (logits `(B, K, *spatial)`).
 
+These strategies are registered for the ``segmentation`` task in the one strategy
+registry (:func:`cryoal.acquisition.get` with ``task="segmentation"``); ``random`` is
+shared with the classification tasks.
+
 A patch ``x`` gets one score from the per-voxel softmax ``p_v = softmax(z_v)`` over its
 ``V`` voxels. The per-sample loss of a patch is the **mean over voxels**
 ``ℓ(x, y) = (1/V) Σ_v CE(z_v, y_v)``. Strategies (same :class:`~cryoal.acquisition.Strategy`
@@ -40,7 +44,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cryoal.acquisition import Random, ScoreStrategy, Strategy, eval_mode
 from cryoal.acquisition._persample import (
     check_reduction,
     grad_sq_norms,
@@ -48,19 +51,22 @@ from cryoal.acquisition._persample import (
     reduce_norms,
     select_params,
 )
-from cryoal.acquisition._stream import PoolLike
+from cryoal.acquisition._stream import PoolLike, eval_mode
+from cryoal.acquisition.base import ScoreStrategy, register
 from cryoal.errors import ConfigError
 
 __all__ = [
-    "SEGMENTATION_STRATEGIES",
+    "SEGMENTATION",
     "SegEntropy",
     "SegEntropyGradNorm",
     "SegExpectedGradNorm",
     "expected_gradnorm_scores",
-    "get_strategy",
     "mean_voxel_entropy",
     "sample_label_maps",
 ]
+
+#: the task name these strategies are registered for
+SEGMENTATION = "segmentation"
 
 
 def _check_logits(z: Tensor) -> None:
@@ -215,16 +221,16 @@ class _SegScoreStrategy(ScoreStrategy):
         return self._stream(model, fn, pool, indices, device)
 
 
+@register("entropy", tasks=(SEGMENTATION,))
 class SegEntropy(_SegScoreStrategy):
     """Mean voxel entropy ``(1/V) Σ_v H(p_v)`` (nats): the uncertainty baseline."""
-
-    name = "entropy"
 
     def _batch_scores(self, model: nn.Module, x: Tensor, generator: torch.Generator) -> Tensor:
         with torch.no_grad():
             return mean_voxel_entropy(model(x).float())
 
 
+@register("entropy-gradnorm", tasks=(SEGMENTATION,))
 class SegEntropyGradNorm(_SegScoreStrategy):
     """``‖∇θ (1/V) Σ_v H(p_v)‖``: gradient norm of the mean voxel entropy.
 
@@ -236,14 +242,13 @@ class SegEntropyGradNorm(_SegScoreStrategy):
         :class:`~cryoal.acquisition.Strategy` options (device, batch_size, transform, ...).
     """
 
-    name = "entropy-gradnorm"
-
     def _batch_scores(self, model: nn.Module, x: Tensor, generator: torch.Generator) -> Tensor:
         return per_sample_grad_norms(
             model, x, mean_voxel_entropy, reduction=self.reduction, params=self.params
         )
 
 
+@register("expected-gradnorm", tasks=(SEGMENTATION,))
 class SegExpectedGradNorm(_SegScoreStrategy):
     """Gradient norm of the mean voxel loss, expected over sampled label maps.
 
@@ -256,8 +261,6 @@ class SegExpectedGradNorm(_SegScoreStrategy):
     **kwargs
         :class:`~cryoal.acquisition.Strategy` options; ``seed`` seeds :meth:`score`'s draws.
     """
-
-    name = "expected-gradnorm"
 
     def __init__(self, *, samples: int = 8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -299,36 +302,3 @@ class SegExpectedGradNorm(_SegScoreStrategy):
             )
 
         return self._stream(model, fn, pool, indices, device)
-
-
-#: name -> strategy class for segmentation pools
-SEGMENTATION_STRATEGIES: dict[str, type[Strategy]] = {
-    "random": Random,
-    "entropy": SegEntropy,
-    "entropy-gradnorm": SegEntropyGradNorm,
-    "expected-gradnorm": SegExpectedGradNorm,
-}
-
-
-def get_strategy(name: str, **kwargs: Any) -> Strategy:
-    """Build a segmentation strategy by name (:data:`SEGMENTATION_STRATEGIES`).
-
-    Raises
-    ------
-    ConfigError
-        Unknown name (with the closest names) or options the strategy does not take.
-    """
-    import difflib
-
-    key = name.strip().lower().replace("_", "-")
-    if key not in SEGMENTATION_STRATEGIES:
-        close = difflib.get_close_matches(key, list(SEGMENTATION_STRATEGIES), n=2, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"strategy {name!r} is not available for segmentation{hint} (available: "
-            f"{', '.join(sorted(SEGMENTATION_STRATEGIES))})"
-        )
-    try:
-        return SEGMENTATION_STRATEGIES[key](**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"bad options for segmentation strategy {key!r}: {exc}") from exc
