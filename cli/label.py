@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from cryoal.cli._common import example_epilog
+from cryoal.cli._label_counts import format_label_status
 from cryoal.cli._tomo import star_coordinates_option
 
 if TYPE_CHECKING:
@@ -347,28 +348,6 @@ def particle_matching(proj: Project, file: Path, options: dict[str, Any]) -> dic
     elif options.get("tolerance") is not None:
         kw["tolerance"] = options["tolerance"]
     return kw
-
-
-def format_label_status(proj: Project) -> str:
-    """Labelled / total volumes, per class and per source, as text."""
-    from collections import Counter
-
-    if proj.get_meta("task") == "segmentation":
-        from cryoal.cli.status import format_segmentation_labels
-
-        return format_segmentation_labels(proj)
-
-    labels = proj.labels()
-    total = len(proj.pool_ids())
-    counts = proj.label_counts()
-    sources = Counter(r.source for r in labels)
-    lines = [f"labelled: {len(labels)} of {total} volumes"]
-    width = max([5, *(len(c) for c in counts)])
-    lines.append(f"  {'class'.ljust(width)}  labels")
-    lines += [f"  {c.ljust(width)}  {n}" for c, n in counts.items()]
-    if sources:
-        lines.append("by source: " + ", ".join(f"{s} {n}" for s, n in sorted(sources.items())))
-    return "\n".join(lines)
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:

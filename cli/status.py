@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 from cryoal.cli._common import example_epilog
+from cryoal.cli._label_counts import format_label_status, format_segmentation_labels
 
 if TYPE_CHECKING:
     from cryoal.active import Project
@@ -53,8 +54,6 @@ def status(project: Path) -> None:
 
 def format_status(proj: Project) -> str:
     """The text ``cryoal status`` prints."""
-    from cryoal.cli.label import format_label_status
-
     if proj.get_meta("task") == "segmentation":
         return format_segmentation_status(proj)
     box = proj.get_meta("box")
@@ -143,24 +142,6 @@ def format_segmentation_status(proj: Project) -> str:
             "--task segmentation` command to resume it"
         )
     return "\n".join(lines)
-
-
-def format_segmentation_labels(proj: Project) -> str:
-    """Annotated patches of a segmentation project (``cryoal label status`` and ``status``).
-
-    The labels are the voxel label maps on disk; the count shown is the one recorded when
-    the latest round started.
-    """
-    rounds = proj.rounds()
-    if not rounds:
-        return (
-            f"annotated: no round yet; the labels are the voxel label maps given with --masks "
-            f"({len(proj.pool_ids())} patches)"
-        )
-    return (
-        f"annotated: {rounds[-1].n_labels} of {len(proj.pool_ids())} patches when round "
-        f"{rounds[-1].n} started (labels are the label maps on disk)"
-    )
 
 
 def _dice(value: float | None) -> str:

@@ -263,28 +263,14 @@ def _source_file(pool: Any, index: int) -> Path:
 def pool_entries(pool: Any) -> list[PoolEntry]:
     """Describe every volume of ``pool`` for :meth:`Project.register_pool`.
 
-    The checksum is the SHA-1 of the file's first 1024 bytes (the MRC header) and its
-    size: cheap to compute for a million files, and it changes when a file is replaced.
+    The checksum is the pool's own (:meth:`cryoal.io.base.Pool.checksum`; for files the
+    SHA-1 of the first 1024 bytes and the size, :func:`cryoal.io.base.entry_checksum`).
     """
     box = tuple(int(s) for s in pool.box)
-    cache: dict[Path, str] = {}
-    own = getattr(pool, "checksum", None)  # a cryoal.io.base.Pool checksums its own items
     out = []
     for i, vid in enumerate(pool.ids):
         src = _source_file(pool, i)
-        digest = own(i) if own is not None else cache.get(src)
-        if digest is None:
-            try:
-                with open(src, "rb") as fh:
-                    head = fh.read(1024)
-                size = src.stat().st_size
-            except OSError as exc:
-                raise InvalidVolumeError(
-                    f"{src}: cannot read volume {vid} ({exc.strerror}); restore the file "
-                    "or remove it from the folder"
-                ) from exc
-            digest = hashlib.sha1(head + str(size).encode()).hexdigest()
-            cache[src] = digest
+        digest = pool.checksum(i)
         try:
             rel = os.path.relpath(src, pool.root)
         except ValueError:

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cryoal.errors import EmptyPoolError, InvalidVolumeError, MissingDependencyError
+from cryoal.io.base import array_checksum, entry_checksum
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -257,6 +258,8 @@ def _scan(root: Path, pattern: str | None, recursive: bool) -> list[Path]:
 class ImagePool(Dataset[torch.Tensor]):
     """An ordered, lazily loaded collection of same-size 2D images with stable ids.
 
+    A :class:`cryoal.io.base.Pool` whose :attr:`box` is ``(H, W)``.
+
     Build one with :meth:`from_directory`, :meth:`from_files` or :meth:`from_array`.
 
     Attributes
@@ -444,6 +447,20 @@ class ImagePool(Dataset[torch.Tensor]):
         if self._array is not None:
             return self.root / self.ids[index]
         return self._files[index]
+
+    def checksum(self, index: int) -> str:
+        """Checksum of image ``index`` (:class:`cryoal.io.base.Pool`): the header checksum
+        of its file (:func:`~cryoal.io.base.entry_checksum`), or of its pixels
+        (:func:`~cryoal.io.base.array_checksum`) in an in-memory pool.
+
+        Raises
+        ------
+        InvalidVolumeError
+            The file cannot be read.
+        """
+        if self._array is not None:
+            return array_checksum(self._array[index])
+        return entry_checksum(self._files[index])
 
     def index_of(self, id: str) -> int:
         """Position of the image with this id.

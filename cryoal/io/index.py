@@ -27,7 +27,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
-import hashlib
 import itertools
 import json
 import logging
@@ -45,6 +44,7 @@ from torch.utils.data import Dataset
 from cryoal._atomic import atomic_path
 from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
 from cryoal.io._walk import walk_volume_files
+from cryoal.io.base import entry_checksum
 from cryoal.io.mrc import (
     STACK_EXTENSIONS,
     read_header,
@@ -200,30 +200,6 @@ def _gather_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     block_starts = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(lengths[:-1], out=block_starts[1:])
     return np.repeat(starts - block_starts, lengths) + np.arange(total, dtype=np.int64)
-
-
-def entry_checksum(path: str | os.PathLike[str]) -> str:
-    """SHA-1 of a file's first 1024 bytes (the MRC header) and its size, hex.
-
-    The checksum a project records per pool entry (see
-    :func:`cryoal.active.loop.pool_entries`): cheap for a million files, and it changes
-    when a file is replaced.
-
-    Raises
-    ------
-    InvalidVolumeError
-        The file cannot be read.
-    """
-    p = Path(path)
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(1024)
-        size = p.stat().st_size
-    except OSError as exc:
-        raise InvalidVolumeError(
-            f"{p}: cannot read ({exc.strerror}); restore the file or remove it from the pool"
-        ) from exc
-    return hashlib.sha1(head + str(size).encode()).hexdigest()
 
 
 class PoolIndex(Dataset[torch.Tensor]):

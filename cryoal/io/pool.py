@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 from cryoal._repr import html_view
 from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
 from cryoal.io._walk import walk_volume_files
+from cryoal.io.base import entry_checksum
 from cryoal.io.hdf5 import Hdf5Volumes, is_hdf5_file
 from cryoal.io.labels import read_labels, validate_labels
 from cryoal.io.mrc import (
@@ -432,15 +433,13 @@ class VolumePool(Dataset[torch.Tensor]):
 
     def checksum(self, index: int) -> str:
         """Header checksum of the file holding item ``index``
-        (:func:`cryoal.io.index.entry_checksum`; items of one stack share it).
+        (:func:`cryoal.io.base.entry_checksum`; items of one stack share it).
 
         Raises
         ------
         InvalidVolumeError
             The file cannot be read.
         """
-        from cryoal.io.index import entry_checksum
-
         f = int(self._file_of[index])
         cache = self.__dict__.setdefault("_checksums", {})
         digest = cache.get(f)

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cryoal.errors import ConfigError, EmptyPoolError, InvalidLabelsError, InvalidVolumeError
+from cryoal.io.base import array_checksum, entry_checksum
 from cryoal.tasks.seg_metrics import IGNORE
 
 __all__ = [
@@ -94,7 +95,7 @@ class _Volume:
 class PatchPool(Dataset[torch.Tensor]):
     """Cubic patches of tomogram crops, lazily read, with optional voxel label maps.
 
-    Build with :meth:`from_directories` or :meth:`from_arrays`.
+    A :class:`cryoal.io.base.Pool` of ``(patch, patch, patch)`` items. Build with :meth:`from_directories` or :meth:`from_arrays`.
 
     Attributes
     ----------
@@ -132,6 +133,7 @@ class PatchPool(Dataset[torch.Tensor]):
         self._volumes = volumes
         self._arrays: dict[int, np.ndarray] = dict(enumerate(arrays)) if arrays is not None else {}
         self._masks: dict[int, np.ndarray] = {}
+        self._checksums: dict[int, str] = {}
         self._where: list[tuple[int, int, int, int]] = []
         for v, vol in enumerate(volumes):
             zs, ys, xs = (grid_starts(n, self.patch, self.stride) for n in vol.shape)
@@ -341,10 +343,34 @@ class PatchPool(Dataset[torch.Tensor]):
         p = self.patch
         return arr[z : z + p, y : y + p, x : x + p]
 
+    def read(self, index: int) -> np.ndarray:
+        """Patch ``index`` as a new float32 array ``(p, p, p)`` (raw values)."""
+        v = self._where[index][0]
+        return np.array(self._cut(self._volume(v), index), np.float32)
+
     def __getitem__(self, index: int) -> torch.Tensor:
         """Raw patch `(1, p, p, p)` float32."""
+        return torch.from_numpy(self.read(index))[None]
+
+    def checksum(self, index: int) -> str:
+        """Checksum of patch ``index`` (:class:`cryoal.io.base.Pool`): the header checksum
+        of its crop's file (:func:`~cryoal.io.base.entry_checksum`; the patches of one
+        crop share it), or of the patch's voxels
+        (:func:`~cryoal.io.base.array_checksum`) in an in-memory pool.
+
+        Raises
+        ------
+        InvalidVolumeError
+            The crop file cannot be read.
+        """
         v = self._where[index][0]
-        return torch.from_numpy(np.array(self._cut(self._volume(v), index), np.float32))[None]
+        path = self._volumes[v].path
+        if path is None:
+            return array_checksum(self.read(index))
+        digest = self._checksums.get(v)
+        if digest is None:
+            digest = self._checksums[v] = entry_checksum(path)
+        return digest
 
     def mask(self, index: int) -> torch.Tensor | None:
         """Label map `(p, p, p)` int64 of patch ``index`` (-1 = not annotated), or ``None``."""
