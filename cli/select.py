@@ -68,6 +68,24 @@ class _PretrainEpochs(click.ParamType):
         return n
 
 
+class _Candidates(click.ParamType):
+    """``auto``, ``all`` or an integer >= 0 (0 = all)."""
+
+    name = "auto|all|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value).strip().lower()
+        if text in ("auto", "all"):
+            return text
+        try:
+            n = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto', 'all' nor an integer", param, ctx)
+        if n < 0:
+            self.fail(f"{n} is negative; use auto, all or a subset size N", param, ctx)
+        return n
+
+
 @click.command(
     "select",
     epilog=example_epilog(EXAMPLES),
@@ -190,6 +208,16 @@ class _PretrainEpochs(click.ParamType):
     "pools under 200 volumes or models too heavy for the CPU budget; a project keeps "
     "what its earlier rounds used. N: N epochs. 0: none (uses PROJECT/models/encoder.pt "
     "when `cryoal pretrain --project` made one). See docs/acquisition.md.",
+)
+@click.option(
+    "--candidates",
+    default="auto",
+    show_default=True,
+    type=_Candidates(),
+    help="Unlabelled volumes a round scores. auto: pools of more than 2,000 volumes score "
+    "a seeded random subset of 2,000 (CPU; GPU: 25,000, as the released code) and smaller "
+    "pools all of them. N: a subset of N. all (or 0): every unlabelled volume. Fidelity "
+    "of the subset: docs/benchmarks.md.",
 )
 @click.option(
     "--warm-start",
@@ -357,6 +385,7 @@ def _config(kw: dict[str, Any]) -> Any:
         progress=kw["progress"],
         num_workers=kw["num_workers"],
         pretrain_epochs=kw["pretrain_epochs"],
+        candidates=kw["candidates"],
     )
 
 

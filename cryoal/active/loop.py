@@ -51,6 +51,7 @@ from torch.utils.data import Dataset, Subset
 from cryoal import distributed
 from cryoal._atomic import atomic_path
 from cryoal._steps import recording, step
+from cryoal.active.candidates import candidate_indices, resolve_candidates
 from cryoal.active.defaults import resolve_pretraining
 from cryoal.active.gallery import write_gallery
 from cryoal.active.oracle import Oracle
@@ -169,6 +170,11 @@ class SelectConfig:
         latest round used) and the round records the concrete numbers. The encoder
         initialises every round's model (all but the head) and embeds the pool for
         typicality / diversity.
+    candidates
+        Unlabelled volumes a round scores (:mod:`cryoal.active.candidates`): ``"auto"``
+        scores a seeded random subset of 2,000 (CPU) or 25,000 (GPU) in pools of more
+        than 2,000 volumes and all of them in smaller pools; a number: a subset of that
+        size; ``0`` or ``"all"``: every unlabelled volume.
     """
 
     strategy: str = "auto"
@@ -190,6 +196,7 @@ class SelectConfig:
     num_workers: int = 0
     pretrain_epochs: int | str = 0
     pretrain_steps: int = 0
+    candidates: int | str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
@@ -209,6 +216,7 @@ class SelectConfig:
             )
         if self.pretrain_steps < 0:
             raise ConfigError(f"pretrain_steps must be >= 0, got {self.pretrain_steps}")
+        resolve_candidates(self.candidates, 0, 0, 1)  # a bad value fails here, not mid-round
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.num_workers < 0:
@@ -235,6 +243,8 @@ class SelectConfig:
             key["pretrain_epochs"] = self.pretrain_epochs
         if self.pretrain_steps:
             key["pretrain_steps"] = self.pretrain_steps
+        if self.candidates != "auto":  # only when given, so older rounds still resume
+            key["candidates"] = self.candidates
         # as stored in the database (tuples become lists), so keys compare equal
         return dict(json.loads(json.dumps(key)))
 
@@ -733,6 +743,13 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
             f"budget {rnd.budget} exceeds the {len(unl)} unlabelled volumes left in the pool"
         )
     device = config.device
+    # a large pool scores a seeded random subset of its unlabelled volumes (candidates.py);
+    # ``view`` (labelled + candidates, pool order) is what batch-aware strategies see
+    size = resolve_candidates(config.candidates, len(pool), len(unl), rnd.budget, device)
+    cand = unl if size is None else candidate_indices(unl, size, seed=rnd.seed * 1009 + rnd.n)
+    view = None if size is None else sorted(labelled + cand)
+    if view is not None:
+        project.update_metrics(rnd.n, {"candidates": {"scored": len(cand), "unlabelled": len(unl)}})
     if rnd.mode == "cold":
         class_names: list[str] | None = None
     else:
@@ -754,9 +771,11 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     )
     if "encoder" in extra and _embeds_pool(strategy, model, len(labelled)):
         # the encoder is fixed for the project: its pool embedding is computed once
-        emb = encoder_embedding(project, pool, extra["encoder"], strategy)
+        emb = encoder_embedding(project, pool, extra["encoder"], strategy, indices=view)
+        if view is not None:
+            emb = emb[torch.as_tensor(view, dtype=torch.long)]
         strategy.embeddings = emb  # type: ignore[attr-defined]  # Auto, Typicality, Diverse*
-    sub = Subset(pool, unl)
+    sub = Subset(pool, cand)
     generator = torch.Generator().manual_seed(rnd.seed)
     probs = None
     if class_names is not None:
@@ -773,7 +792,9 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     if probs is not None and hasattr(strategy, "predicted"):
         # class-balanced picks (auto's diverse regime) reuse these predictions
         predicted = torch.full((len(pool),), -1, dtype=torch.long)
-        predicted[torch.as_tensor(unl, dtype=torch.long)] = torch.as_tensor(probs).argmax(1)
+        predicted[torch.as_tensor(cand, dtype=torch.long)] = torch.as_tensor(probs).argmax(1)
+        if view is not None:
+            predicted = predicted[torch.as_tensor(view, dtype=torch.long)]
         strategy.predicted = predicted  # type: ignore[attr-defined]  # Auto, Diverse*
     all_scores: torch.Tensor | None = None
     if isinstance(strategy, ScoreStrategy):
@@ -782,17 +803,28 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         all_scores = all_scores.float().cpu()
         with step("pick"):
             order = select_topk(all_scores, rnd.budget)
-        pick_global = [unl[j] for j in order.tolist()]
+        pick_global = [cand[j] for j in order.tolist()]
         pick_scores = all_scores[order].tolist()
     else:
         # batch-aware strategies (coreset, badge) see the labelled set as context
-        sel = strategy.select(model, pool, rnd.budget, labelled=labelled, generator=generator)
-        pick_global = sel.indices.tolist()
+        if view is None:
+            sel = strategy.select(model, pool, rnd.budget, labelled=labelled, generator=generator)
+            pick_global = sel.indices.tolist()
+        else:
+            at = {g: k for k, g in enumerate(view)}
+            sel = strategy.select(
+                model,
+                Subset(pool, view),
+                rnd.budget,
+                labelled=[at[i] for i in labelled],
+                generator=generator,
+            )
+            pick_global = [view[k] for k in sel.indices.tolist()]
         pick_scores = sel.scores.float().tolist()
         if sel.info:  # e.g. auto's choice and reason, shown in the picks file
             project.update_metrics(rnd.n, {"selection": sel.info})
     rows: list[tuple[str, float | None, str | None, dict[str, float] | None]] = []
-    for j, i in enumerate(unl):
+    for j, i in enumerate(cand):
         vid = str(pool.pool.ids[i])
         score = None if all_scores is None else float(all_scores[j])
         if probs is not None and class_names is not None:
@@ -822,7 +854,14 @@ def _embeds_pool(strategy: Any, model: Any, n_labelled: int) -> bool:
     return hasattr(strategy, "embeddings")
 
 
-def encoder_embedding(project: Project, pool: Any, encoder: Path, strategy: Any) -> torch.Tensor:
+def encoder_embedding(
+    project: Project,
+    pool: Any,
+    encoder: Path,
+    strategy: Any,
+    *,
+    indices: Sequence[int] | None = None,
+) -> torch.Tensor:
     """``(N, F)`` L2-normalised embedding of the whole pool by the project's encoder, cached.
 
     The encoder of a project is trained once, so its embedding of the pool is too: it is
@@ -839,6 +878,10 @@ def encoder_embedding(project: Project, pool: Any, encoder: Path, strategy: Any)
         The encoder checkpoint (``PROJECT/models/encoder.pt``).
     strategy
         The round's strategy: its streaming options embed the pool.
+    indices
+        Only these rows are needed (a candidate subset, :mod:`cryoal.active.candidates`):
+        the cached rows are reused, the missing ones of ``indices`` computed and added to
+        the cache, and rows neither cached nor asked for are zero. ``None``: every row.
     """
     from cryoal.acquisition._cluster import embed_pool, resolve_encoder
     from cryoal.pretrain import pool_fingerprint
@@ -850,19 +893,38 @@ def encoder_embedding(project: Project, pool: Any, encoder: Path, strategy: Any)
         "n": len(pool),
     }
     cache = project.path / "models" / "encoder-embedding.pt"
+    emb: torch.Tensor | None = None
+    done = torch.zeros(len(pool), dtype=torch.bool)
     if cache.is_file():
         try:
             stored = torch.load(cache, map_location="cpu", weights_only=True)
             if stored.get("key") == key and tuple(stored["embedding"].shape)[0] == len(pool):
-                logger.info("pool embedding of %s read from %s", encoder, cache)
-                return stored["embedding"].float()
+                emb = stored["embedding"].float()
+                # caches written before candidate subsets hold every row
+                done = stored.get("done", torch.ones(len(pool), dtype=torch.bool)).bool()
         except (OSError, RuntimeError, KeyError, AttributeError, EOFError) as exc:
             logger.warning("ignoring unreadable %s (%s): embedding the pool again", cache, exc)
+    wanted = torch.arange(len(pool)) if indices is None else torch.as_tensor(indices).long()
+    missing = wanted[~done[wanted]]
+    if emb is not None and missing.numel() == 0:
+        logger.info("pool embedding of %s read from %s", encoder, cache)
+        return emb
     net = resolve_encoder(encoder)
     assert net is not None  # a path always loads a module
-    emb = embed_pool(net, pool, torch.arange(len(pool)), strategy=strategy, name="encoder")
+    if emb is None and indices is None:
+        emb = embed_pool(net, pool, wanted, strategy=strategy, name="encoder")
+        done[:] = True
+    else:
+        rows = embed_pool(net, pool, missing, strategy=strategy, name="encoder")
+        if emb is None:
+            emb = torch.zeros(len(pool), rows.shape[1], dtype=rows.dtype)
+        emb[missing] = rows
+        done[missing] = True
     with atomic_path(cache) as tmp:
-        torch.save({"key": key, "embedding": emb}, tmp)
+        stored = {"key": key, "embedding": emb}
+        if not bool(done.all()):
+            stored["done"] = done
+        torch.save(stored, tmp)
     return emb
 
 
