@@ -22,7 +22,7 @@ from cryoal.cli._tomo import tomogram_args, tomogram_options, tomogram_pool
 
 EXAMPLES = """
 cryoal train --volumes subtomos/ --labels labels.csv --out model.pt
-cryoal train --volumes subtomos/ --labels labels.star --model cb3d --epochs 40 --augment rotate --out runs/cb3d.pt
+cryoal train --volumes subtomos/ --labels labels.star --model dsrf3d --epochs 40 --augment rotate --out runs/dsrf3d.pt
 cryoal train --volumes particles.h5 --labels labels.csv --val-fraction 0 --lr 1e-3 --out m.pt
 cryoal train --tomograms tomos/ --coords particles.star --box 32 --labels labels.csv --out m.pt
 """
@@ -45,9 +45,11 @@ cryoal train --tomograms tomos/ --coords particles.star --box 32 --labels labels
 @click.option(
     "--model",
     "model_name",
-    default="dsrf3d",
+    default="cb3d",
     show_default=True,
-    help="Architecture from the model registry (dsrf3d, rb3d, cb3d, monai-resnet10, ...).",
+    help="Architecture from the model registry (cb3d, dsrf3d, rb3d, monai-resnet10, ...). "
+    "The default is the subtomogram task's and cryoal select's: the small cb3d trains as "
+    "accurately as dsrf3d on a few hundred labels at about 1/7 of its CPU time.",
 )
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option(
@@ -107,6 +109,13 @@ def train(
     Volumes are z-scored one by one; the validation split is stratified by class and the
     weights of the best validation epoch are kept. With --tomograms/--copick the boxes
     are cut from the tomograms at the particle coordinates (labels name particle ids).
+
+    \b
+    Defaults, for a few dozen to a few hundred labels (docs/benchmarks.md, "Training"):
+    cb3d, 30 epochs of batch 16, AdamW at lr 3e-3 with cosine decay, 20 % validation
+    (the epoch of lowest validation loss is kept), no augmentation. On 90 simulated
+    subtomograms of 3 well-separated structures (24³) they reach >= 95 % held-out
+    accuracy in a few CPU minutes.
     """
     import torch
     from torch.utils.data import Subset

@@ -27,7 +27,7 @@ def test_registry() -> None:
         tasks.get("segmentaton")
     defaults = {t: tasks.get(t).default_model for t in tasks.available()}
     assert defaults == {
-        "classification3d": "dsrf3d",
+        "classification3d": "cb3d",
         "image2d": "cnn2d",
         "segmentation": "monai-unet",
     }
