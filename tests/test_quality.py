@@ -44,3 +44,49 @@ def test_mypy_config_covers_cli() -> None:
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert set(config["tool"]["mypy"]["files"]) == {"cryoal", "cli"}
+
+
+#: the per-module flags ``mypy --strict`` turns on (``mypy --help``; warn_redundant_casts
+#: is global-only). ``strict = true`` inside an override reaches every module in mypy 2,
+#: so the core layers list them.
+STRICT_FLAGS = (
+    "disallow_any_generics",
+    "disallow_subclassing_any",
+    "disallow_untyped_calls",
+    "disallow_untyped_defs",
+    "disallow_incomplete_defs",
+    "check_untyped_defs",
+    "disallow_untyped_decorators",
+    "warn_unused_ignores",
+    "warn_return_any",
+    "no_implicit_reexport",
+    "strict_equality",
+    "extra_checks",
+)
+
+
+def test_mypy_is_strict_on_the_core_layers() -> None:
+    """io, transforms and acquisition are checked with every strict flag (test_mypy_clean
+    runs that configuration)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    core = {"cryoal.io.*", "cryoal.transforms.*", "cryoal.acquisition.*"}
+    strict = [o for o in config["tool"]["mypy"].get("overrides", []) if core <= set(o["module"])]
+    assert strict, "no [[tool.mypy.overrides]] for the core layers"
+    missing = [f for f in STRICT_FLAGS if strict[0].get(f) is not True]
+    assert not missing, f"core-layer mypy override lacks {missing}"
+    assert "strict" not in strict[0]
+
+
+def test_strict_flags_are_the_ones_mypy_strict_enables() -> None:
+    """The list above is mypy's own (it grows with mypy versions)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    import re
+
+    section = out.split("--strict ", 1)[1].split("--disable-error-code", 1)[0]
+    joined = "".join(section.split())  # help wraps flag names at their dashes
+    enabled = {f.replace("-", "_") for f in re.findall(r"--([a-z-]+)", joined)}
+    assert enabled - {"warn_redundant_casts"} == set(STRICT_FLAGS), enabled

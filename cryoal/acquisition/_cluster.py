@@ -119,7 +119,8 @@ def embed_pool(
     with step("embed"):
         emb = strategy._stream(model, run, pool, indices, device, desc=f"{name} embeddings")
     if emb.numel() == 0:
-        return emb.reshape(0, 0)
+        empty: Tensor = emb.reshape(0, 0)
+        return empty
     return torch.nn.functional.normalize(emb.reshape(emb.shape[0], -1), dim=1)
 
 

@@ -335,7 +335,8 @@ def _generic_grads(
 
     cap.active = False
     try:
-        return vmap(one, in_dims=(None, 0, 0))(pvals, bargs, g)  # type: ignore[no-any-return]
+        grads: dict[str, Tensor] = vmap(one, in_dims=(None, 0, 0))(pvals, bargs, g)
+        return grads
     finally:
         cap.active = True
 
@@ -537,7 +538,7 @@ def _chunks(x: Tensor, chunk_size: int | None) -> list[Tensor]:
         return [x]
     if chunk_size <= 0:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size}")
-    return list(x.split(chunk_size))
+    return list(torch.split(x, chunk_size))
 
 
 def per_sample_grad_norms(

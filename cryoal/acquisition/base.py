@@ -151,8 +151,8 @@ def check_budget(budget: int, pool_size: int, unlabelled: int) -> None:
 def _as_index_tensor(exclude: Iterable[int] | Tensor | None, n: int) -> Tensor:
     if exclude is None:
         return torch.zeros(0, dtype=torch.long)
-    idx = torch.as_tensor(list(exclude) if not isinstance(exclude, Tensor) else exclude)
-    idx = idx.to(torch.long).flatten().unique()
+    raw = torch.as_tensor(list(exclude) if not isinstance(exclude, Tensor) else exclude)
+    idx: Tensor = torch.unique(raw.to(torch.long).flatten())
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         bad = idx[(idx < 0) | (idx >= n)][:5].tolist()
         raise ConfigError(f"excluded indices {bad} are outside the pool of {n} volumes")

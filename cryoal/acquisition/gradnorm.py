@@ -249,7 +249,8 @@ def last_layer_scores(h: Tensor, logits: Tensor, *, bias: bool, target: str) -> 
         return (p * dist).sum(1) * scale
     logp = torch.log_softmax(logits, dim=1)
     ent = -(p * logp).sum(1, keepdim=True)
-    return (p * (logp + ent)).norm(dim=1) * scale
+    norms: Tensor = (p * (logp + ent)).norm(dim=1) * scale
+    return norms
 
 
 @register("last-layer-gradnorm")

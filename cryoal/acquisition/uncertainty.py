@@ -31,7 +31,8 @@ __all__ = [
 
 def entropy_of(probs: Tensor) -> Tensor:
     """``−Σ_y p_y log p_y`` (nats) of probabilities ``(..., C)`` → ``(...)``; ``0·log 0 = 0``."""
-    return -torch.special.xlogy(probs, probs).sum(-1)
+    ent: Tensor = -torch.special.xlogy(probs, probs).sum(-1)
+    return ent
 
 
 def margin_scores(probs: Tensor) -> Tensor:

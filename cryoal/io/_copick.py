@@ -55,7 +55,8 @@ def import_copick(purpose: str = "copick projects") -> ModuleType:
                 root.addHandler(handler)
         root.setLevel(level)
     _quiet_get_logger()
-    return copick
+    loaded: ModuleType = copick
+    return loaded
 
 
 def _plain_get_logger(name: str, debug: bool = False) -> logging.Logger:

@@ -405,7 +405,8 @@ class ImagePool(Dataset[torch.Tensor]):
             Unreadable file, or its size differs from the pool's (the first image's).
         """
         if self._array is not None:
-            return self._array[index]
+            item: np.ndarray = self._array[index]
+            return item
         box = self.box
         path = self._files[index]
         img, _ = read_image(path)

@@ -51,7 +51,8 @@ class PackReport:
 
 
 def _first(item: torch.Tensor) -> np.ndarray:
-    return item.numpy()[0]
+    first: np.ndarray = item.numpy()[0]
+    return first
 
 
 def _volumes(index: PoolIndex, workers: int, progress: bool) -> Iterator[np.ndarray]:

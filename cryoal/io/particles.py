@@ -174,7 +174,8 @@ class ParticleList:
                 f"{', '.join(missing[:_MAX_LISTED])}; pass pixel_size= when reading"
             )
         ps = tomos.map(lambda t: float(self.pixel_size[t])).to_numpy(dtype=np.float64)
-        return xyz / ps[:, None]
+        pixels: np.ndarray = xyz / ps[:, None]
+        return pixels
 
     def for_tomogram(self, tomo: str) -> ParticleList:
         """The particles of one tomogram (same metadata, table index reset)."""
@@ -392,7 +393,8 @@ def _euler_matrices(angles_deg: np.ndarray) -> np.ndarray:
     """
     from scipy.spatial.transform import Rotation
 
-    return Rotation.from_euler("ZYZ", angles_deg, degrees=True).inv().as_matrix()
+    matrices: np.ndarray = Rotation.from_euler("ZYZ", angles_deg, degrees=True).inv().as_matrix()
+    return matrices
 
 
 def _matrices_to_euler(m: np.ndarray) -> np.ndarray:
@@ -401,7 +403,8 @@ def _matrices_to_euler(m: np.ndarray) -> np.ndarray:
 
     with warnings.catch_warnings():  # tilt 0 or 180: psi set to 0, rot carries the angle
         warnings.filterwarnings("ignore", message="Gimbal lock", category=UserWarning)
-        return Rotation.from_matrix(m).inv().as_euler("ZYZ", degrees=True)
+        angles: np.ndarray = Rotation.from_matrix(m).inv().as_euler("ZYZ", degrees=True)
+        return angles
 
 
 def _shifts_and_angles(
@@ -994,7 +997,8 @@ def _dynamo_tomo_names(
     from copick.util.formats import read_dynamo_tomolist
 
     try:
-        return read_dynamo_tomolist(str(p))
+        names: dict[int, str] = read_dynamo_tomolist(str(p))
+        return names
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidParticlesError(
             f"{p}: not a Dynamo tomogram list (.doc: index path) ({exc})"

@@ -470,10 +470,7 @@ class TomogramPool(Dataset[torch.Tensor]):
             raise InvalidVolumeError(self.tomograms.missing_message(missing))
         # only the tomograms the particles use, named as the particles name them
         self.tomograms = TomogramSet(
-            [
-                Tomogram(**{**_fields(resolved[t]), "name": t})  # type: ignore[arg-type]
-                for t in used
-            ],
+            [Tomogram(**{**_fields(resolved[t]), "name": t}) for t in used],
             root=self.tomograms.root,
             source=self.tomograms.source,
             origin=self.tomograms.origin,

@@ -123,4 +123,5 @@ def fourier_filter(x: torch.Tensor, filt: torch.Tensor, what: str) -> torch.Tens
             f"{what}: filter shape {tuple(filt.shape)} does not match volume box {(d, h, w)}; "
             f"expected last dimension {w} (full) or {half} (rfft half spectrum)"
         )
-    return out.to(x.dtype)
+    result: torch.Tensor = out.to(x.dtype)
+    return result

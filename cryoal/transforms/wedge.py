@@ -78,7 +78,7 @@ def tilt_angle_grid(
         num, den = kz, kx
     else:
         num, den = -kz, ky
-    num, den = torch.broadcast_tensors(num, den)
+    num, den = torch.broadcast_tensors(num, den)  # type: ignore[no-untyped-call]
     theta = torch.rad2deg(torch.atan2(num, den))
     theta = torch.where(theta > 90.0, theta - 180.0, theta)
     theta = torch.where(theta <= -90.0, theta + 180.0, theta)
