@@ -408,12 +408,12 @@ def _import_truth(cli: CLI, project_dir: Path, n: int, truth: dict[str, str]) ->
 def _copy_encoder(runs: Path, project_dir: Path, seed: int) -> None:
     """Copy another arm's cached encoder of this seed into a new project (see --share-encoder)."""
     from cryoal._atomic import atomic_path
-    from cryoal.pretrain import ENCODER_FILE
+    from cryoal.active import ProjectLayout
 
     for other in sorted(runs.glob(f"*-seed{seed}")):
-        src = other / ENCODER_FILE
+        src = ProjectLayout(other).encoder
         if other != project_dir and src.exists():
-            target = project_dir / ENCODER_FILE
+            target = ProjectLayout(project_dir).encoder
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as tmp:
                 shutil.copyfile(src, tmp)

@@ -241,9 +241,6 @@ def tomogram_args(kw: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-PARTICLES_FILE = "pool-particles.csv"
-
-
 def remember_particles(project: Any, pool: Any) -> None:
     """Keep a tomogram pool's particle table in the project (``pool-particles.csv``:
     id, tomo, x, y, z in Å) so ``cryoal label import`` can match files by coordinates.
@@ -255,7 +252,7 @@ def remember_particles(project: Any, pool: Any) -> None:
     from cryoal.io import write_table
 
     register_pool(project, pool)  # first: a project of another pool refuses this one
-    target = Path(project.path) / PARTICLES_FILE
+    target = project.layout.pool_particles
     table = item_table()
     if target.exists():
         import pandas as pd

@@ -305,9 +305,7 @@ def status(project: Path) -> None:
 
 def particle_table(proj: Project) -> Any:
     """The pool's particle table (id, tomo, x, y, z Å) of a tomogram project, else None."""
-    from cryoal.cli._tomo import PARTICLES_FILE
-
-    path = Path(proj.path) / PARTICLES_FILE
+    path = proj.layout.pool_particles
     if not path.exists():
         return None
     import pandas as pd
@@ -319,9 +317,7 @@ def particle_matching(proj: Project, file: Path, options: dict[str, Any]) -> dic
     """Keyword arguments for :func:`cryoal.io.particle_labels.read_particle_labels` when
     FILE must be matched as particles (a tomogram project, a copick config, or matching
     options given), else None (a plain id,label table)."""
-    from cryoal.cli._tomo import PARTICLES_FILE
-
-    table = Path(proj.path) / PARTICLES_FILE
+    table = proj.layout.pool_particles
     given = any(v is not None for k, v in options.items() if k != "match_by")
     is_copick = file.is_dir() or file.suffix.lower() == ".json"
     if not (table.exists() or is_copick or given or options.get("match_by") != "auto"):

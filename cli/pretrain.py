@@ -140,8 +140,16 @@ def pretrain(
     in_shape = (1, *pool.box)
     click.echo(f"{what}; pretraining {model_name} for {epochs} epochs on {dev}")
     if project is not None:
+        from cryoal.active import ProjectLayout
+
         path = cached_encoder(
-            project, pool, model_name, in_shape, config, device=dev, progress=progress
+            ProjectLayout(Path(project)).encoder,
+            pool,
+            model_name,
+            in_shape,
+            config,
+            device=dev,
+            progress=progress,
         )
     elif out is not None:
         torch.manual_seed(seed)

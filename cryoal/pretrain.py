@@ -23,8 +23,9 @@ The pretrained encoder is used twice (see :mod:`cryoal.acquisition.typicality`,
 An encoder is stored as a regular cryoal checkpoint (:func:`cryoal.models.save_checkpoint`,
 written atomically) of the classifier it was trained in, with ``extra["kind"] ==
 "encoder"``, the pretraining configuration, the loss curve and a cache key;
-:func:`cached_encoder` keeps one per project (``PROJECT/models/encoder.pt``) and trains
-again only when the pool, the architecture or the configuration changed.
+:func:`cached_encoder` keeps one at a path the caller names (a project's is
+``Project.layout.encoder``) and trains again only when the pool, the architecture or the
+configuration changed.
 
 >>> from cryoal import models, pretrain
 >>> model = models.create("cb3d", 2, (1, 32, 32, 32))
@@ -66,7 +67,6 @@ from cryoal.transforms import (
 )
 
 __all__ = [
-    "ENCODER_FILE",
     "PretrainConfig",
     "PretrainPlan",
     "PretrainResult",
@@ -85,9 +85,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Where a project keeps its pretrained encoder, relative to the project folder.
-ENCODER_FILE = Path("models") / "encoder.pt"
 
 #: Version of the pretraining recipe; part of the cache key, bump when the recipe changes.
 RECIPE_VERSION = 1
@@ -899,7 +896,7 @@ def pool_fingerprint(pool: Any, *, sample: int = 64) -> str:
 
 
 def project_encoder(
-    project_dir: str | os.PathLike[str],
+    path: str | os.PathLike[str],
     pool: Any,
     arch: str,
     in_shape: Sequence[int],
@@ -914,12 +911,12 @@ def project_encoder(
 ) -> Path | None:
     """The encoder an active-learning round uses, if any.
 
-    With ``epochs > 0`` the project's cached encoder is trained or reused
-    (:func:`cached_encoder` with ``PretrainConfig(epochs=epochs, max_steps=max_steps,
-    seed=seed)``). With
-    ``epochs == 0`` an encoder already in ``project_dir/models/encoder.pt`` (e.g. from
-    ``cryoal pretrain --project``) is used when it was built for ``arch`` and
-    ``in_shape``; otherwise there is none.
+    With ``epochs > 0`` the cached encoder at ``path`` (a project's
+    ``Project.layout.encoder``) is trained or reused (:func:`cached_encoder` with
+    ``PretrainConfig(epochs=epochs, max_steps=max_steps, seed=seed)``). With
+    ``epochs == 0`` an encoder already at ``path`` (e.g. from ``cryoal pretrain
+    --project``) is used when it was built for ``arch`` and ``in_shape``; otherwise there
+    is none.
 
     Returns
     -------
@@ -929,7 +926,7 @@ def project_encoder(
     if epochs > 0:
         cfg = PretrainConfig(epochs=epochs, max_steps=max_steps, seed=seed)
         return cached_encoder(
-            project_dir,
+            path,
             pool,
             arch,
             in_shape,
@@ -939,7 +936,7 @@ def project_encoder(
             progress=progress,
             num_workers=num_workers,
         )
-    path = Path(project_dir) / ENCODER_FILE
+    path = Path(path)
     if not path.exists():
         return None
     try:
@@ -966,7 +963,7 @@ def project_encoder(
 
 
 def cached_encoder(
-    project_dir: str | os.PathLike[str],
+    path: str | os.PathLike[str],
     pool: Any,
     arch: str,
     in_shape: Sequence[int],
@@ -979,15 +976,16 @@ def cached_encoder(
 ) -> Path:
     """The project's pretrained encoder, trained on first use and reused afterwards.
 
-    The encoder lives in ``project_dir/models/encoder.pt``. Its cache key is the SHA-1
+    The encoder lives at ``path`` (a project's is ``Project.layout.encoder``,
+    ``PROJECT/models/encoder.pt``). Its cache key is the SHA-1
     of the pool fingerprint (:func:`pool_fingerprint`), the architecture, its options,
     the input shape, the configuration and the recipe version; a stored encoder with
     another key (the pool or the options changed) is trained again and replaced.
 
     Parameters
     ----------
-    project_dir
-        Project folder (created if needed).
+    path
+        The encoder checkpoint file (its folder is created if needed).
     pool
         The pool to pretrain on (see :func:`pretrain_encoder`).
     arch, in_shape, arch_kwargs
@@ -1018,7 +1016,7 @@ def cached_encoder(
     if len(shape) == 3:  # images (C, H, W): the 2D views (3D keys stay as they were)
         key_src["views"] = "2d"
     key = hashlib.sha1(json.dumps(key_src, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = Path(project_dir) / ENCODER_FILE
+    path = Path(path)
     if path.exists():
         try:
             _, info = load_encoder(path)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from cryoal import models, pretrain
+from cryoal.active import ProjectLayout
 from cryoal.errors import CheckpointError, ConfigError, EmptyPoolError
 from cryoal.pretrain import (
-    ENCODER_FILE,
     PretrainConfig,
     cached_encoder,
     encoder_state,
@@ -25,6 +25,8 @@ from cryoal.pretrain import (
     pretrain_encoder,
 )
 
+#: where a project keeps its encoder (the callers pass this path to cached_encoder)
+ENCODER = ProjectLayout.ENCODER
 SMALL = {"channels": (4, 8), "fc_units": 16}
 
 
@@ -136,17 +138,31 @@ def test_fingerprint_and_cache(pool: Pool, tmp_path: Path) -> None:
     assert pool_fingerprint(Pool(changed)) != pool_fingerprint(pool)
     cfg = PretrainConfig(epochs=1, batch_size=4)
     path = cached_encoder(
-        tmp_path, pool, "cb3d", (1, 8, 8, 8), cfg, arch_kwargs=SMALL, device="cpu", progress=False
+        tmp_path / ENCODER,
+        pool,
+        "cb3d",
+        (1, 8, 8, 8),
+        cfg,
+        arch_kwargs=SMALL,
+        device="cpu",
+        progress=False,
     )
-    assert path == tmp_path / ENCODER_FILE
+    assert path == tmp_path / ENCODER
     stamp = path.stat().st_mtime_ns
     again = cached_encoder(
-        tmp_path, pool, "cb3d", (1, 8, 8, 8), cfg, arch_kwargs=SMALL, device="cpu", progress=False
+        tmp_path / ENCODER,
+        pool,
+        "cb3d",
+        (1, 8, 8, 8),
+        cfg,
+        arch_kwargs=SMALL,
+        device="cpu",
+        progress=False,
     )
     assert again == path and path.stat().st_mtime_ns == stamp  # reused, not retrained
     key = load_encoder(path)[1].extra["cache_key"]
     cached_encoder(
-        tmp_path,
+        tmp_path / ENCODER,
         Pool(changed),
         "cb3d",
         (1, 8, 8, 8),
@@ -206,15 +222,31 @@ def test_project_encoder_uses_a_fitting_encoder_only(pool: Pool, tmp_path: Path)
     from cryoal.pretrain import project_encoder
 
     shape = (1, 8, 8, 8)
-    assert project_encoder(tmp_path, pool, "cb3d", shape, arch_kwargs=SMALL) is None  # none yet
+    assert (
+        project_encoder(tmp_path / ENCODER, pool, "cb3d", shape, arch_kwargs=SMALL) is None
+    )  # none yet
     made = project_encoder(
-        tmp_path, pool, "cb3d", shape, epochs=1, arch_kwargs=SMALL, device="cpu", progress=False
+        tmp_path / ENCODER,
+        pool,
+        "cb3d",
+        shape,
+        epochs=1,
+        arch_kwargs=SMALL,
+        device="cpu",
+        progress=False,
     )
-    assert made == tmp_path / ENCODER_FILE
-    assert project_encoder(tmp_path, pool, "cb3d", shape, arch_kwargs=SMALL) == made  # reused as is
-    assert project_encoder(tmp_path, pool, "cb3d", shape) is None  # other widths
-    assert project_encoder(tmp_path, pool, "rb3d", shape, arch_kwargs=SMALL) is None  # other arch
-    assert project_encoder(tmp_path, pool, "cb3d", (1, 16, 16, 16), arch_kwargs=SMALL) is None
+    assert made == tmp_path / ENCODER
+    assert (
+        project_encoder(tmp_path / ENCODER, pool, "cb3d", shape, arch_kwargs=SMALL) == made
+    )  # reused as is
+    assert project_encoder(tmp_path / ENCODER, pool, "cb3d", shape) is None  # other widths
+    assert (
+        project_encoder(tmp_path / ENCODER, pool, "rb3d", shape, arch_kwargs=SMALL) is None
+    )  # other arch
+    assert (
+        project_encoder(tmp_path / ENCODER, pool, "cb3d", (1, 16, 16, 16), arch_kwargs=SMALL)
+        is None
+    )
 
 
 # ---------------------------------------------------------------------- 2D image pools

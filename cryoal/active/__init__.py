@@ -17,6 +17,7 @@ from cryoal.active.project import (
     PickRecord,
     PoolEntry,
     Project,
+    ProjectLayout,
     RoundRecord,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "PickRecord",
     "PoolEntry",
     "Project",
+    "ProjectLayout",
     "RoundRecord",
     "contrast_limits",
     "pick_panels",

@@ -608,7 +608,7 @@ def _encoder(project: Project, pool: _Guarded, config: SelectConfig, box: Sequen
 
     with step("pretrain"):
         return project_encoder(
-            project.path,
+            project.layout.encoder,
             pool.pool,
             config.arch,
             (1, *box),
@@ -892,7 +892,7 @@ def encoder_embedding(
         "pool": pool_fingerprint(getattr(pool, "pool", pool)),
         "n": len(pool),
     }
-    cache = project.path / "models" / "encoder-embedding.pt"
+    cache = project.layout.encoder_embedding
     emb: torch.Tensor | None = None
     done = torch.zeros(len(pool), dtype=torch.bool)
     if cache.is_file():

@@ -1,10 +1,15 @@
 """An active-learning project: a directory holding the state of every round.
 
-Layout of a project directory::
+Layout of a project directory (:class:`ProjectLayout` names every file; other modules
+ask it, ``Project.layout``, instead of spelling paths)::
 
     project.sqlite        pool entries, labels (+ history), rounds, scores, picks
     project.lock          advisory writer lock (one writer at a time)
+    pool-index.npz        compact pool index (PoolIndex projects)
+    pool-particles.csv    the particle table of a tomogram pool
     models/round-NNN.pt   the model each round scored with
+    models/encoder.pt     pool-pretrained encoder (cached, keyed by the pool)
+    models/encoder-embedding.pt  the encoder's pool embedding (cached)
     picks/round-NNN.csv   ranked picks for the expert (also .star)
     gallery/round-NNN.png picture sheet of the picks
     config/round-NNN.json run record of the command that made the round
@@ -34,7 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from cryoal._atomic import sweep_orphans
 from cryoal._repr import html_view
@@ -56,6 +61,7 @@ __all__ = [
     "PickRecord",
     "PoolEntry",
     "Project",
+    "ProjectLayout",
     "RoundRecord",
 ]
 
@@ -245,6 +251,77 @@ class ImportReport:
     new_classes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ProjectLayout:
+    """Where every file of a project lives: the one place that names them.
+
+    The relative names are class attributes (``ProjectLayout.ENCODER`` is
+    ``models/encoder.pt``); an instance for a project directory gives absolute paths.
+
+    Parameters
+    ----------
+    root
+        The project directory.
+    """
+
+    root: Path
+
+    DATABASE: ClassVar[Path] = Path("project.sqlite")
+    LOCK: ClassVar[Path] = Path("project.lock")
+    POOL_INDEX: ClassVar[Path] = Path("pool-index.npz")
+    POOL_PARTICLES: ClassVar[Path] = Path("pool-particles.csv")
+    ENCODER: ClassVar[Path] = Path("models") / "encoder.pt"
+    ENCODER_EMBEDDING: ClassVar[Path] = Path("models") / "encoder-embedding.pt"
+    #: folders made with the project
+    FOLDERS: ClassVar[tuple[str, ...]] = ("models", "picks", "gallery", "config")
+
+    @property
+    def database(self) -> Path:
+        """The SQLite database."""
+        return self.root / self.DATABASE
+
+    @property
+    def lock(self) -> Path:
+        """The advisory writer-lock file."""
+        return self.root / self.LOCK
+
+    @property
+    def pool_index(self) -> Path:
+        """The saved compact pool index (:func:`cryoal.io.index.project_index`)."""
+        return self.root / self.POOL_INDEX
+
+    @property
+    def pool_particles(self) -> Path:
+        """The particle table of a tomogram pool."""
+        return self.root / self.POOL_PARTICLES
+
+    @property
+    def encoder(self) -> Path:
+        """The pool-pretrained encoder checkpoint (:func:`cryoal.pretrain.cached_encoder`)."""
+        return self.root / self.ENCODER
+
+    @property
+    def encoder_embedding(self) -> Path:
+        """The cached pool embedding of the encoder."""
+        return self.root / self.ENCODER_EMBEDDING
+
+    def model(self, n: int) -> Path:
+        """Round ``n``'s model checkpoint."""
+        return self.root / "models" / f"round-{n:03d}.pt"
+
+    def picks(self, n: int, suffix: str = ".csv") -> Path:
+        """Round ``n``'s picks (``.csv`` or ``.star``)."""
+        return self.root / "picks" / f"round-{n:03d}{suffix}"
+
+    def gallery(self, n: int) -> Path:
+        """Round ``n``'s gallery PNG."""
+        return self.root / "gallery" / f"round-{n:03d}.png"
+
+    def config(self, n: int) -> Path:
+        """Round ``n``'s run record (JSON)."""
+        return self.root / "config" / f"round-{n:03d}.json"
+
+
 class Project:
     """A directory holding the SQLite state of an active-learning run.
 
@@ -271,6 +348,7 @@ class Project:
         self, path: str | os.PathLike[str], *, create: bool = True, readonly: bool = False
     ) -> None:
         self.path = Path(path)
+        self.layout = ProjectLayout(self.path)
         self.readonly = readonly
         self._lock_fh: Any = None
         self._lock_depth = 0
@@ -333,7 +411,7 @@ class Project:
     @property
     def db_path(self) -> Path:
         """Path of the SQLite database."""
-        return self.path / "project.sqlite"
+        return self.layout.database
 
     @property
     def schema_version(self) -> int:
@@ -342,19 +420,19 @@ class Project:
 
     def model_path(self, n: int) -> Path:
         """Where round ``n`` stores its model checkpoint."""
-        return self.path / "models" / f"round-{n:03d}.pt"
+        return self.layout.model(n)
 
     def picks_path(self, n: int, suffix: str = ".csv") -> Path:
         """Where round ``n`` writes its picks (``.csv`` or ``.star``)."""
-        return self.path / "picks" / f"round-{n:03d}{suffix}"
+        return self.layout.picks(n, suffix)
 
     def gallery_path(self, n: int) -> Path:
         """Where round ``n`` writes its gallery PNG."""
-        return self.path / "gallery" / f"round-{n:03d}.png"
+        return self.layout.gallery(n)
 
     def config_path(self, n: int) -> Path:
         """Where round ``n`` writes its run record (``config.json``)."""
-        return self.path / "config" / f"round-{n:03d}.json"
+        return self.layout.config(n)
 
     def close(self) -> None:
         """Close the database connection (and release the lock if held)."""
@@ -377,7 +455,7 @@ class Project:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._check_writable(self.path)
-            for sub in ("models", "picks", "gallery", "config"):
+            for sub in ProjectLayout.FOLDERS:
                 (self.path / sub).mkdir(exist_ok=True)
         except OSError as exc:
             raise ProjectError(
@@ -486,7 +564,7 @@ class Project:
                 self._release_lock()
 
     def _acquire_lock(self, timeout: float, poll: float) -> None:
-        lock_file = self.path / "project.lock"
+        lock_file = self.layout.lock
         try:
             fh = open(lock_file, "a+", encoding="utf-8")
         except PermissionError as exc:

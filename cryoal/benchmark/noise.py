@@ -691,7 +691,6 @@ def _run_block(
     from cryoal.active.loop import SelectConfig, register_pool
     from cryoal.active.loop import run as loop_run
     from cryoal.io import VolumePool
-    from cryoal.pretrain import ENCODER_FILE
 
     strategy, scratch = split_arm(arm)
     pool = VolumePool.from_stack(pool_split.stack)
@@ -716,7 +715,7 @@ def _run_block(
     counts, picks = config.label_counts(), config.pick_sizes()
     with Project(project_dir) as project:
         if encoder is not None and not scratch:
-            target = project.path / ENCODER_FILE
+            target = project.layout.encoder
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(target) as tmp:
@@ -838,6 +837,7 @@ def _prepare_encoder(
     """The SNR's pool-pretrained encoder (trained once, cached beside its data), or None."""
     if config.pretrain_epochs == 0:
         return None
+    from cryoal.active import ProjectLayout
     from cryoal.io import VolumePool
     from cryoal.pretrain import PretrainConfig, cached_encoder
 
@@ -848,7 +848,7 @@ def _prepare_encoder(
         config.pretrain_epochs,
     )
     return cached_encoder(
-        data_dir / _snr_dir_name(snr),
+        ProjectLayout(data_dir / _snr_dir_name(snr)).encoder,  # laid out like a project
         pool,
         config.model,
         (1, config.box, config.box, config.box),

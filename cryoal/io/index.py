@@ -742,7 +742,7 @@ def project_index(
     from cryoal.errors import ProjectError
 
     src = Path(source).resolve()
-    saved = project.path / "pool-index.npz"
+    saved = project.layout.pool_index
     recorded = project.get_meta("pool_index_source")
     if not rebuild and saved.exists() and recorded == str(src):
         index = PoolIndex.load(saved)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cryoal.active import Oracle, Project
+from cryoal.active import Oracle, Project, ProjectLayout
 from cryoal.active.loop import SelectConfig, register_pool, select_round
 from cryoal.io import VolumePool, read_table
-from cryoal.pretrain import ENCODER_FILE, load_encoder
+from cryoal.pretrain import load_encoder
 
 FAST = {
     "arch": "cb3d",
@@ -37,10 +37,10 @@ def test_auto_defaults_with_pretrained_encoder(
         first = select_round(proj, pool, cfg)
         rnd = first.round
         assert (rnd.mode, rnd.strategy) == ("cold", "auto")
-        assert rnd.metrics["encoder"] == str(ENCODER_FILE)
+        assert rnd.metrics["encoder"] == str(ProjectLayout.ENCODER)
         assert rnd.metrics["selection"]["choice"] == "typicality"
         # the cold model is the encoder (all but the head)
-        enc, _ = load_encoder(proj.path / ENCODER_FILE)
+        enc, _ = load_encoder(proj.path / ProjectLayout.ENCODER)
         from cryoal import models
 
         cold, _ = models.load_checkpoint(proj.path / "models" / "round-001.pt")
@@ -52,14 +52,16 @@ def test_auto_defaults_with_pretrained_encoder(
         assert table["strategy_reason"].str.startswith("no labels yet").all()
         recorded = json.loads(first.files["config"].read_text())["arguments"]
         assert recorded["selection"]["choice"] == "typicality" and recorded["encoder"] == str(
-            ENCODER_FILE
+            ProjectLayout.ENCODER
         )
         oracle = Oracle(dict(zip(truth["id"], truth["label"], strict=True)))
         proj.add_labels(oracle.label([p.id for p in first.picks]), source="oracle", where="test")
-        stamp = (proj.path / ENCODER_FILE).stat().st_mtime_ns
+        stamp = (proj.path / ProjectLayout.ENCODER).stat().st_mtime_ns
         second = select_round(proj, pool, cfg)
         assert second.round.mode == "train" and second.round.metrics["selection"]["labels"] == 6
-        assert (proj.path / ENCODER_FILE).stat().st_mtime_ns == stamp  # cached, not retrained
+        assert (
+            proj.path / ProjectLayout.ENCODER
+        ).stat().st_mtime_ns == stamp  # cached, not retrained
         assert not {p.id for p in second.picks} & {p.id for p in first.picks}
         # the encoder's pool embedding was cached by round 1 and read back by round 2
         cache = proj.path / "models" / "encoder-embedding.pt"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cryoal.active.project import SCHEMA_VERSION, PoolEntry, Project
+from cryoal.active.project import SCHEMA_VERSION, PoolEntry, Project, ProjectLayout
 from cryoal.errors import (
     EmptyPoolError,
     InvalidLabelsError,
@@ -50,6 +50,29 @@ def test_new_project_layout_schema_and_wal(tmp_path: Path) -> None:
     again = Project(tmp_path / "p", create=False)
     assert again.schema_version == SCHEMA_VERSION
     assert again.get_meta("created") is not None
+
+
+def test_the_layout_names_the_files_a_project_has(tmp_path: Path) -> None:
+    """One place names every file; these are the names projects on disk already use."""
+    root = tmp_path / "p"
+    proj = Project(root)
+    lay = proj.layout
+    assert lay == ProjectLayout(root)
+    assert lay.database == proj.db_path == root / "project.sqlite" and lay.database.is_file()
+    with proj.lock():
+        assert lay.lock == root / "project.lock" and lay.lock.is_file()
+    assert lay.pool_index == root / "pool-index.npz"
+    assert lay.pool_particles == root / "pool-particles.csv"
+    assert lay.encoder == root / "models" / "encoder.pt" == root / ProjectLayout.ENCODER
+    assert lay.encoder_embedding == root / "models" / "encoder-embedding.pt"
+    assert proj.model_path(3) == lay.model(3) == root / "models" / "round-003.pt"
+    assert (
+        proj.picks_path(12, ".star") == lay.picks(12, ".star") == root / "picks" / "round-012.star"
+    )
+    assert proj.gallery_path(1) == lay.gallery(1) == root / "gallery" / "round-001.png"
+    assert proj.config_path(1) == lay.config(1) == root / "config" / "round-001.json"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(ProjectLayout.FOLDERS)
+    proj.close()
 
 
 def test_missing_project_without_create(tmp_path: Path) -> None:

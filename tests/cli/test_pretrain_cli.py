@@ -10,7 +10,8 @@ from _simpool import make_pool
 from click.testing import CliRunner
 from cryoal.cli.main import cli
 
-from cryoal.pretrain import ENCODER_FILE, init_from_encoder, load_encoder
+from cryoal.active import ProjectLayout
+from cryoal.pretrain import init_from_encoder, load_encoder
 
 FAST = ["--model", "cb3d", "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--no-progress"]
 
@@ -52,20 +53,20 @@ def test_images_pretrain_a_2d_encoder(images: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "40 images, 8x8 px; pretraining cnn2d for 1 epochs on cpu" in res.output
     assert "NT-Xent" in res.output and "40 images)" in res.output
-    model, info = load_encoder(tmp_path / ENCODER_FILE)
+    model, info = load_encoder(tmp_path / ProjectLayout.ENCODER)
     assert info.arch.name == "cnn2d" and list(info.arch.in_shape) == [1, 8, 8]
     record = json.loads((tmp_path / "models" / "config.json").read_text())
     assert record["arguments"]["model_name"] == "cnn2d"
     from cryoal import models
 
-    init_from_encoder(models.create("cnn2d", 10, (1, 8, 8)), tmp_path / ENCODER_FILE)
+    init_from_encoder(models.create("cnn2d", 10, (1, 8, 8)), tmp_path / ProjectLayout.ENCODER)
 
 
 def test_project_cache_is_reused(volumes: Path, tmp_path: Path) -> None:
     args = ["pretrain", "--volumes", str(volumes), *FAST, "--project", str(tmp_path)]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
-    path = tmp_path / ENCODER_FILE
+    path = tmp_path / ProjectLayout.ENCODER
     stamp = path.stat().st_mtime_ns
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and path.stat().st_mtime_ns == stamp

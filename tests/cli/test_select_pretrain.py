@@ -17,9 +17,9 @@ from _simpool import cryoal_subprocess, make_pool
 from click.testing import CliRunner, Result
 from cryoal.cli.main import cli
 
-from cryoal.active import Project
+from cryoal.active import Project, ProjectLayout
 from cryoal.io import read_table, write_table
-from cryoal.pretrain import ENCODER_FILE, load_encoder
+from cryoal.pretrain import load_encoder
 
 #: the fast options of tests/cli/_simpool.py without --arch: the default architecture
 BASE = ["--epochs", "2", "--device", "cpu", "--no-progress"]
@@ -67,7 +67,7 @@ def test_default_select_pretrains_once_and_round_2_reuses_the_cache(
     assert m is not None and m.group(1) == "15", r1.output
     assert r1.output.index("pretraining (auto)") < m.start()  # plan, then the estimate
     assert "pretrained encoder: models/encoder.pt" in r1.output
-    enc = proj / ENCODER_FILE
+    enc = proj / ProjectLayout.ENCODER
     model, info = load_encoder(enc)
     assert info.arch.name == "cb3d" and list(info.arch.in_shape) == [1, 16, 16, 16]
     assert info.extra["pretrain"]["max_steps"] == 15 and info.extra["pretrain"]["epochs"] == 3
@@ -107,7 +107,7 @@ def test_tiny_pool_skips_pretraining_and_says_why(tmp_path: Path) -> None:
         "contrastive pretraining to pay off; pass --pretrain-epochs N to pretrain anyway)"
     ) in res.output
     assert ESTIMATE.search(res.output) is None and "pretrained encoder" not in res.output
-    assert not (tmp_path / "proj" / ENCODER_FILE).exists()
+    assert not (tmp_path / "proj" / ProjectLayout.ENCODER).exists()
     with Project(tmp_path / "proj") as p:
         assert p.get_round(1).config["select_config"]["pretrain_epochs"] == 0
         assert "pretrain_epochs" not in p.get_round(1).config["resume_key"]
@@ -123,7 +123,7 @@ def test_explicit_pretrain_epochs_0_and_n(
     )
     assert off.exit_code == 0, off.output
     assert "pretraining" not in off.output and "pretrained encoder" not in off.output
-    assert not (tmp_path / "p0" / ENCODER_FILE).exists()
+    assert not (tmp_path / "p0" / ProjectLayout.ENCODER).exists()
 
     one = select(
         "--volumes", vols, "--budget", 6, "--project", tmp_path / "p1", "--pretrain-epochs", 1
@@ -132,7 +132,7 @@ def test_explicit_pretrain_epochs_0_and_n(
     assert "pretraining (auto)" not in one.output
     m = ESTIMATE.search(one.output)
     assert m is not None and m.group(1) == "6"  # one epoch: 200 // 32 steps
-    _, info = load_encoder(tmp_path / "p1" / ENCODER_FILE)
+    _, info = load_encoder(tmp_path / "p1" / ProjectLayout.ENCODER)
     assert info.extra["pretrain"]["epochs"] == 1 and "max_steps" not in info.extra["pretrain"]
 
     bad = select("--volumes", vols, "--project", tmp_path / "p2", "--pretrain-epochs", "soon")
@@ -160,7 +160,7 @@ def test_interrupted_default_round_resumes_with_the_same_picks(
         env={**BUDGET, "CRYOAL_TEST_KILL_AT": "training"},
     )
     assert killed.returncode != 0
-    assert (tmp_path / "cut" / ENCODER_FILE).exists()  # pretrained before the kill
+    assert (tmp_path / "cut" / ProjectLayout.ENCODER).exists()  # pretrained before the kill
     again = cryoal_subprocess([*args, "--project", str(tmp_path / "cut")], env=BUDGET)
     assert again.returncode == 0, again.stderr
     assert "resumed round 1 from step 'started'" in again.stdout
@@ -188,7 +188,7 @@ def test_project_started_with_the_old_defaults_resumes_unchanged(
     assert "resumed round 1 from step 'started'" in res.stdout
     assert "pretraining: off, as in round 1 of this project; pass --pretrain-epochs N" in res.stdout
     assert "untrained rb3d" in res.stdout
-    assert not (proj / ENCODER_FILE).exists()
+    assert not (proj / ProjectLayout.ENCODER).exists()
     again = cryoal_subprocess(old, env=BUDGET)  # complete, no new label: shown again
     assert again.returncode == 0, again.stderr
     assert "round 1 is complete and no label was added since" in again.stdout

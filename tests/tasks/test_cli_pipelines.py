@@ -140,8 +140,8 @@ def test_image2d_non_image_file_is_one_line_error(digits: dict[str, Path], tmp_p
 def test_image2d_pretrain_epochs_pretrains_on_the_images(
     digits: dict[str, Path], tmp_path: Path
 ) -> None:
-    from cryoal.active import Project
-    from cryoal.pretrain import ENCODER_FILE, load_encoder
+    from cryoal.active import Project, ProjectLayout
+    from cryoal.pretrain import load_encoder
 
     proj = tmp_path / "proj"
     res = invoke(
@@ -171,8 +171,8 @@ def test_image2d_pretrain_epochs_pretrains_on_the_images(
     assert len(picks) == 6 and not set(picks["id"]) & set(pd.read_csv(digits["initial"])["id"])
     with Project(proj, readonly=True) as p:
         rnd = p.latest_round()
-        assert rnd is not None and rnd.metrics["encoder"] == str(ENCODER_FILE)
-    _, info = load_encoder(proj / ENCODER_FILE)
+        assert rnd is not None and rnd.metrics["encoder"] == str(ProjectLayout.ENCODER)
+    _, info = load_encoder(proj / ProjectLayout.ENCODER)
     assert info.arch.name == "cnn2d" and list(info.arch.in_shape) == [1, 8, 8]
     assert info.extra["n_items"] == 120 and len(info.extra["losses"]) == 1
 
