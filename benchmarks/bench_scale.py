@@ -12,7 +12,7 @@ the measured step alone (reported as the increase over the process after its imp
   pool of real 32³ MRC files with DataLoader workers 0/1/2 — reading only (plain and
   gzip-compressed files), and entropy scoring with a small 3D CNN (cb3d).
 * ``procs``: the same scoring sharded over 1 and 2 gloo processes under torchrun
-  (``cryoal.distributed.sharded_score``), 1 thread per process.
+  (``cryoal.acquisition.sharded_score``), 1 thread per process.
 
 Example usage:
     python benchmarks/bench_scale.py                        # everything (a few minutes)
@@ -169,11 +169,11 @@ def child_procs(args: argparse.Namespace) -> dict[str, Any] | None:
         strategy = acquisition.get(
             "entropy", device="cpu", batch_size=32, transform=normalize, progress=False
         )
-        distributed.sharded_score(strategy, model, index.to_pool().subset(range(64)))
+        acquisition.sharded_score(strategy, model, index.to_pool().subset(range(64)))
         if info.distributed:
             torch.distributed.barrier()
         t0 = time.perf_counter()
-        scores = distributed.sharded_score(strategy, model, index)
+        scores = acquisition.sharded_score(strategy, model, index)
         dt = time.perf_counter() - t0
         if info.rank != 0:
             return None

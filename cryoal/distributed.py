@@ -1,4 +1,4 @@
-"""Thin helpers over :mod:`torch.distributed`: sharded pool scoring and data-parallel training.
+"""Thin helpers over :mod:`torch.distributed`: sharding, merging scores, data-parallel training.
 
 cryoal does not run its own cluster code. Past one process it uses ``torch.distributed``
 as launched by ``torchrun`` (NCCL on GPUs, gloo on CPUs):
@@ -9,8 +9,8 @@ as launched by ``torchrun`` (NCCL on GPUs, gloo on CPUs):
 * :func:`gather_scores` all-gathers each rank's ``(index, score)`` shard and merges them
   into exactly the ranking one process produces: score descending, ties by index
   ascending, NaN last (the order of :func:`cryoal.acquisition.select_topk`);
-* :func:`sharded_score` / :func:`sharded_select` score a pool with a score-based
-  strategy, each rank its shard;
+* sharded scoring of a pool by a strategy is :mod:`cryoal.acquisition.sharded` (built on
+  the two functions above; this module knows nothing of strategies);
 * :func:`wrap_ddp`, :func:`train_sampler` and :func:`broadcast_module` are what
   :func:`cryoal.train.fit` uses when ``TrainConfig(distributed=True)``;
 * :func:`run_everywhere` / :func:`serve` let one driver process (rank 0, which owns the
@@ -55,8 +55,6 @@ __all__ = [
     "serve",
     "session",
     "shard_indices",
-    "sharded_score",
-    "sharded_select",
     "shutdown",
     "train_sampler",
     "wrap_ddp",
@@ -328,117 +326,6 @@ def _collective_device() -> torch.device:
     return torch.device("cpu")
 
 
-def sharded_score(
-    strategy: Any,
-    model: nn.Module,
-    pool: Any,
-    *,
-    mode: Literal["contiguous", "strided"] = "contiguous",
-) -> Tensor:
-    """``strategy.score(model, pool)``, with the pool split between the ranks.
-
-    Every rank calls it with the same arguments. Rank ``r`` scores
-    :func:`shard_indices` ``(N, r, W)`` and the shards are merged with
-    :func:`gather_scores`, so every rank returns the full ``(N,)`` vector, equal to the
-    single-process result for strategies whose per-item score depends on the item only
-    (entropy, margin, least-confidence, the gradient-norm family, random). BALD draws
-    its dropout masks per batch, so its sharded scores are reproducible for a given
-    world size but not equal to the single-process ones.
-
-    Parameters
-    ----------
-    strategy
-        A :class:`cryoal.acquisition.ScoreStrategy`. A CUDA device is re-bound to this
-        rank's GPU.
-    model
-        Classifier returning logits.
-    pool
-        Map-style pool (see :meth:`cryoal.acquisition.Strategy.select`).
-    mode
-        How the pool is split (:func:`shard_indices`).
-
-    Returns
-    -------
-    Tensor
-        ``(N,)`` float32 scores on the CPU, in pool order, on every rank.
-
-    Raises
-    ------
-    ConfigError
-        ``strategy`` does not score items independently (coreset, BADGE).
-    """
-    from cryoal.acquisition.base import ScoreStrategy
-
-    if not isinstance(strategy, ScoreStrategy):
-        raise ConfigError(
-            f"strategy {getattr(strategy, 'name', strategy)!r} selects a batch jointly and "
-            "cannot be sharded; run it in one process"
-        )
-    info = current()
-    if not info.distributed:
-        return strategy.score(model, pool)
-    n = len(pool)
-    if strategy.device is not None and strategy.device.type == "cuda":
-        strategy.device = torch.device("cuda", torch.cuda.current_device())
-    shard = shard_indices(n, info.rank, info.world_size, mode=mode)
-    if shard.numel():
-        local = strategy._score_indices(model, pool, shard, strategy._generator(None))
-    else:
-        local = torch.zeros(0)
-    idx, sc = gather_scores(shard, local.float())
-    out = torch.full((n,), float("nan"), dtype=torch.float32)
-    out[idx] = sc.to(torch.float32)
-    return out
-
-
-def sharded_select(
-    strategy: Any,
-    model: nn.Module,
-    pool: Any,
-    budget: int,
-    *,
-    labelled: Any = None,
-    generator: torch.Generator | None = None,
-    mode: Literal["contiguous", "strided"] = "contiguous",
-) -> Any:
-    """``strategy.select(...)`` with the unlabelled items split between the ranks.
-
-    Every rank calls it with the same arguments and gets the same
-    :class:`~cryoal.acquisition.Selection`: the unlabelled indices are sharded with
-    :func:`shard_indices`, each rank scores its shard, and only each rank's top
-    ``budget`` travels (:func:`gather_scores` with ``k``). The picks equal the
-    single-process ``strategy.select`` for the strategies named in :func:`sharded_score`
-    (``random`` included: it draws one number per pool item from the same generator).
-
-    Raises
-    ------
-    ConfigError, EmptyPoolError, PoolExhaustedError
-        As :meth:`cryoal.acquisition.Strategy.select`; also a strategy that selects a
-        batch jointly (coreset, BADGE).
-    """
-    from cryoal.acquisition.base import ScoreStrategy, Selection
-
-    if not isinstance(strategy, ScoreStrategy):
-        raise ConfigError(
-            f"strategy {getattr(strategy, 'name', strategy)!r} selects a batch jointly and "
-            "cannot be sharded; run it in one process"
-        )
-    info = current()
-    if not info.distributed:
-        return strategy.select(model, pool, budget, labelled=labelled, generator=generator)
-    _, unl = strategy._unlabelled(pool, budget, labelled)
-    if strategy.device is not None and strategy.device.type == "cuda":
-        strategy.device = torch.device("cuda", torch.cuda.current_device())
-    shard = shard_indices(unl, info.rank, info.world_size, mode=mode)
-    gen = strategy._generator(generator)
-    if shard.numel():
-        local = strategy._score_indices(model, pool, shard, gen)
-    else:
-        local = torch.zeros(0)
-    idx, sc = gather_scores(shard, local.float(), k=budget)
-    return Selection(indices=idx, scores=sc.to(torch.float32), strategy=strategy.name)
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -579,9 +466,9 @@ def session(
     """Join torchrun's process group for the duration of a command.
 
     By default every rank runs the body (SPMD: the same calls on every rank, e.g. ``fit``
-    with ``distributed=True`` and :func:`sharded_select`). With ``drive=True`` rank 0 runs
-    the body alone (the driver: it owns files and the project) and every other rank must
-    call :func:`serve` in the body; on exit (also on an error) rank 0 tells the followers
+    with ``distributed=True`` and :func:`cryoal.acquisition.sharded_select`). With
+    ``drive=True`` rank 0 runs the body alone (the driver: it owns files and the project)
+    and every other rank must call :func:`serve` in the body; on exit (also on an error) rank 0 tells the followers
     to stop. Either way all ranks meet at a barrier before the group is destroyed.
     Without torchrun's environment this is a plain single-process context.
     """

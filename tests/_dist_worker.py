@@ -32,6 +32,20 @@ def tiny_model(num_classes: int = 3) -> torch.nn.Module:
     return models.create("cb3d", num_classes, (1, 16, 16, 16))
 
 
+def auto() -> acquisition.Auto:
+    """``auto`` whose thresholds make it choose entropy-gradnorm for LABELLED (4 labels,
+    3 classes: 1.3 per class)."""
+    return acquisition.Auto(
+        cold_threshold=1.0,
+        diverse_threshold=1.0,
+        device="cpu",
+        batch_size=4,
+        transform=normalize,
+        progress=False,
+        seed=3,
+    )
+
+
 def score_task(data: Path, out: Path, rank: int) -> None:
     pool = VolumePool.from_directory(data)
     model = tiny_model()
@@ -41,10 +55,12 @@ def score_task(data: Path, out: Path, rank: int) -> None:
         strategy = acquisition.get(
             name, device="cpu", batch_size=4, transform=normalize, progress=False, seed=3
         )
-        scores = distributed.sharded_score(strategy, model, Subset(pool, unl))
+        scores = acquisition.sharded_score(strategy, model, Subset(pool, unl))
         picks = torch.tensor(unl)[select_topk(scores, BUDGET)]
-        sel = distributed.sharded_select(strategy, model, pool, BUDGET, labelled=LABELLED)
+        sel = acquisition.sharded_select(strategy, model, pool, BUDGET, labelled=LABELLED)
         result[name] = {"scores": scores, "picks": picks, "selection": sel}
+    # auto choosing a score strategy shards it (and keeps its choice and reason)
+    result["auto"] = acquisition.sharded_select(auto(), model, pool, BUDGET, labelled=LABELLED)
     # top-k gather of a hand-made shard with ties and a NaN
     shard = distributed.shard_indices(10)
     values = torch.tensor([1.0, 3.0, 3.0, float("nan"), 2.0, 3.0, 0.5, 2.0, 1.0, 3.0])

@@ -95,10 +95,11 @@ def test_single_process_fallbacks() -> None:
     assert distributed.run_everywhere(max, 3, 7) == 7
 
 
-def test_sharded_select_refuses_batch_strategies(tmp_path: Path) -> None:
+def test_sharded_score_refuses_batch_strategies(tmp_path: Path) -> None:
     ds = TensorDataset(torch.randn(6, 1, 16, 16, 16))
     with pytest.raises(ConfigError, match="'coreset' selects a batch jointly"):
-        distributed.sharded_select(acquisition.get("coreset"), worker.tiny_model(), ds, 2)
+        acquisition.sharded_score(acquisition.get("coreset"), worker.tiny_model(), ds)
+    assert not hasattr(distributed, "sharded_select")  # strategies live in acquisition
 
 
 def test_init_without_torchrun_is_single_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,6 +167,22 @@ def test_two_gloo_ranks_pick_what_one_process_picks(
         torch.testing.assert_close(got["scores"], single_scores, rtol=1e-5, atol=1e-6)
         assert got["picks"].tolist() == unl_topk(single_scores, unl)
     assert torch.equal(score_results[0][name]["scores"], score_results[1][name]["scores"])
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_shard_auto_and_pick_what_one_process_picks(
+    volumes_dir: Path, score_results: list[dict]
+) -> None:
+    pool = VolumePool.from_directory(volumes_dir)
+    single = worker.auto().select(
+        worker.tiny_model(), pool, worker.BUDGET, labelled=worker.LABELLED
+    )
+    assert single.info["choice"] == "entropy-gradnorm"
+    for rank in range(2):
+        got = score_results[rank]["auto"]
+        assert got.indices.tolist() == single.indices.tolist()
+        torch.testing.assert_close(got.scores, single.scores, rtol=1e-5, atol=1e-6)
+        assert got.strategy == "auto" and got.info == single.info
 
 
 def unl_topk(scores: torch.Tensor, unl: list[int]) -> list[int]:

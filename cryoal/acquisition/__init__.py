@@ -53,6 +53,7 @@ from cryoal.acquisition.segmentation import (
     mean_voxel_entropy,
     sample_label_maps,
 )
+from cryoal.acquisition.sharded import auto_choice, shardable, sharded_score, sharded_select
 from cryoal.acquisition.typicality import Typicality, typiclust_select
 from cryoal.acquisition.uncertainty import (
     BALD,
@@ -115,4 +116,8 @@ __all__ = [
     "summary",
     "stream_scores",
     "typiclust_select",
+    "auto_choice",
+    "shardable",
+    "sharded_score",
+    "sharded_select",
 ]

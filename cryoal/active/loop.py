@@ -731,6 +731,7 @@ def _warm_start_path(project: Project, rnd: RoundRecord, classes: list[str]) -> 
 def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectConfig) -> None:
     from cryoal import acquisition, models
     from cryoal.acquisition.base import ScoreStrategy, select_topk
+    from cryoal.acquisition.sharded import sharded_score
     from cryoal.train import predict
 
     model, info = models.load_checkpoint(project.path / str(rnd.model_path))
@@ -799,7 +800,7 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     all_scores: torch.Tensor | None = None
     if isinstance(strategy, ScoreStrategy):
         # under torchrun each rank scores its shard (same scores as one process)
-        all_scores = distributed.run_everywhere(distributed.sharded_score, strategy, model, sub)
+        all_scores = distributed.run_everywhere(sharded_score, strategy, model, sub)
         all_scores = all_scores.float().cpu()
         with step("pick"):
             order = select_topk(all_scores, rnd.budget)
@@ -807,17 +808,20 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         pick_scores = all_scores[order].tolist()
     else:
         # batch-aware strategies (coreset, badge) see the labelled set as context
+        # (auto shards its scoring under torchrun when it chooses a score strategy)
         if view is None:
-            sel = strategy.select(model, pool, rnd.budget, labelled=labelled, generator=generator)
+            sel = _select(strategy, model, pool, rnd.budget, labelled, generator, rnd.seed)
             pick_global = sel.indices.tolist()
         else:
             at = {g: k for k, g in enumerate(view)}
-            sel = strategy.select(
+            sel = _select(
+                strategy,
                 model,
                 Subset(pool, view),
                 rnd.budget,
-                labelled=[at[i] for i in labelled],
-                generator=generator,
+                [at[i] for i in labelled],
+                generator,
+                rnd.seed,
             )
             pick_global = [view[k] for k in sel.indices.tolist()]
         pick_scores = sel.scores.float().tolist()
@@ -842,6 +846,28 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
     with step("record"):
         project.record_scores(rnd.n, rows, picks)
     kill_point("scored")
+
+
+def _select(
+    strategy: Any,
+    model: Any,
+    pool: Any,
+    budget: int,
+    labelled: list[int],
+    generator: torch.Generator,
+    seed: int,
+) -> Any:
+    """``strategy.select``; under torchrun on every rank, sharded, when the strategy (auto
+    included) scores items independently for this labelled set
+    (:func:`cryoal.acquisition.sharded_select`), else on this rank alone."""
+    from cryoal.acquisition import shardable, sharded_select
+
+    if shardable(strategy, model, len(labelled)):
+        # a seed, not the generator, travels to the other ranks (same draws: both fresh)
+        return distributed.run_everywhere(
+            sharded_select, strategy, model, pool, budget, labelled=labelled, seed=seed
+        )
+    return strategy.select(model, pool, budget, labelled=labelled, generator=generator)
 
 
 def _embeds_pool(strategy: Any, model: Any, n_labelled: int) -> bool:

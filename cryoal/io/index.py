@@ -19,7 +19,7 @@ is built without ever holding one Python object per entry:
 
 A PoolIndex is itself a map-style dataset (``index[i]`` is a float32 tensor
 ``(1, D, H, W)``, raw values), so acquisition strategies and
-:func:`cryoal.distributed.sharded_score` stream over it directly.
+:func:`cryoal.acquisition.sharded_score` stream over it directly.
 """
 
 from __future__ import annotations
