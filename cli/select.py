@@ -9,6 +9,7 @@ killed resumes from its last finished step when the same command is run again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -86,6 +87,89 @@ class _Candidates(click.ParamType):
         return n
 
 
+class _TaskChoice(click.Choice):  # type: ignore[type-arg]
+    """The registered tasks (:func:`cryoal.tasks.available`), read when first needed."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        from cryoal import tasks
+
+        return tasks.available()
+
+    @choices.setter
+    def choices(self, value: Any) -> None:  # click's __init__ assigns; the registry rules
+        pass
+
+
+@dataclasses.dataclass
+class SelectOptions:
+    """The options of ``cryoal select`` as parsed (one field per option, same names).
+
+    ``pool_options`` holds the tomogram/copick source options (``cli/_tomo.py``) that
+    several commands share.
+    """
+
+    volumes: Path | None = None
+    task: str = "classification3d"
+    images: Path | None = None
+    masks: Path | None = None
+    patch: int = 16
+    classes: str | None = None
+    labels: Path | None = None
+    overwrite: bool = False
+    allow_new_classes: bool = False
+    model: Path | None = None
+    strategy: str = "auto"
+    budget: int = 24
+    project: Path | None = None
+    out: Path | None = None
+    epochs: int = 20
+    arch: str | None = None
+    cold_start: str = "auto"
+    pretrain_epochs: int | str = "auto"
+    candidates: int | str = "auto"
+    warm_start: bool = False
+    new_round: bool = False
+    restart: bool = False
+    pattern: str = "*.mrc"
+    invert: bool = False
+    batch_size: int = 32
+    lock_timeout: float = 30.0
+    demo: bool = False
+    rounds: int = 3
+    demo_manifest: str = "demo"
+    list_strategies: bool = False
+    use_index: bool = False
+    reindex: bool = False
+    num_workers: int = 0
+    distributed: bool | None = None
+    progress: bool = True
+    seed: int = 0
+    device: str = "auto"
+    pool_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_click(cls, kw: dict[str, Any]) -> SelectOptions:
+        """Split click's keyword arguments into the fields and ``pool_options``."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"pool_options"}
+        return cls(
+            **{k: v for k, v in kw.items() if k in names},
+            pool_options={k: v for k, v in kw.items() if k not in names},
+        )
+
+    def as_kw(self) -> dict[str, Any]:
+        """Every option as one flat dict (what ``cli/_tomo.py``'s helpers read)."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**{k: v for k, v in flat.items() if k != "pool_options"}, **self.pool_options}
+
+    def arguments(self) -> dict[str, Any]:
+        """The command-line arguments recorded in each round's config JSON."""
+        return {k: v for k, v in self.as_kw().items() if k != "list_strategies"}
+
+
 @click.command(
     "select",
     epilog=example_epilog(EXAMPLES),
@@ -96,7 +180,7 @@ class _Candidates(click.ParamType):
 @copick_picks_option
 @click.option(
     "--task",
-    type=click.Choice(["classification3d", "image2d", "segmentation"]),
+    type=_TaskChoice(),
     default="classification3d",
     show_default=True,
     help="Pipeline: subtomograms (--volumes), 2D images (--images) or 3D segmentation "
@@ -313,79 +397,84 @@ def select(**kw: Any) -> None:
     predicted, p_<class>, strategy, round), gallery/round-NNN.png, config/round-NNN.json,
     models/round-NNN.pt. Re-running the same command after a crash resumes the round.
     """
-    from cryoal import acquisition
-
-    if kw["task"] != "classification3d":
-        from cryoal.cli._task_select import run_task
-
-        run_task(kw)
+    opts = SelectOptions.from_click(kw)
+    pipeline = pipeline_of(opts.task)
+    if opts.list_strategies:
+        _list_strategies(pipeline)
         return
-    if kw["list_strategies"]:
-        names = acquisition.available()
-        width = max(map(len, names)) + 2
-        for name in names:
-            click.echo(f"{name:<{width}}{acquisition.summary(name)}")
-        return
-    if not _distributed(kw):
-        _dispatch(kw)
+    if not _distributed(opts):
+        _dispatch(pipeline, opts)
         return
     from cryoal import distributed
 
-    with distributed.session(device=kw["device"], drive=True) as info:
+    with distributed.session(device=opts.device, drive=True) as info:
         if info.rank == 0:
-            _dispatch(kw)  # rank 0 drives the round; training and scoring run on all ranks
+            _dispatch(pipeline, opts)  # rank 0 drives the round; training and scoring on all
         else:
             distributed.serve()
 
 
-def _dispatch(kw: dict[str, Any]) -> None:
-    if kw["demo"]:
-        _run_demo({**kw, "arch": kw["arch"] or DEMO_ARCH})
+def _list_strategies(pipeline: _Pipeline) -> None:
+    from cryoal import acquisition
+
+    names = pipeline.task.strategies()
+    if not pipeline.list_summaries:
+        for name in names:
+            click.echo(name)
         return
-    if kw["volumes"] is None and kw["tomograms"] is None and kw["copick"] is None:
-        raise click.UsageError("--volumes (or --tomograms/--copick) is required (or use --demo)")
-    _run_select(kw)
+    width = max(map(len, names)) + 2
+    for name in names:
+        click.echo(f"{name:<{width}}{acquisition.summary(name, task=pipeline.task.name)}")
 
 
-def _distributed(kw: dict[str, Any]) -> bool:
+def _dispatch(pipeline: _Pipeline, opts: SelectOptions) -> None:
+    if opts.demo:
+        if not pipeline.demo:
+            raise click.UsageError("--demo runs the subtomogram pipeline; drop --task")
+        _run_demo(dataclasses.replace(opts, arch=opts.arch or DEMO_ARCH))
+        return
+    pipeline.check(opts)
+    _run_select(pipeline, opts)
+
+
+def _distributed(opts: SelectOptions) -> bool:
     """--distributed, or torchrun's environment with more than one process."""
     from cryoal.distributed import in_torchrun
 
-    if kw["distributed"] is None:
+    if opts.distributed is None:
         return in_torchrun() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if kw["distributed"] and not in_torchrun():
+    if opts.distributed and not in_torchrun():
         from cryoal.errors import ConfigError
 
         raise ConfigError(
             "--distributed needs torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, "
             "MASTER_PORT): launch with `torchrun --nproc-per-node N -m cryoal.cli select ...`"
         )
-    return bool(kw["distributed"])
+    return bool(opts.distributed)
 
 
-def _config(kw: dict[str, Any]) -> Any:
+def _config(opts: SelectOptions, task: Any, arch: str) -> Any:
+    """A classification task's round options; unknown strategy or model fails early."""
     from cryoal import acquisition, models
-    from cryoal.active.loop import SelectConfig
 
-    acquisition.get(kw["strategy"])  # unknown name: fail early, with a suggestion
-    arch = kw["arch"] or DEFAULT_ARCH
-    if kw["model"] is None:
+    acquisition.strategy_class(opts.strategy, task=task.name)  # with a suggestion
+    if opts.model is None:
         models.describe(arch)
-    return SelectConfig(
-        strategy=kw["strategy"],
-        budget=kw["budget"],
-        seed=kw["seed"],
-        cold_start=kw["cold_start"],
+    return task.select_config(
+        strategy=opts.strategy,
+        budget=opts.budget,
+        seed=opts.seed,
+        cold_start=opts.cold_start,
         arch=arch,
-        epochs=kw["epochs"],
-        warm_start=kw["warm_start"],
-        model=None if kw["model"] is None else str(kw["model"]),
-        batch_size=kw["batch_size"],
-        device=str(_device(kw["device"])),
-        progress=kw["progress"],
-        num_workers=kw["num_workers"],
-        pretrain_epochs=kw["pretrain_epochs"],
-        candidates=kw["candidates"],
+        epochs=opts.epochs,
+        warm_start=opts.warm_start,
+        model=None if opts.model is None else str(opts.model),
+        batch_size=opts.batch_size,
+        device=str(_device(opts.device)),
+        progress=opts.progress,
+        num_workers=opts.num_workers,
+        pretrain_epochs=opts.pretrain_epochs,
+        candidates=opts.candidates,
     )
 
 
@@ -395,59 +484,32 @@ def _device(name: str) -> Any:
     return resolve_device(name)
 
 
-def _run_select(kw: dict[str, Any]) -> None:
-    from cryoal.cli._tomo import remember_particles, tomogram_pool, write_copick_picks
-
+def _run_select(pipeline: _Pipeline, opts: SelectOptions) -> None:
+    """The one select path of every task: lock, pool, labels, options, round, summary."""
     from cryoal.active import Project
-    from cryoal.active.defaults import recorded_arch, resolve_pretraining
-    from cryoal.active.loop import register_pool, select_round
-    from cryoal.io import VolumePool
-    from cryoal.pretrain import reporting
+    from cryoal.active.loop import register_pool
 
-    config = _config(kw)
-    project_dir = kw["project"] or DEFAULT_PROJECT
-    arguments = {k: v for k, v in kw.items() if k not in ("list_strategies",)}
-    pool = tomogram_pool(kw)  # None unless --tomograms/--copick
-    listed = str(kw["volumes"]).lower().endswith((".csv", ".star"))
-    indexed = pool is None and (kw["use_index"] or kw["reindex"] or listed)
-    if pool is None and not indexed:
-        pool = VolumePool.from_path(kw["volumes"], kw["pattern"])
-    project = Project(project_dir)
+    pipeline.prepare(opts)
+    pool = pipeline.open_pool(opts)  # before the project: bad input fails first
+    project = Project(opts.project or DEFAULT_PROJECT)
     try:
-        with project.lock(timeout=kw["lock_timeout"]):
-            if pool is None:
-                from cryoal.io.index import project_index
-
-                pool = project_index(
-                    project, kw["volumes"], pattern=kw["pattern"], rebuild=kw["reindex"]
-                )
-            remember_particles(project, pool)
-            if kw["invert"]:
-                pool = inverted(pool, True)
-            if kw["labels"] is not None:
+        with project.lock(timeout=opts.lock_timeout):
+            pool = pipeline.in_project(project, pool, opts)
+            if opts.labels is not None:
                 register_pool(project, pool)
-                import_labels(project, kw)
-            if kw["arch"] is None:  # a project keeps its architecture (defaults.py)
-                kw["arch"] = recorded_arch(project) or DEFAULT_ARCH
-                config = dataclasses.replace(config, arch=kw["arch"])
-            config, plan = resolve_pretraining(project, pool, config)
-            if plan is not None and config.model is None:
-                click.echo(plan)
-            # the pretraining's time estimate, if it runs (printed above its progress bar)
-            with reporting(_echo_above_bars):
-                result = select_round(
+                import_labels(project, opts)
+            config = pipeline.config(project, pool, opts)
+            with pipeline.reporting():
+                result = pipeline.task.select_round(
                     project,
                     pool,
                     config,
-                    arguments=arguments,
-                    out=kw["out"],
-                    new_round=kw["new_round"],
-                    restart=kw["restart"],
+                    arguments=opts.arguments(),
+                    out=opts.out,
+                    new_round=opts.new_round,
+                    restart=opts.restart,
                 )
-            _print_summary(project, pool, result, kw)
-            copick = write_copick_picks(kw, pool, result)
-            if copick is not None:
-                click.echo(f"copick:  {copick} in {kw['copick']}")
+            pipeline.summary(project, pool, result, opts)
     finally:
         project.close()
 
@@ -459,29 +521,299 @@ def _echo_above_bars(message: str) -> None:
     tqdm.write(message)
 
 
-def import_labels(project: Any, kw: dict[str, Any]) -> None:
+def import_labels(project: Any, opts: SelectOptions) -> None:
     """Add the ``--labels`` table to ``project`` (its pool registered) and echo the counts.
 
     Shared by every ``--task`` that keeps labels in the project database: ids must name
-    pool items; ``--overwrite`` / ``--allow-new-classes`` as parsed into ``kw``.
+    pool items; ``--overwrite`` / ``--allow-new-classes`` as parsed.
     """
     from cryoal.io import read_labels
 
-    table = read_labels(kw["labels"], known_ids=set(project.pool_ids()))
+    assert opts.labels is not None
+    table = read_labels(opts.labels, known_ids=set(project.pool_ids()))
     report = project.add_labels(
         list(zip(table["id"], table["label"], strict=True)),
         source="import",
-        where=str(kw["labels"]),
-        overwrite=kw["overwrite"],
-        allow_new_classes=kw["allow_new_classes"],
+        where=str(opts.labels),
+        overwrite=opts.overwrite,
+        allow_new_classes=opts.allow_new_classes,
     )
     click.echo(
-        f"labels from {kw['labels']}: {len(report.added)} added, "
+        f"labels from {opts.labels}: {len(report.added)} added, "
         f"{len(report.unchanged)} already known, {len(report.overwritten)} replaced"
     )
 
 
-def _print_summary(project: Any, pool: Any, result: Any, kw: dict[str, Any]) -> None:
+class _Pipeline:
+    """What ``cryoal select`` does for one task around the one round engine.
+
+    The command's single path (:func:`_run_select`) calls, in order: :meth:`check`,
+    :meth:`prepare` and :meth:`open_pool` (before any file is written),
+    :meth:`in_project` (under the project lock), :meth:`config`, the task's round (:meth:`cryoal.tasks.Task.select_round`)
+    and :meth:`summary`. One subclass per registered task, in :data:`_PIPELINES`.
+    """
+
+    #: ``--list-strategies`` prints each strategy's one-line summary too
+    list_summaries = False
+    #: ``--demo`` runs this task's demo loop
+    demo = False
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+
+    def check(self, opts: SelectOptions) -> None:
+        """Refuse options this task does not take (one line, exit 2)."""
+
+    def prepare(self, opts: SelectOptions) -> None:
+        """Validate the round options before the project is opened."""
+
+    def open_pool(self, opts: SelectOptions) -> Any:
+        """The task's pool from the options, opened before the project (bad input fails
+        before anything is written); ``None`` when only :meth:`in_project` can open it."""
+        raise NotImplementedError
+
+    def in_project(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
+        """The pool as the round uses it, under the project lock (e.g. an index kept in
+        the project)."""
+        return pool
+
+    def config(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
+        """The round's options object (:meth:`cryoal.tasks.Task.select_config`)."""
+        raise NotImplementedError
+
+    def reporting(self) -> Any:
+        """Context in which the round runs (messages printed above progress bars)."""
+        return contextlib.nullcontext()
+
+    def summary(self, project: Any, pool: Any, result: Any, opts: SelectOptions) -> None:
+        """Print what the round did and what to do next."""
+        raise NotImplementedError
+
+
+class _Subtomograms(_Pipeline):
+    """``--task classification3d``: volumes, an index, or boxes cut from tomograms."""
+
+    list_summaries = True
+    demo = True
+
+    def check(self, opts: SelectOptions) -> None:
+        kw = opts.as_kw()
+        if opts.volumes is None and kw.get("tomograms") is None and kw.get("copick") is None:
+            raise click.UsageError(
+                "--volumes (or --tomograms/--copick) is required (or use --demo)"
+            )
+
+    def prepare(self, opts: SelectOptions) -> None:
+        self._config = _config(opts, self.task, opts.arch or DEFAULT_ARCH)
+
+    def open_pool(self, opts: SelectOptions) -> Any:
+        from cryoal.cli._tomo import tomogram_pool
+
+        from cryoal.io import VolumePool
+
+        pool = tomogram_pool(opts.as_kw())  # None unless --tomograms/--copick
+        listed = str(opts.volumes).lower().endswith((".csv", ".star"))
+        if pool is None and not (opts.use_index or opts.reindex or listed):
+            assert opts.volumes is not None  # check() ran
+            pool = VolumePool.from_path(opts.volumes, opts.pattern)
+        return pool  # None: indexed in the project (in_project)
+
+    def in_project(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
+        from cryoal.cli._tomo import remember_particles
+
+        if pool is None:
+            from cryoal.io.index import project_index
+
+            assert opts.volumes is not None
+            pool = project_index(project, opts.volumes, pattern=opts.pattern, rebuild=opts.reindex)
+        remember_particles(project, pool)
+        return inverted(pool, True) if opts.invert else pool
+
+    def config(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
+        from cryoal.active.defaults import recorded_arch, resolve_pretraining
+
+        config = self._config
+        if opts.arch is None:  # a project keeps its architecture (defaults.py)
+            opts.arch = recorded_arch(project) or DEFAULT_ARCH
+            config = dataclasses.replace(config, arch=opts.arch)
+        config, plan = resolve_pretraining(project, pool, config)
+        if plan is not None and config.model is None:
+            click.echo(plan)
+        return config
+
+    def reporting(self) -> Any:
+        from cryoal.pretrain import reporting
+
+        # the pretraining's time estimate, if it runs (printed above its progress bar)
+        return reporting(_echo_above_bars)
+
+    def summary(self, project: Any, pool: Any, result: Any, opts: SelectOptions) -> None:
+        from cryoal.cli._tomo import write_copick_picks
+
+        _print_summary(project, pool, result, opts)
+        copick = write_copick_picks(opts.as_kw(), pool, result)
+        if copick is not None:
+            click.echo(f"copick:  {copick} in {opts.pool_options.get('copick')}")
+
+
+class _Images(_Pipeline):
+    """``--task image2d``: a folder of 2D images, labels in the project database."""
+
+    def check(self, opts: SelectOptions) -> None:
+        if opts.images is None:
+            raise click.UsageError("--task image2d needs --images DIR (a folder of images)")
+        if opts.masks is not None:
+            raise click.UsageError("--masks is for --task segmentation")
+
+    def prepare(self, opts: SelectOptions) -> None:
+        opts.arch = opts.arch or self.task.default_model
+        self._config = _config(opts, self.task, opts.arch)
+
+    def open_pool(self, opts: SelectOptions) -> Any:
+        pattern = opts.pattern if opts.pattern != "*.mrc" else None
+        return self.task.open_pool(opts.images, pattern=pattern)
+
+    def config(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
+        return self._config
+
+    def summary(self, project: Any, pool: Any, result: Any, opts: SelectOptions) -> None:
+        rnd = result.round
+        n_lab = len(project.label_map())
+        what = {
+            "cold": "cold start",
+            "train": f"trained on {rnd.n_labels} labels",
+            "score": "scored",
+        }
+        click.echo(
+            f"round {rnd.n} (image2d): {what[rnd.mode]} ({opts.arch}); strategy "
+            f"{rnd.strategy}; pool {len(pool)} images {pool.box[0]}x{pool.box[1]} px, "
+            f"{len(pool) - n_lab} unlabelled; picked {len(result.picks)}"
+        )
+        if rnd.metrics.get("encoder"):
+            click.echo(f"pretrained encoder: {rnd.metrics['encoder']}")
+        acc = rnd.metrics.get("train_accuracy")
+        if acc is not None:
+            click.echo(f"model: {rnd.model_path} (training accuracy {acc:.2f})")
+        click.echo(format_picks(result.table))
+        click.echo(f"picks:   {result.files['csv']}  (+ {result.files['star'].name})")
+        click.echo(f"gallery: {result.files.get('gallery', project.gallery_path(rnd.n))}")
+        if "out" in result.files:
+            click.echo(f"also:    {result.files['out']}")
+        click.echo(
+            "next: label these images (CSV id,label), then\n"
+            f"  cryoal label import LABELS.csv --project {project.path}\n"
+            f"  cryoal select --task image2d --images {opts.images} --project {project.path}"
+        )
+
+
+class _Segmentation(_Pipeline):
+    """``--task segmentation``: tomogram crops and their label maps (the masks are labels)."""
+
+    def check(self, opts: SelectOptions) -> None:
+        from cryoal.errors import ConfigError
+
+        if opts.volumes is None:
+            raise click.UsageError("--task segmentation needs --volumes DIR (tomogram crops, MRC)")
+        if opts.images is not None or opts.labels is not None:
+            raise click.UsageError(
+                "--task segmentation takes label maps with --masks DIR, not --images/--labels"
+            )
+        if opts.pretrain_epochs not in (0, "auto"):  # auto (the default) means none here
+            raise ConfigError(
+                "--pretrain-epochs is not supported for --task segmentation: pool "
+                "pretraining trains a classifier's encoder (features + linear head) to embed "
+                "whole subtomograms or images, and the segmentation network (a UNet) has no "
+                "such encoder and predicts every voxel, which image-level contrastive views "
+                "do not train; drop --pretrain-epochs"
+            )
+
+    def prepare(self, opts: SelectOptions) -> None:
+        from cryoal.runtime import resolve_device
+
+        opts.arch = opts.arch or self.task.default_model
+        # auto (the subtomogram default) chooses among classification strategies; for
+        # segmentation it means expected-gradnorm over the mean voxel loss
+        strategy = "expected-gradnorm" if opts.strategy == "auto" else opts.strategy
+        self._config = self.task.select_config(
+            strategy=strategy,
+            budget=opts.budget,
+            seed=opts.seed,
+            arch=opts.arch,
+            epochs=opts.epochs,
+            batch_size=opts.batch_size,
+            model=None if opts.model is None else str(opts.model),
+            device=str(resolve_device(opts.device)),
+            progress=opts.progress,
+        )
+
+    def open_pool(self, opts: SelectOptions) -> Any:
+        classes = None if opts.classes is None else [c.strip() for c in opts.classes.split(",")]
+        return self.task.open_pool(
+            opts.volumes, masks=opts.masks, patch=opts.patch, pattern=opts.pattern, classes=classes
+        )
+
+    def config(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
+        return self._config
+
+    def summary(self, project: Any, pool: Any, result: Any, opts: SelectOptions) -> None:
+        rnd, files = result.round, result.files
+        if result.reused:
+            click.echo(
+                f"round {rnd.n} is complete and no mask changed since; showing its picks "
+                "again (annotate them, or pass --new-round)"
+            )
+        elif result.resumed_from is not None:
+            click.echo(f"resumed round {rnd.n} from step '{result.resumed_from}'")
+        what = {
+            "cold": "cold start (no annotated patch yet: random picks)",
+            "train": f"trained {opts.arch} on {rnd.n_labels} annotated patches",
+            "score": f"scored with {opts.model}",
+        }[rnd.mode]
+        click.echo(
+            f"round {rnd.n} (segmentation): {what}; strategy {rnd.strategy}; "
+            f"{len(pool)} patches of {pool.patch}³ from {len(pool.volume_ids)} crops, "
+            f"{len(pool) - rnd.n_labels} unannotated; picked {len(result.table)}"
+        )
+        metrics = rnd.metrics
+        if "train_mean_dice" in metrics:
+            dice = ", ".join(f"{c} {v:.2f}" for c, v in metrics["train_dice"].items() if v == v)
+            click.echo(
+                f"model: {files['model']} (training mean Dice "
+                f"{metrics['train_mean_dice']:.2f}: {dice})"
+            )
+        table = result.table
+        cols = ["rank", "id", "score", *[c for c in table.columns if c.startswith("frac_")]]
+        click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        click.echo(f"picks:   {files['csv']}  (+ {files['star'].name})")
+        if "gallery" in files:
+            click.echo(f"gallery: {files['gallery']}")
+        if "out" in files:
+            click.echo(f"also:    {files['out']}")
+        click.echo(
+            "next: annotate these patches (voxels z:z+size, y:y+size, x:x+size) in the "
+            f"crops' label maps in {opts.masks or 'a --masks folder'}, then run the same "
+            "command again\n  (a killed run resumes where it stopped; progress: cryoal "
+            f"status --project {project.path})"
+        )
+
+
+#: the select pipeline of each registered task (tests check every task has one)
+_PIPELINES: dict[str, type[_Pipeline]] = {
+    "classification3d": _Subtomograms,
+    "image2d": _Images,
+    "segmentation": _Segmentation,
+}
+
+
+def pipeline_of(task_name: str) -> _Pipeline:
+    """The select pipeline of task ``task_name`` (:func:`cryoal.tasks.get`)."""
+    from cryoal import tasks
+
+    task = tasks.get(task_name)
+    return _PIPELINES[task.name](task)
+
+
+def _print_summary(project: Any, pool: Any, result: Any, opts: SelectOptions) -> None:
     rnd = result.round
     n_lab = len(project.label_map())
     if result.reused:
@@ -492,9 +824,9 @@ def _print_summary(project: Any, pool: Any, result: Any, kw: dict[str, Any]) -> 
     elif result.resumed_from is not None:
         click.echo(f"resumed round {rnd.n} from step '{result.resumed_from}'")
     what = {
-        "cold": f"cold start ({rnd.strategy} on an untrained {kw['arch']})",
+        "cold": f"cold start ({rnd.strategy} on an untrained {opts.arch})",
         "train": f"trained on {rnd.n_labels} labels",
-        "score": f"scored with {kw['model']}",
+        "score": f"scored with {opts.model}",
     }[rnd.mode]
     click.echo(
         f"round {rnd.n}: {what}; strategy {rnd.strategy}; pool {len(pool)} volumes, "
@@ -519,7 +851,7 @@ def _print_summary(project: Any, pool: Any, result: Any, kw: dict[str, Any]) -> 
     click.echo(
         "next: label these volumes (a CSV with columns id,label), then\n"
         f"  cryoal label import LABELS.csv --project {proj}\n"
-        f"  cryoal select {source_args(kw)} --project {proj}"
+        f"  cryoal select {source_args(opts.as_kw())} --project {proj}"
     )
 
 
@@ -550,15 +882,16 @@ def format_picks(table: Any, limit: int = 30) -> str:
     return "\n".join(lines)
 
 
-def _run_demo(kw: dict[str, Any]) -> None:
+def _run_demo(opts: SelectOptions) -> None:
+    from cryoal import tasks
     from cryoal.active import Oracle, Project
     from cryoal.active.demo import demo_pool
     from cryoal.active.loop import run
     from cryoal.io import VolumePool, read_labels
 
-    config = _config(kw)
+    config = _config(opts, tasks.get(opts.task), opts.arch or DEMO_ARCH)
     click.echo("demo: building the simulated demo pool (once; cached afterwards) ...")
-    demo = demo_pool(manifest=kw["demo_manifest"], progress=kw["progress"])
+    demo = demo_pool(manifest=opts.demo_manifest, progress=opts.progress)
     pool = VolumePool.from_path(demo.volumes)
     truth = read_labels(demo.labels)
     oracle = Oracle(dict(zip(truth["id"], truth["label"], strict=True)), annotator="demo-oracle")
@@ -567,7 +900,7 @@ def _run_demo(kw: dict[str, Any]) -> None:
     if demo.test_volumes is not None and demo.test_labels is not None:
         test_pool = VolumePool.from_path(demo.test_volumes).with_labels(demo.test_labels)
         test_set = test_pool.dataset(class_names=classes)
-    project_dir = kw["project"] or DEFAULT_DEMO_PROJECT
+    project_dir = opts.project or DEFAULT_DEMO_PROJECT
     click.echo(
         f"demo pool: {len(pool)} simulated subtomograms of {len(classes)} classes "
         f"({', '.join(classes)}) in {demo.volumes}"
@@ -591,12 +924,12 @@ def _run_demo(kw: dict[str, Any]) -> None:
 
     project = Project(project_dir)
     try:
-        with project.lock(timeout=kw["lock_timeout"]):
+        with project.lock(timeout=opts.lock_timeout):
             history = run(
                 project,
                 oracle,
                 config.strategy,
-                kw["rounds"],
+                opts.rounds,
                 config.budget,
                 pool=pool,
                 config=config,

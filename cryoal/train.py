@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import (
     DataLoader,
     Dataset,
@@ -438,13 +438,33 @@ def _batches(
 # --------------------------------------------------------------------------- public API
 
 
+def _batch_loss(
+    per_sample: Callable[[Tensor, Tensor], Tensor] | None, cfg: TrainConfig
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss of one batch: the mean of ``per_sample`` (or cross-entropy)."""
+    if per_sample is None:
+        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, ignore_index=-1)
+    if cfg.label_smoothing:
+        raise ConfigError(
+            "label_smoothing applies to the default cross-entropy only; a task's per-sample "
+            "loss was given: set label_smoothing=0"
+        )
+
+    def batch_loss(logits: Tensor, y: Tensor) -> Tensor:
+        return per_sample(logits, y).mean()
+
+    return batch_loss
+
+
 def fit(
     model: nn.Module,
     train_ds: Dataset[Any],
     val_ds: Dataset[Any] | None = None,
     config: TrainConfig | None = None,
+    *,
+    per_sample_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> History:
-    """Train ``model`` in place with cross-entropy.
+    """Train ``model`` in place with a task's per-sample loss (default cross-entropy).
 
     Parameters
     ----------
@@ -461,6 +481,11 @@ def fit(
         the best epoch (by ``config.monitor``) are restored at the end.
     config
         :class:`TrainConfig` (defaults when ``None``).
+    per_sample_loss
+        Per-sample loss ``(logits, y) -> (B,)`` whose batch mean is minimised: the task's
+        :meth:`cryoal.tasks.Task.per_sample_loss` (the same loss its acquisition
+        differentiates). ``None``: cross-entropy with ``config.label_smoothing``,
+        unannotated voxels (``-1``) skipped.
 
     Returns
     -------
@@ -553,7 +578,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))
     amp_dtype = _amp_dtype(device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and amp_dtype == torch.float16)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, ignore_index=-1)
+    loss_fn = _batch_loss(per_sample_loss, cfg)
 
     history = History()
     best_score = -math.inf

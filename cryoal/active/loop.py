@@ -1,14 +1,12 @@
-"""The active-learning round as a resumable step machine, and the simulated loop.
+"""The classification round's steps on the one round engine, and the simulated loop.
 
-A round moves through four recorded steps, each idempotent::
-
-    started ──► trained ──► scored ──► picked
-    (labels     (model saved  (scores + picks  (picks CSV/STAR, gallery,
-     frozen)     to models/)   in the DB)        config.json written)
-
-:func:`select_round` runs the steps a round still lacks, so a run killed at any point
-and started again with the same options continues from the last finished step and
-produces the same picks as an uninterrupted run (training and scoring are seeded).
+A round moves through the recorded steps of :mod:`cryoal.active.round`
+(``started → trained → scored → picked``); :class:`ClassificationRound` says what each
+step does for a classification task (subtomograms, tomogram boxes and 2D images: labels
+in the project database, logits ``(B, K)``), and :func:`select_round` runs it with
+:func:`cryoal.active.round.run_round`, so a run killed at any point and started again
+with the same options continues from the last finished step and produces the same
+picks as an uninterrupted run (training and scoring are seeded).
 
 Modes of a round (recorded in ``rounds.mode``):
 
@@ -25,9 +23,8 @@ Modes of a round (recorded in ``rounds.mode``):
 ``score``
     A model checkpoint was given: it is copied into the project and only scores.
 
-Test hook: when the environment variable ``CRYOAL_TEST_KILL_AT`` names a step point
-(see :data:`KILL_POINTS` and :func:`kill_point`), the process sends itself SIGKILL
-there. The resume tests use it to stop a real ``cryoal select`` at chosen points.
+The crash-test hook :func:`kill_point` (``CRYOAL_TEST_KILL_AT``) lives in
+:mod:`cryoal.active.round` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,12 +46,13 @@ from torch.utils.data import Dataset, Subset
 
 from cryoal import distributed
 from cryoal._atomic import atomic_path
-from cryoal._steps import recording, step
+from cryoal._steps import step
 from cryoal.active.candidates import candidate_indices, resolve_candidates
 from cryoal.active.defaults import resolve_pretraining
 from cryoal.active.gallery import write_gallery
 from cryoal.active.oracle import Oracle
 from cryoal.active.project import PickRecord, PoolEntry, Project, RoundRecord
+from cryoal.active.round import KILL_POINTS, RoundResult, kill_point, pending_round, run_round
 from cryoal.errors import (
     ConfigError,
     EmptyPoolError,
@@ -66,9 +63,11 @@ from cryoal.runtime import write_run_config
 
 __all__ = [
     "KILL_POINTS",
+    "ClassificationRound",
     "RoundResult",
     "SelectConfig",
     "kill_point",
+    "pending_round",
     "pool_entries",
     "train_batch_size",
     "register_pool",
@@ -78,48 +77,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Where ``CRYOAL_TEST_KILL_AT`` can stop a run (test hook).
-KILL_POINTS = (
-    "registered",  # pool registered, no round yet
-    "started",  # round row written
-    "training",  # model trained in memory, checkpoint not yet saved
-    "trained",  # checkpoint saved and recorded
-    "scoring",  # scores computed in memory, not yet stored
-    "scored",  # scores and picks stored
-    "picks",  # picks CSV written, STAR/gallery/config not yet
-    "picked",  # round complete
-)
-
-
-def kill_point(name: str) -> None:
-    """Crash-test hook: SIGKILL this process when ``CRYOAL_TEST_KILL_AT`` equals ``name``.
-
-    A resumable step (here and in :mod:`cryoal.tasks.seg_select`) calls this at each
-    point where a crash must leave a state that a rerun with the same options can
-    continue from. Normally it does nothing. When the environment variable
-    ``CRYOAL_TEST_KILL_AT`` is set to ``name``, the process logs a warning and sends
-    itself ``SIGKILL`` (no cleanup, no ``finally`` blocks, no atexit handlers), exactly
-    like ``kill -9`` or the out-of-memory killer. The crash-resume tests start a real
-    ``cryoal select`` in a subprocess with ``CRYOAL_TEST_KILL_AT=scored`` (say), then
-    run it again without the variable and check the picks equal those of an
-    uninterrupted run.
-
-    Parameters
-    ----------
-    name
-        The step point reached, one of :data:`KILL_POINTS`.
-
-    Raises
-    ------
-    ConfigError
-        ``name`` is not in :data:`KILL_POINTS` (a caller typo would otherwise make the
-        hook silently unreachable).
-    """
-    if name not in KILL_POINTS:
-        raise ConfigError(f"unknown kill point {name!r}; expected one of {', '.join(KILL_POINTS)}")
-    if os.environ.get("CRYOAL_TEST_KILL_AT") == name:
-        logger.warning("CRYOAL_TEST_KILL_AT=%s: killing this process (test hook)", name)
-        os.kill(os.getpid(), signal.SIGKILL)
+#: ``gallery(path, items, picks, title)``: a task's drawing of a round's first picks
+GalleryWriter = Callable[[Path, list[torch.Tensor], list[PickRecord], str], Path]
 
 
 @dataclasses.dataclass
@@ -249,18 +208,6 @@ class SelectConfig:
         return dict(json.loads(json.dumps(key)))
 
 
-@dataclasses.dataclass(frozen=True)
-class RoundResult:
-    """What :func:`select_round` produced."""
-
-    round: RoundRecord
-    picks: list[PickRecord]
-    table: pd.DataFrame
-    files: dict[str, Path]
-    resumed_from: str | None
-    reused: bool
-
-
 # ---------------------------------------------------------------------- pool helpers
 def _source_file(pool: Any, index: int) -> Path:
     path_of = getattr(pool, "path_of", None)
@@ -388,63 +335,83 @@ def _normalize_batch(x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- the round
-def pending_round(
-    project: Project,
-    resume_key: dict[str, Any],
-    *,
-    new_round: bool,
-    restart: bool,
-    unchanged: Callable[[RoundRecord], bool],
-) -> tuple[RoundRecord | None, bool]:
-    """Decide which round a ``select`` run works on; shared by every task's round.
+class ClassificationRound:
+    """The steps of a classification round (:class:`cryoal.active.round.RoundSteps`).
 
-    Returns ``(round, reused)``: an unfinished latest round to resume (``reused`` False),
-    the finished latest round to show again (``reused`` True: same options, not
-    ``new_round``, and ``unchanged(round)`` says its inputs did not change since), or
-    ``(None, False)`` to start a new round.
+    Labels are the project's (``cryoal label import``); the labelled set is frozen by
+    the label sequence number when the round starts; the model is trained with the
+    task's per-sample loss (``loss``, cross-entropy by default) and scored with
+    ``config.strategy`` (``config.cold_start`` without labels); picks carry the model's
+    class probabilities.
 
-    Raises
-    ------
-    ConfigError
-        The latest round is unfinished and was started with other options (and not
-        ``restart``, which discards it instead).
+    Parameters
+    ----------
+    config
+        The round's options; ``pretrain_epochs="auto"`` is resolved by :meth:`prepare`.
+    loss
+        Per-sample loss ``(logits (B, K), target (B,)) -> (B,)`` the model is trained
+        with (:meth:`cryoal.tasks.Task.per_sample_loss`); ``None``: cross-entropy.
+    task
+        Name of the task whose strategies apply (the strategy registry's ``task``).
+    gallery
+        Draws the first ``config.gallery_size`` picks: ``gallery(path, items, picks,
+        title)`` with the raw pool items; ``None``: slices and a projection per volume
+        (:func:`cryoal.active.gallery.write_gallery`).
     """
-    latest = project.latest_round()
-    if latest is None:
-        return None, False
-    if latest.status != "picked":
-        if restart:
-            logger.warning("discarding unfinished round %d (%s)", latest.n, latest.status)
-            project.discard_round(latest.n)
-            return None, False
-        recorded = latest.config.get("resume_key", {})
-        diff = sorted(
-            k for k in set(resume_key) | set(recorded) if resume_key.get(k) != recorded.get(k)
+
+    def __init__(
+        self,
+        config: SelectConfig,
+        *,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        task: str = "classification3d",
+        gallery: GalleryWriter | None = None,
+    ) -> None:
+        self.config = config
+        self.loss = loss
+        self.task = task
+        self.gallery = gallery
+
+    def prepare(self, project: Project, pool: Any) -> None:
+        register_pool(project, pool)
+        self.config = resolve_pretraining(project, pool, self.config)[0]  # "auto" -> numbers
+
+    def resume_key(self) -> dict[str, Any]:
+        return self.config.resume_key()
+
+    def unchanged(self, project: Project, rnd: RoundRecord) -> bool:
+        return project._max_seq() == rnd.label_seq  # no label added since
+
+    def start(
+        self, project: Project, pool: Any, arguments: Mapping[str, Any] | None
+    ) -> RoundRecord:
+        return _start(project, pool, self.config, arguments)
+
+    def train(self, project: Project, pool: Any, rnd: RoundRecord) -> None:
+        _train(project, _Guarded(pool, rnd.n), rnd, self.config, self.loss)
+
+    def score(self, project: Project, pool: Any, rnd: RoundRecord) -> None:
+        _score(project, _Guarded(pool, rnd.n), rnd, self.config, self.task)
+
+    def write(
+        self,
+        project: Project,
+        pool: Any,
+        rnd: RoundRecord,
+        arguments: Mapping[str, Any] | None,
+        *,
+        out: str | os.PathLike[str] | None,
+        mark: bool,
+    ) -> dict[str, Path]:
+        guarded = _Guarded(pool, rnd.n)
+        return _write_outputs(
+            project, guarded, rnd, self.config, arguments, out=out, mark=mark, gallery=self.gallery
         )
-        if diff:
-            shown = ", ".join(f"{k}={recorded.get(k)!r}" for k in diff)
-            raise ConfigError(
-                f"round {latest.n} of {project.path} is unfinished ({latest.status}) and was "
-                f"started with {shown}; re-run with the same options to resume it, or pass "
-                "--restart to discard it"
-            )
-        return latest, False
-    if not new_round and latest.config.get("resume_key") == resume_key and unchanged(latest):
-        return latest, True
-    return None, False
 
-
-def _pending_or_new(
-    project: Project, config: SelectConfig, *, new_round: bool, restart: bool
-) -> tuple[RoundRecord | None, bool]:
-    """The round to resume or reuse; a finished one is reused while no label was added."""
-    return pending_round(
-        project,
-        config.resume_key(),
-        new_round=new_round,
-        restart=restart,
-        unchanged=lambda rnd: project._max_seq() == rnd.label_seq,
-    )
+    def table(
+        self, project: Project, pool: Any, rnd: RoundRecord, picks: Sequence[PickRecord]
+    ) -> pd.DataFrame:
+        return picks_table(project, pool, rnd, picks)
 
 
 def select_round(
@@ -502,58 +469,14 @@ def select_round(
     ``gallery``, ``write``; nested steps excluded, see :mod:`cryoal._steps`) are stored in
     the round's metrics as ``step_seconds = {name: [wall, cpu]}``.
     """
-    with recording() as times:
-        result = _select_round(
-            project,
-            pool,
-            config,
-            arguments=arguments,
-            out=out,
-            new_round=new_round,
-            restart=restart,
-        )
-    if not result.reused:
-        steps = {k: [round(v.wall, 4), round(v.cpu, 4)] for k, v in times.items()}
-        project.update_metrics(result.round.n, {"step_seconds": steps})
-        result = dataclasses.replace(result, round=project.get_round(result.round.n))
-    return result
-
-
-def _select_round(
-    project: Project,
-    pool: Any,
-    config: SelectConfig,
-    *,
-    arguments: Mapping[str, Any] | None,
-    out: str | os.PathLike[str] | None,
-    new_round: bool,
-    restart: bool,
-) -> RoundResult:
-    with step("register"):
-        register_pool(project, pool)
-    config = resolve_pretraining(project, pool, config)[0]  # "auto" -> recorded numbers
-    rnd, reused = _pending_or_new(project, config, new_round=new_round, restart=restart)
-    resumed_from = None if rnd is None or reused else rnd.status
-    if rnd is None:
-        rnd = _start(project, pool, config, arguments)
-        kill_point("started")
-    elif resumed_from is not None:
-        logger.info("resuming round %d from step %r", rnd.n, rnd.status)
-    guarded = _Guarded(pool, rnd.n)
-    if rnd.status == "started":
-        with step("train"):
-            _train(project, guarded, rnd, config)
-        rnd = project.get_round(rnd.n)
-    if rnd.status == "trained":
-        with step("score"):
-            _score(project, guarded, rnd, config)
-        rnd = project.get_round(rnd.n)
-    with step("write"):
-        files = _write_outputs(project, guarded, rnd, config, arguments, out=out, mark=not reused)
-    rnd = project.get_round(rnd.n)
-    picks = project.picks(rnd.n)
-    return RoundResult(
-        rnd, picks, picks_table(project, pool, rnd, picks), files, resumed_from, reused
+    return run_round(
+        project,
+        pool,
+        ClassificationRound(config),
+        arguments=arguments,
+        out=out,
+        new_round=new_round,
+        restart=restart,
     )
 
 
@@ -622,7 +545,13 @@ def _encoder(project: Project, pool: _Guarded, config: SelectConfig, box: Sequen
         )
 
 
-def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectConfig) -> None:
+def _train(
+    project: Project,
+    pool: _Guarded,
+    rnd: RoundRecord,
+    config: SelectConfig,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> None:
     from cryoal import models
     from cryoal.train import TrainConfig, evaluate, fit
 
@@ -675,7 +604,7 @@ def _train(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
             distributed=distributed.current().distributed,
         )
         # under torchrun every rank trains (DDP); elsewhere a plain call
-        history = distributed.run_everywhere(fit, model, train_ds, None, cfg)
+        history = distributed.run_everywhere(fit, model, train_ds, None, cfg, per_sample_loss=loss)
         kill_point("training")
         train_eval = evaluate(model, train_ds, batch_size=config.batch_size)
         metrics.update(
@@ -728,7 +657,13 @@ def _warm_start_path(project: Project, rnd: RoundRecord, classes: list[str]) -> 
     return None
 
 
-def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectConfig) -> None:
+def _score(
+    project: Project,
+    pool: _Guarded,
+    rnd: RoundRecord,
+    config: SelectConfig,
+    task: str = "classification3d",
+) -> None:
     from cryoal import acquisition, models
     from cryoal.acquisition.base import ScoreStrategy, select_topk
     from cryoal.acquisition.sharded import sharded_score
@@ -762,6 +697,7 @@ def _score(project: Project, pool: _Guarded, rnd: RoundRecord, config: SelectCon
         extra["encoder"] = project.path / str(rnd.metrics["encoder"])
     strategy = acquisition.get(
         rnd.strategy,
+        task=task,
         device=device,
         batch_size=config.batch_size,
         transform=_normalize_batch,
@@ -1013,6 +949,7 @@ def _write_outputs(
     *,
     out: str | os.PathLike[str] | None,
     mark: bool,
+    gallery: GalleryWriter | None = None,
 ) -> dict[str, Path]:
     from cryoal.io import write_table
 
@@ -1028,18 +965,21 @@ def _write_outputs(
     shown = picks[: config.gallery_size]
     if shown and (mark or not project.gallery_path(rnd.n).exists()):
         index = {vid: i for i, vid in enumerate(pool.pool.ids)}
-        volumes = []
+        items = []
         for p in shown:
             item = pool[index[p.id]]
-            x = item[0] if isinstance(item, tuple) else item
-            volumes.append(x.reshape(x.shape[-3:]).numpy())
+            items.append(item[0] if isinstance(item, tuple) else item)
+        title = f"round {rnd.n} · {rnd.strategy} · {rnd.n_labels} labels before this round"
         with step("gallery"):
-            write_gallery(
-                project.gallery_path(rnd.n),
-                volumes,
-                [_caption(p) for p in shown],
-                title=f"round {rnd.n} · {rnd.strategy} · {rnd.n_labels} labels before this round",
-            )
+            if gallery is not None:  # the task draws its picks (images: the image itself)
+                gallery(project.gallery_path(rnd.n), items, list(shown), title)
+            else:
+                write_gallery(
+                    project.gallery_path(rnd.n),
+                    [x.reshape(x.shape[-3:]).numpy() for x in items],
+                    [_caption(p) for p in shown],
+                    title=title,
+                )
     if shown:
         files["gallery"] = project.gallery_path(rnd.n)
     if mark:
@@ -1063,9 +1003,6 @@ def _write_outputs(
         files["config"] = project.config_path(rnd.n)
     if out is not None:
         files["out"] = write(out, table)
-    if rnd.status == "scored":
-        project.mark_picked(rnd.n)
-        kill_point("picked")
     return files
 
 

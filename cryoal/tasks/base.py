@@ -7,18 +7,24 @@ A task is a small object, one per pipeline, that says
 - its default model (registry name) and the model input shape for a pool;
 - its per-sample loss ``(logits, target) -> (B,)`` (segmentation: the mean over voxels)
   and its metrics;
-- which acquisition strategies apply and how to build one;
+- which acquisition strategies apply and how to build one (the one task-aware strategy
+  registry);
+- the steps of its active-learning round on the one round engine
+  (:meth:`Task.round_steps`, run by :meth:`Task.select_round` through
+  :func:`cryoal.active.round.run_round`): labelled set, training with its per-sample
+  loss, scoring with its strategies, picks table, gallery;
 - how picks are drawn in a gallery.
 
 Everything else — model registry, :func:`cryoal.train.fit`, the acquisition engine, the
-project and the benchmark — is shared. Get a task with :func:`cryoal.tasks.get`.
+project, the round engine and the benchmark — is shared. Get a task with
+:func:`cryoal.tasks.get`.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +35,8 @@ from torch.utils.data import Dataset, Subset
 
 from cryoal import acquisition
 from cryoal.acquisition import Strategy
+from cryoal.active.project import Project
+from cryoal.active.round import RoundResult, RoundSteps, run_round
 from cryoal.errors import ConfigError, InvalidLabelsError
 
 __all__ = ["ClassificationTask", "Task"]
@@ -107,6 +115,56 @@ class Task(ABC):
         """
         return acquisition.get(name, task=self.name, **options)
 
+    # ------------------------------------------------------------------ rounds
+    @abstractmethod
+    def select_config(self, **options: Any) -> Any:
+        """The options object of one round of this task (``strategy``, ``budget``, ...).
+
+        Raises
+        ------
+        ConfigError
+            Bad or unknown options.
+        """
+
+    @abstractmethod
+    def round_steps(self, config: Any) -> RoundSteps:
+        """The steps of one round with ``config`` (:class:`cryoal.active.round.RoundSteps`)."""
+
+    def select_round(
+        self,
+        project: Project,
+        pool: Any,
+        config: Any,
+        *,
+        arguments: Mapping[str, Any] | None = None,
+        out: str | os.PathLike[str] | None = None,
+        new_round: bool = False,
+        restart: bool = False,
+    ) -> RoundResult:
+        """Run, resume or show again one round of this task (the one round engine).
+
+        Parameters
+        ----------
+        project
+            An open project; the caller should hold :meth:`Project.lock`.
+        pool
+            This task's pool (:meth:`open_pool`).
+        config
+            :meth:`select_config`'s options object.
+        arguments, out, new_round, restart
+            As in :func:`cryoal.active.round.run_round`.
+        """
+        steps = self.round_steps(config)
+        return run_round(
+            project,
+            pool,
+            steps,
+            arguments=arguments,
+            out=out,
+            new_round=new_round,
+            restart=restart,
+        )
+
     # ------------------------------------------------------------------ showing picks
     @abstractmethod
     def write_gallery(
@@ -159,6 +217,29 @@ class ClassificationTask(Task):
                 "train on labelled items only"
             )
         return Subset(ds, idx)
+
+    def select_config(self, **options: Any) -> Any:
+        """:class:`cryoal.active.loop.SelectConfig` (default model: :attr:`default_model`)."""
+        from cryoal.active.loop import SelectConfig
+
+        options.setdefault("arch", self.default_model)
+        try:
+            return SelectConfig(**options)
+        except TypeError as exc:
+            raise ConfigError(f"bad round options for task {self.name}: {exc}") from exc
+
+    def round_steps(self, config: Any) -> RoundSteps:
+        """:class:`cryoal.active.loop.ClassificationRound` with this task's per-sample loss,
+        strategies and gallery."""
+        from cryoal.active.loop import ClassificationRound
+
+        return ClassificationRound(
+            config, loss=self.per_sample_loss, task=self.name, gallery=self._pick_gallery()
+        )
+
+    def _pick_gallery(self) -> Any:
+        """A gallery writer for :class:`ClassificationRound` (``None``: volume slices)."""
+        return None
 
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy per sample: logits `(B, K)`, target `(B,)` class indices → `(B,)`."""

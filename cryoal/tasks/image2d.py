@@ -218,6 +218,22 @@ class Image2D(ClassificationTask):
         fig = image_gallery_figure([t.reshape(t.shape[-2:]) for t in items], captions, title=title)
         return save_figure(fig, path)
 
+    def _pick_gallery(self) -> Any:
+        """The round's gallery: the picked images, captioned by rank, name and prediction."""
+
+        def draw(path: Path, items: list[Tensor], picks: list[Any], title: str) -> Path:
+            return self.write_gallery(path, items, [_caption(p) for p in picks], title=title)
+
+        return draw
+
+
+def _caption(p: Any) -> str:
+    """``#rank name`` and, with a model, ``pred CLASS (probability)``."""
+    text = f"#{p.rank} {Path(p.id).name}"
+    if p.predicted is not None and p.probabilities:
+        text += f"\npred {p.predicted} ({p.probabilities.get(p.predicted, 0.0):.2f})"
+    return text
+
 
 def image_gallery_figure(
     images: Sequence[Tensor | np.ndarray],

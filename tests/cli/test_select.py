@@ -462,3 +462,17 @@ def test_invert_scores_a_bright_pool_like_the_dark_one(
     cols = ["id", "rank", "score"]
     pd.testing.assert_frame_equal(runs["bright-inverted"][cols], runs["dark"][cols])
     assert not runs["bright"]["score"].equals(runs["dark"]["score"])
+
+
+def test_every_task_has_one_select_pipeline_and_options_round_trip() -> None:
+    from cryoal.cli.select import _PIPELINES, SelectOptions, pipeline_of
+
+    from cryoal import tasks
+
+    assert set(_PIPELINES) == set(tasks.available())
+    assert pipeline_of("Image2D").task is tasks.get("image2d")
+    opts = SelectOptions.from_click({"budget": 5, "box": 32, "copick": None})
+    assert opts.budget == 5 and opts.pool_options == {"box": 32, "copick": None}
+    kw = opts.as_kw()
+    assert kw["box"] == 32 and kw["budget"] == 5 and "pool_options" not in kw
+    assert "list_strategies" not in opts.arguments()
