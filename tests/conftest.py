@@ -78,7 +78,7 @@ def sim_copick(tmp_path_factory: pytest.TempPathFactory) -> SimulatedCopickProje
     )
 
 
-# segmentation fixtures (tests/tasks and tests/acquisition/test_segmentation.py)
+# segmentation fixtures (tests/tasks and tests/acquisition/test_segmentation_strategies.py)
 @pytest.fixture(scope="session")
 def seg_example(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Three simulated 32³ crops (2 structures + membrane), the first one annotated."""

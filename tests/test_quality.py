@@ -90,3 +90,15 @@ def test_strict_flags_are_the_ones_mypy_strict_enables() -> None:
     joined = "".join(section.split())  # help wraps flag names at their dashes
     enabled = {f.replace("-", "_") for f in re.findall(r"--([a-z-]+)", joined)}
     assert enabled - {"warn_redundant_casts"} == set(STRICT_FLAGS), enabled
+
+
+def test_test_module_basenames_are_unique() -> None:
+    """tests/ has no __init__.py files, so pytest imports each test module by its basename:
+    two ``test_x.py`` in different folders break collection on a fresh clone."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "test modules share a basename: " + "; ".join(clashes)
