@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,37 @@ cryoal benchmark noise --task image2d --preset quick --out bench/images   # 2D p
 cryoal benchmark noise --task segmentation --preset quick --out bench/seg # UNet on crops
 cryoal benchmark noise --config my_benchmark.json --out bench/mine         # options from a file
 """
+
+
+class _LazyChoice(click.Choice):  # type: ignore[type-arg]
+    """A choice whose values come from a registry, read when first needed (not at import)."""
+
+    def __init__(self, values: Callable[[], Sequence[str]]) -> None:
+        super().__init__([])
+        self._values = values
+        self._loaded: list[str] | None = None
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        if self._loaded is None:
+            self._loaded = list(self._values())
+        return self._loaded
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:  # click's __init__ assigns it
+        pass
+
+
+def _task_names() -> list[str]:
+    from cryoal import tasks
+
+    return tasks.available()
+
+
+def _preset_names() -> list[str]:
+    from cryoal.benchmark import presets
+
+    return presets.preset_names()
 
 
 @click.group("benchmark", short_help="Benchmarks of the acquisition strategies.")
@@ -88,6 +121,68 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+@dataclasses.dataclass(frozen=True)
+class NoiseOptions:
+    """The options of ``cryoal benchmark noise`` as parsed by click (one field per option)."""
+
+    preset_name: str
+    config_file: Path | None
+    out: Path | None
+    strategies: str | None
+    pretrain_epochs: int | None
+    schedule: str | None
+    initial_from: str | None
+    snr: str | None
+    seeds: int | None
+    model_name: str | None
+    task: str | None
+    device: str | None
+    resume: bool
+    print_config: bool
+
+    def base_config(self) -> Any:
+        """The config of ``--config`` or of ``--preset`` for ``--task``, before overrides."""
+        from cryoal.benchmark import presets
+
+        if self.config_file is not None:
+            return presets.from_dict(_read_config_file(self.config_file))
+        return presets.preset(self.preset_name, task=self.task)
+
+    def changes(self, config: Any) -> dict[str, Any]:
+        """The options given on the command line, as config fields."""
+        changes: dict[str, Any] = {}
+        if self.strategies is not None:
+            changes["strategies"] = tuple(_split(self.strategies) or ())
+        if self.pretrain_epochs is not None:
+            changes["pretrain_epochs"] = self.pretrain_epochs
+        if self.schedule is not None:
+            changes["schedule"] = _parse_schedule(self.schedule)
+        if self.initial_from is not None:
+            changes["initial_from"] = self.initial_from
+        snrs = _parse_snrs(self.snr)
+        if snrs is not None:
+            changes["snrs"] = snrs
+        if self.seeds is not None:
+            changes["seeds"] = tuple(range(self.seeds))
+        if self.model_name is not None:
+            changes["model"] = self.model_name
+            if self.model_name != config.model:
+                changes["model_kwargs"] = {}
+        if self.task is not None and self.task != config.task:
+            changes["task"] = self.task
+        if self.device is not None:
+            changes["device"] = self.device
+        if set(changes) - {"device"}:
+            changes["preset"] = f"{config.preset} (modified)"
+        return changes
+
+    def config(self) -> Any:
+        """The resolved benchmark config (raises ConfigError on bad values)."""
+        config = self.base_config()
+        changes = self.changes(config)
+        return config.replace(**changes) if changes else config
+
+
 @benchmark.command(
     "noise",
     epilog=example_epilog(EXAMPLES),
@@ -96,11 +191,12 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 @click.option(
     "--preset",
     "preset_name",
-    type=click.Choice(["quick", "standard", "low-budget", "paper"]),
+    type=_LazyChoice(_preset_names),
     default="quick",
     show_default=True,
     help="quick: ≤ 10 min on 2 CPU cores; standard: ≈ 1 h CPU; low-budget: 5–100 labels "
-    "per class with a pretrained encoder, cold start (≈ 1 h CPU); paper: GPU-sized.",
+    "per class with a pretrained encoder, cold start (≈ 1 h CPU); paper: GPU-sized "
+    "(image2d and segmentation: quick, standard).",
 )
 @click.option(
     "--config",
@@ -141,10 +237,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 @click.option("--model", "model_name", help="Architecture from the model registry (e.g. dsrf3d).")
 @click.option(
     "--task",
-    type=click.Choice(["classification3d", "image2d", "segmentation"]),
+    type=_LazyChoice(_task_names),
     default=None,
-    help="Benchmarked task [default: classification3d]; image2d and segmentation have "
-    "their own quick/standard presets (cryoal.benchmark.tasks).",
+    help="Benchmarked task, from the task registry [default: classification3d]; image2d "
+    "and segmentation have their own quick/standard presets (cryoal.benchmark.tasks).",
 )
 @click.option(
     "--device", default=None, help="cpu, cuda, cuda:N or auto [default: the preset's, auto]."
@@ -157,82 +253,39 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 )
 @click.option("--print-config", is_flag=True, help="Print the resolved options and exit.")
 @click.pass_context
-def noise(
-    ctx: click.Context,
-    preset_name: str,
-    config_file: Path | None,
-    out: Path | None,
-    strategies: str | None,
-    pretrain_epochs: int | None,
-    schedule: str | None,
-    initial_from: str | None,
-    snr: str | None,
-    seeds: int | None,
-    model_name: str | None,
-    task: str | None,
-    device: str | None,
-    resume: bool,
-    print_config: bool,
-) -> None:
-    """Benchmark acquisition strategies on simulated subtomograms at several SNRs.
+def noise(ctx: click.Context, /, **params: Any) -> None:
+    """Benchmark acquisition strategies on simulated data at several SNRs.
 
-    For each SNR a labelled pool and a held-out test set are simulated (or reused from
-    OUT/data), the simulated active loop runs for every strategy and seed from the same
-    initial labelled set per seed, and each round's model is tested. A model trained on
-    the whole pool at each SNR is tested at every SNR (robustness.png). An interrupted
-    run continues where it stopped when started again with the same options.
+    For each SNR a labelled pool and a held-out test set are simulated (subtomograms:
+    or reused from OUT/data), the simulated active loop runs for every strategy and seed
+    from the same initial labelled set per seed, and each round's model is tested.
+    Subtomograms: a model trained on the whole pool at each SNR is tested at every SNR
+    (robustness.png). An interrupted run continues where it stopped when started again
+    with the same options.
     """
-    from cryoal.benchmark import noise as bench
-    from cryoal.benchmark import tasks as task_bench
+    options = NoiseOptions(**params)
+    config = options.config()
+    if options.print_config:
+        from cryoal.benchmark.presets import expected_time
+
+        click.echo(config.describe())
+        click.echo(f"{'expected time':>18}: {expected_time(config)}")
+        return
+    _run(ctx, options, config)
+
+
+def _run(ctx: click.Context, options: NoiseOptions, config: Any) -> None:
+    from cryoal.benchmark.engine import run
+    from cryoal.benchmark.report import final_table, format_snr
     from cryoal.errors import ConfigError
 
-    config: bench.NoiseBenchmarkConfig | task_bench.TaskBenchmarkConfig
-    if config_file is not None:
-        config = bench.NoiseBenchmarkConfig.from_dict(_read_config_file(config_file))
-    elif task not in (None, "classification3d"):
-        config = task_bench.preset(task, preset_name)
-    else:
-        config = bench.preset(preset_name)
-    changes: dict[str, Any] = {}
-    if strategies is not None:
-        changes["strategies"] = tuple(_split(strategies) or ())
-    if pretrain_epochs is not None:
-        changes["pretrain_epochs"] = pretrain_epochs
-    if schedule is not None:
-        changes["schedule"] = _parse_schedule(schedule)
-    if initial_from is not None:
-        changes["initial_from"] = initial_from
-    snrs = _parse_snrs(snr)
-    if snrs is not None:
-        changes["snrs"] = snrs
-    if seeds is not None:
-        changes["seeds"] = tuple(range(seeds))
-    if model_name is not None:
-        changes["model"] = model_name
-        if model_name != config.model:
-            changes["model_kwargs"] = {}
-    if task is not None and task != config.task:
-        changes["task"] = task
-    if device is not None:
-        changes["device"] = device
-    if set(changes) - {"device"}:
-        changes["preset"] = f"{config.preset} (modified)"
-    if changes:
-        config = config.replace(**changes)
-    if print_config:
-        click.echo(config.describe())
-        click.echo(
-            f"{'expected time':>18}: {bench.PRESET_RUNTIMES.get(config.preset, 'n/a (custom)')}"
-        )
-        return
+    out = options.out
     if out is None:
         raise ConfigError(
             "--out is required: the folder for results.csv, summary.md and the figures"
         )
     arguments = {k: v for k, v in ctx.params.items() if k != "print_config"}
-    table = bench.run(config, out, resume=resume, arguments={"command": arguments})
-    from cryoal.benchmark.report import final_table, format_snr
-
+    table = run(config, out, resume=options.resume, arguments={"command": arguments})
     final = final_table(table)
     click.echo(f"noise benchmark ({config.preset}): final test accuracy, mean ± std over seeds")
     for _, row in final.iterrows():

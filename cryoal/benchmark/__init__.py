@@ -1,13 +1,12 @@
 """Benchmarks: noise robustness of acquisition strategies (strategies × SNR × seeds).
 
-:func:`cryoal.benchmark.noise.run` is the one entry point for every task: it runs
-subtomogram classification itself and hands image2d / segmentation configs
-(:class:`cryoal.benchmark.tasks.TaskBenchmarkConfig`) to :mod:`cryoal.benchmark.tasks`.
-Both engines share :mod:`cryoal.benchmark._blocks` (resumable blocks, config views,
-initial sets) and :mod:`cryoal.benchmark.report`, which turns the tidy results table
-into statistics, figures and ``summary.md``. Arrows run one way:
-``noise -> tasks -> _blocks -> report``; nothing here is imported back by
-:mod:`cryoal.tasks`.
+:func:`cryoal.benchmark.engine.run` (also ``noise.run``) runs the benchmark of every
+task: the subtomogram suite of :mod:`cryoal.benchmark.noise` and the image2d /
+segmentation suite of :mod:`cryoal.benchmark.tasks` feed it; :mod:`cryoal.benchmark.presets`
+maps a task to its config and presets. :mod:`cryoal.benchmark.report` turns the tidy
+results table into statistics, figures and ``summary.md``. Arrows run one way:
+``presets -> noise, tasks -> engine -> _blocks -> report``; nothing here is imported
+back by :mod:`cryoal.tasks`.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def keep_blocks(results: pd.DataFrame, wanted: Collection[BlockKey]) -> pd.DataF
     but leave the returned table.
     """
     keep = [key in wanted for key in _keys(results)]
-    return results[keep].reset_index(drop=True)
+    return results[pd.Series(keep, index=results.index, dtype=bool)].reset_index(drop=True)
 
 
 def all_blocks(

@@ -14,6 +14,11 @@ project (the loop's own resume), so the final table equals an uninterrupted run'
 ``wall_time``). The cross-SNR robustness matrix trains one model on the whole labelled
 pool at each SNR and evaluates it on the test set of every SNR (``robustness.csv``).
 
+This module holds the config, the presets and the subtomogram
+:class:`~cryoal.benchmark.engine.Suite`; the run/resume path is the engine's
+(:func:`cryoal.benchmark.engine.run`, also ``noise.run``), shared with the image2d and
+segmentation benchmarks (:mod:`cryoal.benchmark.tasks`).
+
 Randomness: the data of an SNR depend on ``data_seed`` only (the same pool for every run);
 a run's seed fixes its initial labelled set, model initialisation, training order and the
 strategy's random draws. Rounds retrain from scratch (the loop's default).
@@ -31,8 +36,6 @@ import json
 import logging
 import math
 import shutil
-import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -43,19 +46,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryoal._atomic import atomic_path, atomic_write_text, sweep_orphans
-from cryoal.benchmark._blocks import (
-    ConfigViews,
-    all_blocks,
-    append_rows,
-    config_to_dict,
-    done_blocks,
-    initial_indices,
-    keep_blocks,
-)
-from cryoal.benchmark.report import RESULT_COLUMNS, ROBUSTNESS_COLUMNS, format_snr, write_report
-from cryoal.benchmark.tasks import TaskBenchmarkConfig
-from cryoal.benchmark.tasks import run as run_task
+from cryoal._atomic import atomic_path, atomic_write_text
+from cryoal.benchmark._blocks import BlockKey, ConfigViews, config_to_dict, initial_indices
+from cryoal.benchmark.engine import SCRATCH_SUFFIX, Extra, Suite, split_arm
+from cryoal.benchmark.engine import run as engine_run
+from cryoal.benchmark.report import ROBUSTNESS_COLUMNS, format_snr
 from cryoal.errors import ConfigError
 
 __all__ = [
@@ -102,23 +97,8 @@ _RUN_FIELDS = (
     "robustness_epochs",
 )
 
-#: Suffix of a strategy name that runs it without the pool-pretrained encoder.
-SCRATCH_SUFFIX = "@scratch"
-
 #: How the first labelled set of a run is chosen (``initial_from``).
 INITIAL_FROM: tuple[str, ...] = ("balanced-random", "cold-start")
-
-
-def split_arm(name: str) -> tuple[str, bool]:
-    """``"random@scratch"`` → ``("random", True)``; ``"auto"`` → ``("auto", False)``.
-
-    A benchmark *arm* is a strategy name, optionally with :data:`SCRATCH_SUFFIX`: the
-    same strategy, but every round's model starts from random weights and the strategy
-    gets no pretrained embedding (the arm measures what the encoder adds).
-    """
-    if name.endswith(SCRATCH_SUFFIX):
-        return name[: -len(SCRATCH_SUFFIX)], True
-    return name, False
 
 
 def cold_start_of(strategy: str) -> str:
@@ -325,6 +305,20 @@ class NoiseBenchmarkConfig(ConfigViews):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able view (``inf`` SNR as the string ``"inf"``)."""
         return config_to_dict(self)
+
+    def suite(self, device: torch.device) -> Suite:
+        """What :func:`cryoal.benchmark.engine.run` runs for this config."""
+        return _Subtomograms(self, device)
+
+    @classmethod
+    def preset_names(cls, task: str) -> list[str]:
+        """Names of the presets (the same for every task of :data:`TASKS`)."""
+        return list(PRESETS)
+
+    @classmethod
+    def preset_of(cls, task: str, name: str, **overrides: Any) -> NoiseBenchmarkConfig:
+        """:func:`preset` ``name`` for ``task`` (one of :data:`TASKS`)."""
+        return preset(name, **({"task": task} if task != cls.task else {}), **overrides)
 
     def _subset(self, fields: Sequence[str]) -> dict[str, Any]:
         d = self.to_dict()
@@ -916,307 +910,118 @@ def _robustness_block(
     return rows
 
 
-# ---------------------------------------------------------------------- tables on disk
-def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    if not path.exists():
-        return pd.DataFrame(columns=list(columns))
-    table = pd.read_csv(path)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ConfigError(
-            f"{path} lacks column(s) {', '.join(missing)}: it was not written by this "
-            "benchmark; move it away or run with --no-resume"
+# ---------------------------------------------------------------------- the suite
+@dataclasses.dataclass
+class _SnrData:
+    """One SNR's simulated pool (on disk), its test set in memory, its encoder (lazy)."""
+
+    pool: _Split
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    encoder: Path | None = None
+    encoder_ready: bool = False
+
+
+class _Subtomograms(Suite):
+    """Subtomogram classification: project-backed active loops, robustness, balance."""
+
+    config: NoiseBenchmarkConfig
+
+    def identity_fields(self) -> tuple[str, ...]:
+        """The data and run fields (robustness options may change: a run extends)."""
+        return _DATA_FIELDS + _RUN_FIELDS
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's image-formation physics (a change refuses to resume)."""
+        return {"physics": manifest_physics(self.config.manifest)}
+
+    def _project_dir(self, out: Path, key: BlockKey) -> Path:
+        snr, arm, seed = key
+        return out / "runs" / _snr_dir_name(snr) / arm / f"seed-{seed}"
+
+    def data(self, out: Path, snr: float) -> _SnrData:
+        """Simulate (or reuse from ``OUT/data``) the pool and test set of ``snr``."""
+        pool, test = _prepare_data(self.config, out / "data", snr, self.device)
+        index = {c: i for i, c in enumerate(self.config.classes)}
+        y = torch.as_tensor([index[c] for c in test.labels], dtype=torch.long)
+        return _SnrData(pool, _load_tensor(test), y)
+
+    def run_block(self, out: Path, key: BlockKey, data: _SnrData) -> list[dict[str, Any]]:
+        """Run (or resume) the block's active loop in its project; score each round."""
+        snr, arm, seed = key
+        if not data.encoder_ready:  # pretrained once per SNR, only where a run needs it
+            data.encoder = _prepare_encoder(self.config, out / "data", snr, data.pool, self.device)
+            data.encoder_ready = True
+        return _run_block(
+            self.config,
+            self._project_dir(out, key),
+            data.pool,
+            data.test_x,
+            data.test_y,
+            snr,
+            arm,
+            seed,
+            self.device,
+            data.encoder,
         )
-    return table[list(columns)]
 
+    def block_recorded(self, out: Path, key: BlockKey) -> None:
+        """Delete the block's checkpoints unless ``keep_models``."""
+        if not self.config.keep_models:
+            shutil.rmtree(self._project_dir(out, key) / "models", ignore_errors=True)
 
-def _append_csv(
-    path: Path, table: pd.DataFrame, rows: list[dict[str, Any]], columns: Sequence[str]
-) -> pd.DataFrame:
-    merged = append_rows(table, rows, columns)
-    atomic_write_text(path, merged.to_csv(index=False))
-    return merged
-
-
-def _check_resumable(out: Path, config: NoiseBenchmarkConfig) -> None:
-    """Refuse to mix results of configurations that differ in what the rows mean."""
-    path = out / "config.json"
-    if not path.exists():
-        return
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))["arguments"]["benchmark"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            f"{path} is not a noise-benchmark config; use another --out or --no-resume"
-        ) from exc
-    want = config._subset(_DATA_FIELDS + _RUN_FIELDS)
-    # options added after a benchmark was recorded take their default there
-    default = NoiseBenchmarkConfig().to_dict()
-    diff = sorted(k for k in want if recorded.get(k, default[k]) != want[k])
-    physics = manifest_physics(config.manifest)
-    try:
-        recorded_physics = json.loads(path.read_text(encoding="utf-8"))["arguments"]["physics"]
-    except (KeyError, TypeError):
-        recorded_physics = physics
-    if recorded_physics != physics:
-        diff.append("physics")
-        recorded["physics"], want["physics"] = recorded_physics, physics
-    if diff:
-        shown = ", ".join(f"{k} {recorded.get(k)!r} → {want[k]!r}" for k in diff)
-        raise ConfigError(
-            f"{out} holds results of a benchmark with other options ({shown}); re-run with "
-            "the same options to resume, pass --no-resume to start over, or choose another --out"
+    def extras(self) -> list[Extra]:
+        """The cross-SNR robustness matrix (when ``robustness``)."""
+        config = self.config
+        blocks = (
+            [(snr, seed) for snr in config.snrs for seed in config.seeds[: config.robustness_seeds]]
+            if config.robustness
+            else []
         )
+        index = {c: i for i, c in enumerate(config.classes)}
 
-
-def _sort_results(table: pd.DataFrame, config: NoiseBenchmarkConfig) -> pd.DataFrame:
-    """Order rows by the config's (snr, strategy, seed) order, then round."""
-    if table.empty:
-        return table
-    key_snr = {s: i for i, s in enumerate(config.snrs)}
-    key_strategy = {s: i for i, s in enumerate(config.strategies)}
-    key_seed = {s: i for i, s in enumerate(config.seeds)}
-    order = table.assign(
-        _a=table["snr"].map(key_snr),
-        _b=table["strategy"].map(key_strategy),
-        _c=table["seed"].map(key_seed),
-    ).sort_values(["_a", "_b", "_c", "round"], kind="stable")
-    return order.drop(columns=["_a", "_b", "_c"]).reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------- the benchmark
-BlockHook = Callable[[str, tuple[Any, ...], list[dict[str, Any]]], None]
-
-
-def run(
-    config: NoiseBenchmarkConfig | TaskBenchmarkConfig,
-    out: str | Path | None = None,
-    resume: bool = True,
-    *,
-    on_block: BlockHook | None = None,
-    notes: Sequence[str] = (),
-    arguments: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Run the noise-robustness benchmark and return its tidy results table.
-
-    Parameters
-    ----------
-    config
-        What to run (see :class:`NoiseBenchmarkConfig` and :func:`preset`).
-    out
-        Output folder: ``results.csv``, ``robustness.csv``, ``summary.md``,
-        ``curves_snr*.png``, ``robustness.png``, ``config.json``, plus ``data/`` (simulated
-        sets, reused) and ``runs/`` (one active-learning project per run). ``None`` works
-        in a temporary folder and keeps nothing but the returned table (the robustness
-        table is then in ``table.attrs["robustness"]``).
-    resume
-        Keep finished blocks of an earlier run in ``out`` with the same options and run
-        only what is missing; ``False`` deletes earlier results and runs (not the data).
-        Rows of blocks the config no longer asks for (a dropped strategy, say) stay in
-        ``results.csv`` but not in the returned table or the report.
-    on_block
-        Called after each finished block as ``on_block(kind, key, rows)`` with ``kind``
-        ``"run"`` (key ``(snr, strategy, seed)``) or ``"robustness"`` (key
-        ``(train_snr, seed)``): progress reporting in notebooks.
-    notes
-        Lines added under the title of ``summary.md`` (machine, command).
-    arguments
-        Command-line arguments recorded in ``config.json``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`cryoal.benchmark.report.RESULT_COLUMNS`, one row per (snr,
-        strategy, seed, round), in config order; ``attrs["robustness"]`` holds the
-        robustness table (columns ``train_snr, test_snr, seed, accuracy,
-        balanced_accuracy, macro_f1``).
-
-    Raises
-    ------
-    ConfigError
-        ``out`` holds results of a benchmark with different options (with ``resume``),
-        unknown strategy/model/structure names, unusable device.
-
-    Notes
-    -----
-    A :class:`cryoal.benchmark.tasks.TaskBenchmarkConfig` (``task`` image2d or
-    segmentation) is run by :func:`cryoal.benchmark.tasks.run` (same files and columns).
-    """
-    from cryoal import acquisition, models
-    from cryoal.runtime import resolve_device
-
-    if isinstance(config, TaskBenchmarkConfig):
-        return run_task(
-            config,
-            out,
-            resume,
-            on_block=on_block,
-            notes=notes,
-            arguments=arguments,
-        )
-    device = resolve_device(config.device)
-    unknown = [s for s in config.strategies if split_arm(s)[0] not in acquisition.available()]
-    if unknown:
-        raise ConfigError(
-            f"unknown strategy(ies) {', '.join(unknown)}; available: {', '.join(acquisition.available())}"
-        )
-    if config.model not in models.available():
-        raise ConfigError(
-            f"unknown model {config.model!r}; available: {', '.join(models.available())}"
-        )
-    if out is None:
-        with tempfile.TemporaryDirectory(prefix="cryoal-noise-") as tmp:
-            return _run_in(
-                config, Path(tmp), False, device, on_block, notes, arguments, write=False
+        def run(key: tuple[Any, ...], data_of: Callable[[float], Any]) -> list[dict[str, Any]]:
+            snr, seed = key
+            tests = {s: (data_of(s).test_x, data_of(s).test_y) for s in config.snrs}
+            pool = data_of(snr).pool
+            train_y = torch.as_tensor([index[c] for c in pool.labels], dtype=torch.long)
+            return _robustness_block(
+                config, _load_tensor(pool), train_y, tests, snr, seed, self.device
             )
-    return _run_in(config, Path(out), resume, device, on_block, notes, arguments, write=True)
 
+        def keep(table: pd.DataFrame) -> pd.DataFrame:
+            wanted = set(blocks)
+            rows = [
+                (float(a), int(b)) in wanted and float(c) in config.snrs
+                for a, b, c in table[["train_snr", "seed", "test_snr"]].itertuples(index=False)
+            ]
+            return table[np.asarray(rows, dtype=bool)].reset_index(drop=True)
 
-def _run_in(
-    config: NoiseBenchmarkConfig,
-    out: Path,
-    resume: bool,
-    device: torch.device,
-    on_block: BlockHook | None,
-    notes: Sequence[str],
-    arguments: dict[str, Any] | None,
-    *,
-    write: bool,
-) -> pd.DataFrame:
-    from tqdm.auto import tqdm
-
-    from cryoal.runtime import write_run_config
-
-    out.mkdir(parents=True, exist_ok=True)
-    sweep_orphans(out)  # temporaries of a killed earlier run (its projects are locked apart)
-    results_path, robust_path = out / "results.csv", out / "robustness.csv"
-    if resume:
-        _check_resumable(out, config)
-    else:
-        for stale in (results_path, robust_path):
-            stale.unlink(missing_ok=True)
-        shutil.rmtree(out / "runs", ignore_errors=True)
-    record_args = {
-        "benchmark": config.to_dict(),
-        "physics": manifest_physics(config.manifest),
-        "device_resolved": str(device),
-        **(arguments or {}),
-    }
-    if write:
-        write_run_config(out / "config.json", record_args, seed=config.seeds[0])
-    results = _read_csv(results_path, RESULT_COLUMNS)
-    robust = _read_csv(robust_path, ROBUSTNESS_TABLE_COLUMNS)
-    done_runs = done_blocks(results)
-    done_robust = {
-        (float(a), int(b))
-        for a, b in robust[["train_snr", "seed"]].drop_duplicates().itertuples(index=False)
-    }
-    data: dict[float, tuple[_Split, _Split]] = {}
-    encoders: dict[float, Path | None] = {}
-    tests: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
-    class_index = {c: i for i, c in enumerate(config.classes)}
-    t0 = time.perf_counter()
-    blocks = all_blocks(config.snrs, config.strategies, config.seeds)
-    robust_blocks = (
-        [(snr, seed) for snr in config.snrs for seed in config.seeds[: config.robustness_seeds]]
-        if config.robustness
-        else []
-    )
-    todo = [b for b in blocks if b not in done_runs]
-    todo_robust = [b for b in robust_blocks if b not in done_robust]
-    logger.info(
-        "noise benchmark: %d of %d runs and %d of %d robustness trainings to do, device %s",
-        len(todo),
-        len(blocks),
-        len(todo_robust),
-        len(robust_blocks),
-        device,
-    )
-    for snr in config.snrs:
-        data[snr] = _prepare_data(config, out / "data", snr, device)
-        test_split = data[snr][1]
-        tests[snr] = (
-            _load_tensor(test_split),
-            torch.as_tensor([class_index[c] for c in test_split.labels], dtype=torch.long),
-        )
-        if any(b[0] == snr for b in todo):
-            encoders[snr] = _prepare_encoder(config, out / "data", snr, data[snr][0], device)
-    bar = tqdm(
-        total=len(todo) + len(todo_robust),
-        desc="noise benchmark",
-        unit="run",
-        disable=not todo and not todo_robust,
-    )
-    try:
-        for snr, strategy, seed in todo:
-            bar.set_postfix_str(f"SNR {format_snr(snr)} {strategy} seed {seed}")
-            project_dir = out / "runs" / _snr_dir_name(snr) / strategy / f"seed-{seed}"
-            rows = _run_block(
-                config,
-                project_dir,
-                data[snr][0],
-                *tests[snr],
-                snr,
-                strategy,
-                seed,
-                device,
-                encoders[snr],
+        return [
+            Extra(
+                name="robustness",
+                columns=ROBUSTNESS_TABLE_COLUMNS,
+                key_columns=("train_snr", "seed"),
+                blocks=blocks,
+                run=run,
+                keep=keep,
+                label=lambda key: f"robustness: train SNR {format_snr(key[0])} seed {key[1]}",
             )
-            results = _append_csv(results_path, results, rows, RESULT_COLUMNS)
-            if not config.keep_models:  # only once the rows are safe on disk
-                shutil.rmtree(project_dir / "models", ignore_errors=True)
-            bar.update(1)
-            if on_block is not None:
-                on_block("run", (snr, strategy, seed), rows)
-        for snr, seed in todo_robust:
-            bar.set_postfix_str(f"robustness: train SNR {format_snr(snr)} seed {seed}")
-            pool_split = data[snr][0]
-            train_x = _load_tensor(pool_split)
-            train_y = torch.as_tensor([class_index[c] for c in pool_split.labels], dtype=torch.long)
-            rows = _robustness_block(config, train_x, train_y, tests, snr, seed, device)
-            robust = _append_csv(robust_path, robust, rows, ROBUSTNESS_TABLE_COLUMNS)
-            bar.update(1)
-            if on_block is not None:
-                on_block("robustness", (snr, seed), rows)
-    finally:
-        bar.close()
-    table = _sort_results(keep_blocks(results, set(blocks)), config)
-    table["seed"] = table["seed"].astype(int)
-    for col in ("round", "n_labels"):
-        table[col] = table[col].astype(int)
-    rkeep = [
-        (float(a), int(b)) in set(robust_blocks) and float(c) in config.snrs
-        for a, b, c in robust[["train_snr", "seed", "test_snr"]].itertuples(index=False)
-    ]
-    robust_table = robust[rkeep].reset_index(drop=True)
-    elapsed = time.perf_counter() - t0
-    logger.info("noise benchmark finished in %.1f s", elapsed)
-    balance = pd.DataFrame(
-        [
-            row
-            for snr, arm, seed in blocks
-            for row in _balance_rows(
-                config, out / "runs" / _snr_dir_name(snr) / arm / f"seed-{seed}", snr, arm, seed
-            )
-        ],
-        columns=list(BALANCE_COLUMNS),
-    )
-    if write:
-        atomic_write_text(out / "balance.csv", balance.to_csv(index=False))
-        write_report(
-            table,
-            out,
-            balance=balance,
-            robustness=robust_table[list(ROBUSTNESS_COLUMNS)] if len(robust_table) else None,
-            extra_baselines=[a for a in config.strategies if split_arm(a) == ("random", True)],
-            notes=[
-                *notes,
-                f"Preset: {config.preset}; device: {device}; this invocation ran "
-                f"{len(todo)} of {len(blocks)} active-learning runs and {len(todo_robust)} of "
-                f"{len(robust_blocks)} robustness trainings in {elapsed:.0f} s (the others were "
-                "already in results.csv / robustness.csv).",
+        ]
+
+    def report_parts(self, out: Path, blocks: Sequence[BlockKey]) -> dict[str, Any]:
+        """The class balance of every evaluated labelled set; ``random@scratch`` baselines."""
+        balance = pd.DataFrame(
+            [
+                row
+                for key in blocks
+                for row in _balance_rows(self.config, self._project_dir(out, key), *key)
             ],
+            columns=list(BALANCE_COLUMNS),
         )
-    table.attrs["robustness"] = robust_table
-    table.attrs["balance"] = balance
-    return table
+        scratch = [a for a in self.config.strategies if split_arm(a) == ("random", True)]
+        return {"balance": balance, "extra_baselines": scratch}
+
+
+#: The engine (:func:`cryoal.benchmark.engine.run`), here as before for every task.
+run = engine_run

@@ -1,9 +1,11 @@
-"""The noise benchmark for the secondary pipelines: image2d and segmentation.
+"""What the image2d and segmentation tasks add to the benchmark engine.
 
-``cryoal benchmark noise --task image2d|segmentation`` runs strategies × SNR × seeds like
-the subtomogram benchmark (:mod:`cryoal.benchmark.noise`) and writes the same files
+``cryoal benchmark noise --task image2d|segmentation`` runs strategies × SNR × seeds
+through the one engine (:func:`cryoal.benchmark.engine.run`, which also runs the
+subtomogram benchmark of :mod:`cryoal.benchmark.noise`) and writes the same files
 (``results.csv`` with :data:`cryoal.benchmark.report.RESULT_COLUMNS`, ``summary.md``,
-``curves_snr*.png``, ``config.json``), so the report code is shared. Differences:
+``curves_snr*.png``, ``config.json``). This module holds the config, the presets and the
+:class:`~cryoal.benchmark.engine.Suite` of these tasks. Differences:
 
 - data per SNR (seeded by ``data_seed``, test set ``data_seed + 1``):
   image2d — :func:`~cryoal.tasks.image2d.simulate_projections` (2D projections of the
@@ -19,14 +21,14 @@ the subtomogram benchmark (:mod:`cryoal.benchmark.noise`) and writes the same fi
 
 Rounds ``r = 0 … rounds`` train from scratch on ``initial + r·budget`` labels (image2d:
 class-balanced initial set; segmentation: random patches), test, then pick ``budget``.
-An interrupted run resumes: finished (SNR, strategy, seed) blocks in ``results.csv`` are
-kept when ``config.json`` holds the same options.
+An interrupted run resumes (the engine's rules): finished (SNR, strategy, seed) blocks in
+``results.csv`` are kept when ``config.json`` records the same options that change what
+a row means (all but the preset name, strategies, SNRs, seeds and the device).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -35,25 +37,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import torch
 
-from cryoal.benchmark._blocks import (
-    ConfigViews,
-    all_blocks,
-    append_rows,
-    config_to_dict,
-    done_blocks,
-    initial_indices,
-    keep_blocks,
-)
+from cryoal.benchmark._blocks import BlockKey, ConfigViews, config_to_dict, initial_indices
+from cryoal.benchmark.engine import Suite
+from cryoal.benchmark.engine import run as engine_run
 from cryoal.errors import ConfigError
 
 __all__ = ["TASK_PRESETS", "TaskBenchmarkConfig", "preset", "run"]
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("image2d", "segmentation")
+#: The tasks this config benchmarks (the others: :mod:`cryoal.benchmark.noise`).
+TASKS: tuple[str, ...] = ("image2d", "segmentation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,9 +150,9 @@ class TaskBenchmarkConfig(ConfigViews):
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.rounds < 0:
             problems.append(f"rounds must be >= 0, got {self.rounds}")
-        pool = self.pool_size()
+        pool = self.pool_size() if self.task in TASKS else 0
         need = self.initial + self.rounds * self.budget
-        if need > pool:
+        if self.task in TASKS and need > pool:
             problems.append(
                 f"initial + rounds × budget = {need} exceeds the pool of {pool} items; raise "
                 "n_pool or lower rounds/budget"
@@ -166,9 +162,21 @@ class TaskBenchmarkConfig(ConfigViews):
 
     def pool_size(self) -> int:
         """Items in the pool: images (image2d) or patches (segmentation, 8 per crop)."""
-        if self.task == "segmentation":
-            return self.n_pool * 8
-        return self.n_pool * len(self.classes)
+        return _TASK_DATA[self.task].pool_size(self)
+
+    def suite(self, device: torch.device) -> Suite:
+        """What :func:`cryoal.benchmark.engine.run` runs for this config."""
+        return _InMemory(self, device)
+
+    @classmethod
+    def preset_names(cls, task: str) -> list[str]:
+        """Names of ``task``'s presets."""
+        return [n for t, n in TASK_PRESETS if t == task]
+
+    @classmethod
+    def preset_of(cls, task: str, name: str, **overrides: Any) -> TaskBenchmarkConfig:
+        """:func:`preset` ``name`` of ``task``."""
+        return preset(task, name, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able view (``inf`` SNR as ``"inf"``)."""
@@ -178,6 +186,210 @@ class TaskBenchmarkConfig(ConfigViews):
         return out
 
 
+# ---------------------------------------------------------------------- data
+@dataclasses.dataclass
+class _Data:
+    """One SNR's pool and test set in memory, and what a block needs to know of them."""
+
+    pool: Any
+    test: Any
+    n_classes: int
+    #: image2d: the pool's ground truth (class-balanced initial sets) and the class order
+    #: of the training labels; segmentation: None (random initial patches, task.dataset)
+    labels: list[str] | None = None
+    class_names: list[str] | None = None
+
+
+def _image_data(config: TaskBenchmarkConfig, snr: float) -> _Data:
+    """``n_pool`` / ``n_test`` projections per class (seeds ``data_seed``, ``data_seed + 1``)."""
+    from cryoal.io.images import ImagePool
+    from cryoal.tasks.image2d import simulate_projections
+
+    out = []
+    for n, seed in ((config.n_pool, config.data_seed), (config.n_test, config.data_seed + 1)):
+        imgs, labels = simulate_projections(
+            config.classes, n, config.box, config.voxel_size, snr, seed=seed
+        )
+        out.append(ImagePool.from_array(imgs, labels=labels, pixel_size=config.voxel_size))
+    return _Data(
+        out[0],
+        out[1],
+        len(config.classes),
+        labels=[str(v) for v in out[0].labels],
+        class_names=sorted(config.classes),
+    )
+
+
+def _segmentation_data(config: TaskBenchmarkConfig, snr: float) -> _Data:
+    """``n_pool`` / ``n_test`` simulated crops of side ``2·box``, cut into ``box``³ patches."""
+    from cryoal.simulate import simulate_tomogram
+    from cryoal.tasks.seg_data import PatchPool
+
+    pools = []
+    sim_log = logging.getLogger("cryoal.simulate.tomograms")
+    level = sim_log.level
+    sim_log.setLevel(max(level, logging.ERROR))  # crowded crops place fewer particles: fine
+    try:
+        for n, base in (
+            (config.n_pool, config.data_seed * 1000),
+            (config.n_test, config.data_seed * 1000 + 500),
+        ):
+            vols, masks, names = [], [], []
+            for i in range(n):
+                tomo = simulate_tomogram(
+                    list(config.classes),
+                    shape=2 * config.box,
+                    voxel_size=config.voxel_size,
+                    n_particles=config.particles,
+                    snr=snr,
+                    tilt_range=config.tilt_range,
+                    defocus=config.defocus_um,
+                    membranes=1,
+                    seed=base + i,
+                )
+                vols.append(tomo.volume)
+                masks.append(tomo.labels)
+                names = tomo.class_names
+            pools.append(
+                PatchPool.from_arrays(
+                    vols, masks, class_names=names, patch=config.box, voxel_size=config.voxel_size
+                )
+            )
+    finally:
+        sim_log.setLevel(level)
+    return _Data(pools[0], pools[1], len(pools[0].class_names))
+
+
+@dataclasses.dataclass(frozen=True)
+class _TaskData:
+    """How a task's benchmark data are made and counted."""
+
+    make: Callable[[TaskBenchmarkConfig, float], _Data]
+    pool_size: Callable[[TaskBenchmarkConfig], int]
+    describe: str
+
+
+#: The tasks of this module and their data.
+_TASK_DATA: dict[str, _TaskData] = {
+    "image2d": _TaskData(_image_data, lambda c: c.n_pool * len(c.classes), "image classification"),
+    "segmentation": _TaskData(
+        _segmentation_data, lambda c: c.n_pool * 8, "voxel metrics; macro_f1 = mean Dice"
+    ),
+}
+
+
+def _initial(config: TaskBenchmarkConfig, data: _Data, seed: int) -> list[int]:
+    if data.labels is not None:
+        return initial_indices(data.labels, config.initial, seed)
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(len(data.pool), size=config.initial, replace=False).tolist())
+
+
+def _test_metrics(
+    task: Any, model: Any, data: _Data, config: TaskBenchmarkConfig, device: Any
+) -> dict[str, float]:
+    from cryoal.train import classification_metrics, predict
+
+    test_ds = task.dataset(data.test)
+    probs = predict(model, test_ds, batch_size=max(config.batch_size, 16), device=device)
+    target = torch.stack([torch.as_tensor(test_ds[i][1]) for i in range(len(test_ds))]).long()
+    k = int(probs.shape[1])
+    if probs.dim() > 2:
+        probs = probs.movedim(1, -1).reshape(-1, k)
+        target = target.reshape(-1)
+    keep = target >= 0
+    m = classification_metrics(target[keep], probs[keep].argmax(1), k)
+    return {key: float(m[key]) for key in ("accuracy", "balanced_accuracy", "macro_f1")}
+
+
+def _labelled_set(pool: Any, indices: Sequence[int], class_names: Sequence[str]) -> Any:
+    from torch.utils.data import Subset
+
+    from cryoal.transforms import normalize
+
+    return Subset(pool.dataset(transform=normalize, class_names=class_names), list(indices))
+
+
+class _InMemory(Suite):
+    """image2d / segmentation: the active loop in memory, the truth answering at once."""
+
+    config: TaskBenchmarkConfig
+
+    def describe(self) -> str:
+        """The task and what its metrics are."""
+        return f"Task: {self.config.task} ({_TASK_DATA[self.config.task].describe})."
+
+    def data(self, out: Path, snr: float) -> _Data:
+        """Simulate the pool and test set of ``snr`` (in memory, nothing kept in ``out``)."""
+        return _TASK_DATA[self.config.task].make(self.config, snr)
+
+    def run_block(self, out: Path, key: BlockKey, data: _Data) -> list[dict[str, Any]]:
+        """Rounds ``0 … rounds``: train from scratch, test, pick ``budget`` (not after the last)."""
+        from cryoal import models, tasks
+        from cryoal.train import TrainConfig, fit
+
+        config, device = self.config, self.device
+        snr, strategy_name, seed = key
+        task = tasks.get(config.task)
+        pool_ds: Any = task.dataset(data.pool)
+        labelled = _initial(config, data, seed)
+        rows = []
+        for r in range(config.rounds + 1):
+            t0 = time.perf_counter()
+            torch.manual_seed(seed)
+            model = models.create(
+                config.model, data.n_classes, task.in_shape(data.pool), **config.model_kwargs
+            )
+            train_ds = (
+                task.dataset(data.pool, labelled)
+                if data.class_names is None
+                else _labelled_set(data.pool, labelled, data.class_names)
+            )
+            fit(
+                model,
+                train_ds,
+                config=TrainConfig(
+                    epochs=config.epochs,
+                    batch_size=config.batch_size,
+                    lr=config.lr,
+                    seed=seed,
+                    device=str(device),
+                    balanced=data.class_names is not None,
+                    progress=False,
+                ),
+            )
+            metrics = _test_metrics(task, model, data, config, device)
+            if r < config.rounds:
+                strat = task.strategy(
+                    strategy_name, device=device, batch_size=32, progress=False, seed=seed
+                )
+                sel = strat.select(
+                    model,
+                    pool_ds,
+                    config.budget,
+                    labelled=labelled,
+                    generator=torch.Generator().manual_seed(seed * 1000 + r),
+                )
+                labelled = sorted(set(labelled) | set(sel.indices.tolist()))
+            rows.append(
+                {
+                    "snr": snr,
+                    "strategy": strategy_name,
+                    "seed": seed,
+                    "round": r,
+                    "n_labels": config.initial + r * config.budget,
+                    **metrics,
+                    "wall_time": time.perf_counter() - t0,
+                }
+            )
+        return rows
+
+
+#: The engine (:func:`cryoal.benchmark.engine.run`), here as before.
+run = engine_run
+
+
+# ---------------------------------------------------------------------- presets
 #: (task, preset name) -> config; "quick" runs in a few minutes on a 2-core CPU (docs/benchmarks.md)
 TASK_PRESETS: dict[tuple[str, str], TaskBenchmarkConfig] = {
     ("image2d", "quick"): TaskBenchmarkConfig(
@@ -274,270 +486,3 @@ def preset(task: str, name: str = "quick", **overrides: Any) -> TaskBenchmarkCon
         raise ConfigError(f"no {name!r} preset for task {task!r} (presets: {have})")
     cfg = TASK_PRESETS[key]
     return cfg.replace(**overrides) if overrides else cfg
-
-
-# ---------------------------------------------------------------------- data
-@dataclasses.dataclass
-class _Data:
-    pool: Any
-    test: Any
-    labels: list[str] | None  # image2d ground truth of the pool (initial set)
-
-
-def _make_data(config: TaskBenchmarkConfig, snr: float) -> _Data:
-    if config.task == "image2d":
-        from cryoal.io.images import ImagePool
-        from cryoal.tasks.image2d import simulate_projections
-
-        out = []
-        for n, seed in ((config.n_pool, config.data_seed), (config.n_test, config.data_seed + 1)):
-            imgs, labels = simulate_projections(
-                config.classes, n, config.box, config.voxel_size, snr, seed=seed
-            )
-            out.append(ImagePool.from_array(imgs, labels=labels, pixel_size=config.voxel_size))
-        return _Data(out[0], out[1], [str(v) for v in out[0].labels])
-    from cryoal.simulate import simulate_tomogram
-    from cryoal.tasks.seg_data import PatchPool
-
-    pools = []
-    sim_log = logging.getLogger("cryoal.simulate.tomograms")
-    level = sim_log.level
-    sim_log.setLevel(max(level, logging.ERROR))  # crowded crops place fewer particles: fine
-    try:
-        for n, base in (
-            (config.n_pool, config.data_seed * 1000),
-            (config.n_test, config.data_seed * 1000 + 500),
-        ):
-            vols, masks, names = [], [], []
-            for i in range(n):
-                tomo = simulate_tomogram(
-                    list(config.classes),
-                    shape=2 * config.box,
-                    voxel_size=config.voxel_size,
-                    n_particles=config.particles,
-                    snr=snr,
-                    tilt_range=config.tilt_range,
-                    defocus=config.defocus_um,
-                    membranes=1,
-                    seed=base + i,
-                )
-                vols.append(tomo.volume)
-                masks.append(tomo.labels)
-                names = tomo.class_names
-            pools.append(
-                PatchPool.from_arrays(
-                    vols, masks, class_names=names, patch=config.box, voxel_size=config.voxel_size
-                )
-            )
-    finally:
-        sim_log.setLevel(level)
-    return _Data(pools[0], pools[1], None)
-
-
-def _initial(config: TaskBenchmarkConfig, data: _Data, seed: int) -> list[int]:
-    if data.labels is not None:
-        return initial_indices(data.labels, config.initial, seed)
-    rng = np.random.default_rng(seed)
-    return sorted(rng.choice(len(data.pool), size=config.initial, replace=False).tolist())
-
-
-def _test_metrics(
-    task: Any, model: Any, data: _Data, config: TaskBenchmarkConfig, device: Any
-) -> dict[str, float]:
-    from cryoal.train import classification_metrics, predict
-
-    test_ds = task.dataset(data.test)
-    probs = predict(model, test_ds, batch_size=max(config.batch_size, 16), device=device)
-    target = torch.stack([torch.as_tensor(test_ds[i][1]) for i in range(len(test_ds))]).long()
-    k = int(probs.shape[1])
-    if probs.dim() > 2:
-        probs = probs.movedim(1, -1).reshape(-1, k)
-        target = target.reshape(-1)
-    keep = target >= 0
-    m = classification_metrics(target[keep], probs[keep].argmax(1), k)
-    return {key: float(m[key]) for key in ("accuracy", "balanced_accuracy", "macro_f1")}
-
-
-def _run_block(
-    config: TaskBenchmarkConfig, data: _Data, snr: float, strategy_name: str, seed: int, device: Any
-) -> list[dict[str, Any]]:
-    from cryoal import models, tasks
-    from cryoal.train import TrainConfig, fit
-
-    task = tasks.get(config.task)
-    pool_ds: Any = task.dataset(data.pool)
-    k = len(data.pool.class_names) if config.task == "segmentation" else len(config.classes)
-    class_names = None if config.task == "segmentation" else sorted(config.classes)
-    labelled = _initial(config, data, seed)
-    rows = []
-    for r in range(config.rounds + 1):
-        t0 = time.perf_counter()
-        torch.manual_seed(seed)
-        model = models.create(config.model, k, task.in_shape(data.pool), **config.model_kwargs)
-        train_ds = (
-            task.dataset(data.pool, labelled)
-            if class_names is None
-            else _labelled_set(data.pool, labelled, class_names)
-        )
-        fit(
-            model,
-            train_ds,
-            config=TrainConfig(
-                epochs=config.epochs,
-                batch_size=config.batch_size,
-                lr=config.lr,
-                seed=seed,
-                device=str(device),
-                balanced=class_names is not None,
-                progress=False,
-            ),
-        )
-        metrics = _test_metrics(task, model, data, config, device)
-        if r < config.rounds:
-            strat = task.strategy(
-                strategy_name, device=device, batch_size=32, progress=False, seed=seed
-            )
-            sel = strat.select(
-                model,
-                pool_ds,
-                config.budget,
-                labelled=labelled,
-                generator=torch.Generator().manual_seed(seed * 1000 + r),
-            )
-            labelled = sorted(set(labelled) | set(sel.indices.tolist()))
-        rows.append(
-            {
-                "snr": snr,
-                "strategy": strategy_name,
-                "seed": seed,
-                "round": r,
-                "n_labels": config.initial + r * config.budget,
-                **metrics,
-                "wall_time": time.perf_counter() - t0,
-            }
-        )
-    return rows
-
-
-def _labelled_set(pool: Any, indices: Sequence[int], class_names: Sequence[str]) -> Any:
-    from torch.utils.data import Subset
-
-    from cryoal.transforms import normalize
-
-    return Subset(pool.dataset(transform=normalize, class_names=class_names), list(indices))
-
-
-def run(
-    config: TaskBenchmarkConfig,
-    out: str | Path | None = None,
-    resume: bool = True,
-    *,
-    on_block: Callable[[str, tuple[Any, ...], list[dict[str, Any]]], None] | None = None,
-    notes: Sequence[str] = (),
-    arguments: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Run the benchmark of ``config.task`` and return the tidy results table.
-
-    Parameters
-    ----------
-    config
-        See :class:`TaskBenchmarkConfig` and :func:`preset`.
-    out
-        Output folder (``results.csv``, ``summary.md``, ``curves_snr*.png``,
-        ``config.json``); ``None`` keeps nothing but the returned table.
-    resume
-        Keep finished blocks of an earlier run with the same options in ``out``.
-    on_block
-        Called after each (SNR, strategy, seed) block as ``on_block("run", key, rows)``.
-    notes, arguments
-        Lines for ``summary.md``; arguments recorded in ``config.json``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :data:`cryoal.benchmark.report.RESULT_COLUMNS`, one row per (snr, strategy, seed,
-        round); ``attrs["robustness"]`` is an empty table (not computed for these tasks).
-
-    Raises
-    ------
-    ConfigError
-        ``out`` holds results of other options (with ``resume``), bad device or model.
-    """
-    from cryoal import models
-    from cryoal._atomic import atomic_write_text
-    from cryoal.benchmark.report import RESULT_COLUMNS, ROBUSTNESS_COLUMNS, write_report
-    from cryoal.runtime import resolve_device, write_run_config
-
-    device = resolve_device(config.device)
-    kind = "segmentation" if config.task == "segmentation" else "classification"
-    if config.model not in models.available(kind=kind):
-        raise ConfigError(
-            f"model {config.model!r} is not a {kind} model; available: "
-            f"{', '.join(models.available(kind=kind))}"
-        )
-    results = pd.DataFrame(columns=list(RESULT_COLUMNS))
-    folder = Path(out) if out is not None else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        from cryoal._atomic import sweep_orphans
-
-        sweep_orphans(folder)  # temporaries of a killed earlier run
-        cfg_path, res_path = folder / "config.json", folder / "results.csv"
-        if resume and res_path.is_file():
-            old = json.loads(cfg_path.read_text("utf-8")) if cfg_path.is_file() else {}
-            if old.get("arguments", {}).get("benchmark") != json.loads(
-                json.dumps(config.to_dict())
-            ):
-                raise ConfigError(
-                    f"{folder} holds results of a benchmark with other options; use another "
-                    "--out or --no-resume"
-                )
-            results = pd.read_csv(res_path)
-        elif res_path.is_file():
-            res_path.unlink()
-        write_run_config(
-            cfg_path,
-            {"benchmark": config.to_dict(), "device_resolved": str(device), **(arguments or {})},
-            seed=config.seeds[0],
-        )
-    done = done_blocks(results)
-    t0 = time.perf_counter()
-    for snr in config.snrs:
-        todo = [
-            (s, seed)
-            for s in config.strategies
-            for seed in config.seeds
-            if (snr, s, seed) not in done
-        ]
-        if not todo:
-            continue
-        data = _make_data(config, snr)
-        for strategy_name, seed in todo:
-            rows = _run_block(config, data, snr, strategy_name, seed, device)
-            results = append_rows(results, rows, RESULT_COLUMNS)
-            if folder is not None:
-                atomic_write_text(folder / "results.csv", results.to_csv(index=False))
-            if on_block is not None:
-                on_block("run", (snr, strategy_name, seed), rows)
-            logger.info(
-                "%s benchmark: SNR %s %s seed %d done", config.task, snr, strategy_name, seed
-            )
-    table = keep_blocks(results, set(all_blocks(config.snrs, config.strategies, config.seeds)))
-    for col in ("seed", "round", "n_labels"):
-        table[col] = table[col].astype(int)
-    for col in ("snr", "accuracy", "balanced_accuracy", "macro_f1", "wall_time"):
-        table[col] = table[col].astype(float)
-    table["strategy"] = table["strategy"].astype("str")  # as read back from results.csv
-    if folder is not None:
-        elapsed = time.perf_counter() - t0
-        write_report(
-            table,
-            folder,
-            notes=[
-                *notes,
-                f"Task: {config.task} ({'voxel metrics; macro_f1 = mean Dice' if config.task == 'segmentation' else 'image classification'}); "
-                f"preset {config.preset}; device {device}; this invocation took {elapsed:.0f} s.",
-            ],
-        )
-    table.attrs["robustness"] = pd.DataFrame(columns=list(ROBUSTNESS_COLUMNS))
-    return table

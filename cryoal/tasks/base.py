@@ -55,6 +55,9 @@ class Task(ABC):
         2 for images, 3 for volumes.
     default_model
         Registry name of the model used when none is given.
+    model_kind
+        What the task's models output (:func:`cryoal.models.available` ``kind``):
+        ``"classification"`` (logits `(B, K)`) or ``"segmentation"`` (per voxel).
     default_in_shape
         A typical model input ``(C, *spatial)`` (the real one comes from the pool:
         :meth:`in_shape`).
@@ -66,6 +69,7 @@ class Task(ABC):
     summary: ClassVar[str] = ""
     spatial_dims: ClassVar[int] = 3
     default_model: ClassVar[str] = ""
+    model_kind: ClassVar[str] = "classification"
     default_in_shape: ClassVar[tuple[int, ...]] = ()
     pick_view: ClassVar[str] = ""
 

@@ -59,6 +59,7 @@ class Segmentation(Task):
     summary = "segment tomogram crops voxel-wise (MRC crops + integer MRC label maps)"
     spatial_dims = 3
     default_model = "monai-unet"
+    model_kind = "segmentation"
     default_in_shape = (1, 16, 16, 16)
     pick_view = "central z-slice of the patch with the predicted classes overlaid"
 
