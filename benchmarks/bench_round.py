@@ -356,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
             r.update(pool=str(args.pool), seed=args.seed, load_before=load)
         rows += new
         results.write_text(json.dumps(rows, indent=1) + "\n")
+    results.write_text(json.dumps(rows, indent=1) + "\n")  # reused rows too
     text = report(rows, args)
     (args.out / "summary.md").write_text(text + "\n")
     print(text)

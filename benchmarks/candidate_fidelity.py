@@ -144,26 +144,27 @@ def main(argv: list[str] | None = None) -> None:
                     }
                 )
         print(name, f"full: {full_seconds[0]:.1f} s wall / {full_seconds[1]:.1f} s CPU", flush=True)
-    df = pd.DataFrame(rows)
-    summary = (
-        df.groupby(["strategy", "size"])
-        .agg(
-            overlap=("overlap", "mean"),
-            spearman=("spearman", "mean"),
-            pick_pct=("pick_percentile", "mean"),
-            full_pick_pct=("full_pick_percentile", "mean"),
-            classes=("classes", "mean"),
-            full_classes=("full_classes", "first"),
-        )
-        .reset_index()
-    )
+    if args.out is not None:
+        args.out.write_text(json.dumps(rows, indent=1) + "\n")
     print(
         f"pool {args.pool} ({len(pool)} volumes, {len(unl)} unlabelled), budget {k}, "
         f"round {args.round} model, {args.draws} draws per size"
     )
-    print(summary.to_markdown(index=False, floatfmt=".3f"))
-    if args.out is not None:
-        args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(summary_table(rows))
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: means over the draws per strategy and subset size."""
+    df = pd.DataFrame(rows)
+    cols = ["overlap", "spearman", "pick_percentile", "classes"]
+    head = ["strategy", "candidates", "of unlabelled", *cols, "full: pick_percentile", "classes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (name, size), g in df.groupby(["strategy", "size"], sort=False):
+        cells = [str(name), str(size), f"{size / g['unlabelled'].iloc[0]:.2f}"]
+        cells += [f"{g[c].mean():.3f} ± {g[c].std(ddof=0):.3f}" for c in cols]
+        cells += [f"{g['full_pick_percentile'].iloc[0]:.3f}", str(g["full_classes"].iloc[0])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _typicality_scores(
