@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +45,11 @@ from cryoal.errors import ConfigError
 
 __all__ = [
     "Backprop",
+    "PerSampleLoss",
     "Reduction",
     "grad_sq_norms",
+    "is_cross_entropy",
+    "loss_cotangents",
     "per_sample_class_grad_norms",
     "per_sample_grad_norms",
     "reduce_norms",
@@ -59,6 +62,32 @@ Reduction = Literal["l2", "layerwise-sum"]
 REDUCTIONS: tuple[str, ...] = ("l2", "layerwise-sum")
 
 Backprop = Callable[[Tensor], list[tuple[Tensor, Tensor | None]]]
+
+PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+"""A per-sample label loss ``loss(logits (B, C), target (B,) int64) -> (B,)``
+(e.g. :meth:`cryoal.tasks.Task.per_sample_loss`)."""
+
+_CE_MARK = "__cryoal_cross_entropy__"
+
+L = TypeVar("L", bound=Callable[..., Tensor])
+
+
+def is_cross_entropy(fn: L) -> L:
+    """Declare ``fn`` (a function or method) to be plain per-sample cross-entropy.
+
+    Gradient norms of a loss so declared use the closed-form logit gradient ``p − e_y``
+    (bitwise the same as ``loss=None``) instead of autograd through ``fn``. A subclass
+    that overrides a declared method is not declared.
+    """
+    setattr(fn, _CE_MARK, True)
+    return fn
+
+
+def _closed_form(loss: PerSampleLoss | None) -> bool:
+    """Whether ``loss`` is ``None`` or declared cross-entropy (:func:`is_cross_entropy`)."""
+    return loss is None or bool(getattr(getattr(loss, "__func__", loss), _CE_MARK, False))
+
+
 """Maps the model output to ``(root, grad_output)`` pairs, one per gradient direction.
 
 Each pair defines one per-sample gradient ``∇θ ℓ_i`` through
@@ -614,6 +643,56 @@ def top_classes(probs: Tensor, k: int) -> Tensor:
     return torch.sort(probs, dim=1, descending=True, stable=True).indices[:, :k]
 
 
+def loss_cotangents(logits: Tensor, classes: Tensor, loss: PerSampleLoss | None) -> Tensor:
+    """``(K, B, C)`` cotangents ``∂ loss(z_i, y)/∂z_i`` for each class column ``y = classes[:, j]``.
+
+    ``loss=None`` (or a loss declared with :func:`is_cross_entropy`): cross-entropy in
+    closed form, ``p − e_y``. Otherwise autograd through
+    ``loss`` on a detached copy of the logits (no pass through the network): the loss of
+    sample ``i`` must depend on logits row ``i`` only.
+
+    Parameters
+    ----------
+    logits
+        ``(B, C)`` logits (detached here).
+    classes
+        ``(B, K)`` int64 target classes, one column per cotangent.
+    loss
+        Per-sample loss ``(logits (B, C), target (B,) int64) -> (B,)``, or ``None``.
+
+    Returns
+    -------
+    Tensor
+        ``(K, B, C)`` cotangents, dtype of the logits promoted to at least float32.
+
+    Raises
+    ------
+    ConfigError
+        ``loss`` does not return one value per sample, ``(B,)``.
+    """
+    z = logits.detach().to(_float(logits.dtype))
+    n, c = z.shape
+    k = classes.shape[1]
+    if _closed_form(loss):
+        p = torch.softmax(z, dim=1)
+        return torch.stack([p - F.one_hot(classes[:, j], c).to(p.dtype) for j in range(k)])
+    assert loss is not None
+    cots = []
+    for j in range(k):
+        zj = z.clone().requires_grad_(True)
+        with torch.enable_grad():
+            values = loss(zj, classes[:, j])
+            if not isinstance(values, Tensor) or values.shape != (n,):
+                shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+                raise ConfigError(
+                    f"the per-sample loss must return one loss per sample, shape ({n},); "
+                    f"got {shape}"
+                )
+            (g,) = torch.autograd.grad(values.sum(), zj, allow_unused=True)
+        cots.append(torch.zeros_like(z) if g is None else g)
+    return torch.stack(cots)
+
+
 def per_sample_class_grad_norms(
     model: nn.Module,
     inputs: Tensor,
@@ -623,12 +702,16 @@ def per_sample_class_grad_norms(
     params: Iterable[str | Tensor] | None = None,
     chunk_size: int | None = None,
     amp: bool = False,
+    loss: PerSampleLoss | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-sample, per-class norms ``‖∇θ CE(f(x_i), y)‖`` from ONE forward pass per chunk.
+    """Per-sample, per-class norms ``‖∇θ ℓ(f(x_i), y)‖`` from ONE forward pass per chunk.
 
-    The gradient of ``CE(f(x), y)`` with respect to the logits is ``p − e_y``; each
-    class ``y`` is one cotangent through the same forward graph (``retain_graph``), so
-    the ``K`` class gradients cost ``K`` batched backward passes and one forward.
+    ``ℓ`` is ``loss`` (default cross-entropy). Its gradient with respect to the logits,
+    ``∂ℓ(z, y)/∂z``, is the cotangent of class ``y``: ``p − e_y`` in closed form for
+    cross-entropy, otherwise autograd through ``loss`` on the detached logits (cheap: the
+    logits only, no second forward). Each class is one cotangent through the same forward
+    graph (``retain_graph``), so the ``K`` class gradients cost ``K`` batched backward
+    passes and one forward.
 
     Parameters
     ----------
@@ -642,6 +725,11 @@ def per_sample_class_grad_norms(
         As in :func:`per_sample_grad_norms`.
     amp
         Autocast the forward pass (CUDA).
+    loss
+        Per-sample label loss ``(logits (B, C), target (B,) int64) -> (B,)``, e.g.
+        :meth:`cryoal.tasks.Task.per_sample_loss`, so acquisition measures the gradient of
+        the loss the model is trained with; ``None`` (or a loss declared with
+        :func:`is_cross_entropy`): cross-entropy in closed form.
 
     Returns
     -------
@@ -651,10 +739,17 @@ def per_sample_class_grad_norms(
         ``(B, K)`` int64 class indices (all classes in order when ``top_k`` is None).
     probs : Tensor
         ``(B, C)`` softmax probabilities (detached).
+
+    Raises
+    ------
+    ConfigError
+        Bad ``top_k`` or reduction, logits not ``(B, C)``, or ``loss`` not returning ``(B,)``.
     """
     check_reduction(reduction)
     if top_k is not None and top_k <= 0:
         raise ConfigError(f"top_k must be a positive integer or None, got {top_k}")
+    if loss is not None and not callable(loss):
+        raise ConfigError(f"loss must be a callable (logits, target) -> (B,), got {loss!r}")
     chosen = select_params(model, params)
     norms, classes, probs = [], [], []
     with eval_mode(model):
@@ -673,11 +768,13 @@ def per_sample_class_grad_norms(
                     if top_k is None
                     else top_classes(p, k)
                 )
-                pairs: list[tuple[Tensor, Tensor | None]] = []
-                for j in range(k):
-                    cot = p - F.one_hot(cls[:, j], c).to(p.dtype)
-                    pairs.append((out, cot.to(out.dtype)))
-                return pairs
+                if _closed_form(loss):
+                    pairs: list[tuple[Tensor, Tensor | None]] = []
+                    for j in range(k):
+                        cot = p - F.one_hot(cls[:, j], c).to(p.dtype)
+                        pairs.append((out, cot.to(out.dtype)))
+                    return pairs
+                return [(out, cot.to(out.dtype)) for cot in loss_cotangents(out, cls, loss)]
 
             sq, out = grad_sq_norms(model, xc, backprop, chosen, amp=amp)
             norms.append(reduce_norms(sq, reduction).T)

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from cryoal.acquisition._stream import PoolLike
-from cryoal.acquisition.base import Selection, Strategy, get, register
+from cryoal.acquisition.base import CONTEXT_OPTIONS, Selection, Strategy, get, register
 from cryoal.errors import ConfigError
 
 __all__ = ["Auto", "choose"]
@@ -229,7 +229,7 @@ class Auto(Strategy):
             extra["balance"] = self.balance
             extra["predicted"] = self.predicted
         options = {**self._kwargs, **extra}
-        for key in ("device", "batch_size", "amp", "transform", "progress", "num_workers", "seed"):
+        for key in CONTEXT_OPTIONS:
             options.setdefault(key, getattr(self, key))
         if options.get("device") is None:
             options.pop("device")

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from cryoal._repr import html_view
+from cryoal.acquisition._persample import PerSampleLoss
 from cryoal.acquisition._stream import (
     PoolLike,
     Transform,
@@ -53,6 +54,19 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+CONTEXT_OPTIONS: tuple[str, ...] = (
+    "device",
+    "batch_size",
+    "amp",
+    "transform",
+    "progress",
+    "num_workers",
+    "seed",
+    "loss",
+)
+"""The :class:`Strategy` options every strategy takes (the selection context); a
+strategy that builds another (``auto``, sharded scoring) hands them on."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +196,11 @@ class Strategy(ABC):
     seed
         Seed used when :meth:`select` gets no generator (and by strategies that draw
         random numbers while scoring).
+    loss
+        The task's per-sample label loss ``(logits (B, C), target (B,) int64) -> (B,)``
+        (:meth:`cryoal.tasks.Task.per_sample_loss`), used by the strategies that take
+        gradients of a label loss (expected-gradnorm, last-layer-gradnorm); ``None``:
+        cross-entropy. Strategies without a label loss ignore it.
     """
 
     name: ClassVar[str] = ""
@@ -196,6 +215,7 @@ class Strategy(ABC):
         progress: bool = True,
         num_workers: int = 0,
         seed: int = 0,
+        loss: PerSampleLoss | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -208,6 +228,9 @@ class Strategy(ABC):
         self.progress = progress
         self.num_workers = num_workers
         self.seed = seed
+        if loss is not None and not callable(loss):
+            raise ConfigError(f"loss must be a callable (logits, target) -> (B,), got {loss!r}")
+        self.loss = loss
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, batch_size={self.batch_size})"

@@ -11,6 +11,11 @@ label-free surrogates score an unlabelled volume ``x`` with softmax prediction `
 
 Norms are exact per sample, computed batch-wise by :func:`per_sample_grad_norms` (no loop
 over samples); the per-class gradients of one sample share one forward pass.
+
+``CE`` above stands for the task's per-sample label loss: the strategy option ``loss``
+(the round engine passes :meth:`cryoal.tasks.Task.per_sample_loss`, so acquisition and
+training use the same loss); ``None`` (default) is cross-entropy, in closed form.
+``entropy-gradnorm`` needs no label loss and ignores it.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cryoal.acquisition._persample import (
+    PerSampleLoss,
+    _closed_form,
     check_reduction,
     grad_sq_norms,
+    loss_cotangents,
     per_sample_class_grad_norms,
     per_sample_grad_norms,
     reduce_norms,
@@ -64,7 +72,9 @@ def entropy(logits: Tensor) -> Tensor:
     return -(logp.exp() * logp).sum(1)
 
 
-def expected_ce(logits: Tensor, classes: Tensor | None = None) -> Tensor:
+def expected_ce(
+    logits: Tensor, classes: Tensor | None = None, loss: PerSampleLoss | None = None
+) -> Tensor:
     """``Σ_y p(y|x)·CE(f(x), y)`` with ``p`` NOT detached (the released code's loss).
 
     Parameters
@@ -73,11 +83,14 @@ def expected_ce(logits: Tensor, classes: Tensor | None = None) -> Tensor:
         ``(B, C)`` logits.
     classes
         ``(B, K)`` classes to sum over (default: all ``C``).
+    loss
+        Per-sample label loss ``(logits (B, C), target (B,)) -> (B,)`` used instead of
+        cross-entropy (``None``: cross-entropy).
 
     Returns
     -------
     Tensor
-        ``(B,)`` losses; over all classes this equals :func:`entropy`.
+        ``(B,)`` losses; with cross-entropy over all classes this equals :func:`entropy`.
     """
     p = torch.softmax(logits, dim=1)
     n, c = logits.shape
@@ -85,7 +98,11 @@ def expected_ce(logits: Tensor, classes: Tensor | None = None) -> Tensor:
     total = logits.new_zeros(n)
     for j in range(cls.shape[1]):
         y = cls[:, j]
-        total = total + p.gather(1, y[:, None])[:, 0] * F.cross_entropy(logits, y, reduction="none")
+        if loss is None or _closed_form(loss):
+            ce = F.cross_entropy(logits, y, reduction="none")
+        else:
+            ce = loss(logits, y)
+        total = total + p.gather(1, y[:, None])[:, 0] * ce
     return total
 
 
@@ -120,6 +137,9 @@ class _GradNormStrategy(ScoreStrategy):
 class EntropyGradNorm(_GradNormStrategy):
     """Score ``‖∇θ H(p(·|x))‖``: the gradient norm of the predictive entropy.
 
+    The entropy needs no label, so no label loss either: the ``loss`` option (the task's
+    per-sample loss) is accepted like every context option and not used.
+
     Parameters
     ----------
     reduction
@@ -144,6 +164,9 @@ class ExpectedGradNorm(_GradNormStrategy):
     - ``variant="paper"`` (default): ``Σ_y p(y|x)·‖∇θ CE(f(x), y)‖``, ``p`` a constant
       weight — the norm of the update that labelling ``x`` would cause, expected over labels
       drawn from the model (expected gradient length, Settles & Craven 2008).
+
+    ``CE`` is the task's per-sample loss when the ``loss`` option is given (the round
+    engine passes :meth:`cryoal.tasks.Task.per_sample_loss`), cross-entropy otherwise.
     - ``variant="reference"``: ``‖∇θ Σ_y p(y|x)·CE(f(x), y)‖`` with ``p`` differentiated,
       what the released code computes; the sum is ``H(p)``, so it equals
       :class:`EntropyGradNorm` (tested).
@@ -179,15 +202,23 @@ class ExpectedGradNorm(_GradNormStrategy):
         if self.variant == "reference":
             top_k = self.top_k
 
+            label_loss = self.loss
+
             def loss(z: Tensor) -> Tensor:
                 if top_k is None:
-                    return expected_ce(z)
+                    return expected_ce(z, loss=label_loss)
                 order = torch.sort(z.detach(), dim=1, descending=True, stable=True).indices
-                return expected_ce(z, order[:, :top_k])
+                return expected_ce(z, order[:, :top_k], loss=label_loss)
 
             return _norms(model, x, loss, self.reduction, self.params, amp)
         norms, classes, probs = per_sample_class_grad_norms(
-            model, x, top_k=self.top_k, reduction=self.reduction, params=self.params, amp=amp
+            model,
+            x,
+            top_k=self.top_k,
+            reduction=self.reduction,
+            params=self.params,
+            amp=amp,
+            loss=self.loss,
         )
         return (probs.gather(1, classes).to(norms.dtype) * norms).sum(1)
 
@@ -218,7 +249,9 @@ def _features_and_head(model: nn.Module, name: str) -> tuple[Callable[[Tensor], 
     return features, head
 
 
-def last_layer_scores(h: Tensor, logits: Tensor, *, bias: bool, target: str) -> Tensor:
+def last_layer_scores(
+    h: Tensor, logits: Tensor, *, bias: bool, target: str, loss: PerSampleLoss | None = None
+) -> Tensor:
     """Closed-form gradient norms of the loss with respect to the linear head ``(W, b)``.
 
     For ``z = W h + b`` and any loss ``ℓ(z)``: ``∇W ℓ = (∂ℓ/∂z) hᵀ`` and ``∇b ℓ = ∂ℓ/∂z``,
@@ -235,6 +268,9 @@ def last_layer_scores(h: Tensor, logits: Tensor, *, bias: bool, target: str) -> 
     target
         ``"expected"``: ``Σ_y p_y ‖p − e_y‖·s``; ``"entropy"``: ``‖∇_z H‖·s`` with
         ``∂H/∂z_k = −p_k (log p_k + H)``.
+    loss
+        ``target="expected"`` only: per-sample label loss ``(logits, target) -> (B,)``
+        whose logit gradient ``∂ℓ(z, y)/∂z`` replaces ``p − e_y`` (``None``: cross-entropy).
 
     Returns
     -------
@@ -243,6 +279,12 @@ def last_layer_scores(h: Tensor, logits: Tensor, *, bias: bool, target: str) -> 
     """
     p = torch.softmax(logits, dim=1)
     scale = (h.pow(2).sum(1) + (1.0 if bias else 0.0)).sqrt()
+    if target == "expected" and not _closed_form(loss):
+        c = logits.shape[1]
+        classes = torch.arange(c, device=logits.device).expand(logits.shape[0], c)
+        cots = loss_cotangents(logits, classes, loss)  # (C, B, C)
+        scores: Tensor = (p * cots.norm(dim=2).T.to(p.dtype)).sum(1) * scale
+        return scores
     if target == "expected":
         # ‖p − e_y‖² = ‖p‖² − 2 p_y + 1
         dist = (p.pow(2).sum(1, keepdim=True) - 2 * p + 1).clamp_min(0).sqrt()
@@ -258,6 +300,8 @@ class LastLayerGradNorm(ScoreStrategy):
     """Cheap approximation: gradient norms over the linear head only, in closed form.
 
     One forward pass, no backward: ``‖∇_{W,b} CE(f(x), y)‖ = ‖p − e_y‖·sqrt(‖h‖²+1)``.
+    With the ``loss`` option (the task's per-sample loss), ``p − e_y`` is that loss's
+    logit gradient (autograd on the logits only); the entropy target ignores it.
 
     Parameters
     ----------
@@ -287,6 +331,8 @@ class LastLayerGradNorm(ScoreStrategy):
             with torch.no_grad(), autocast(device, amp):
                 h = features(x)
                 z = head(h)
-            return last_layer_scores(h.float(), z.float(), bias=bias, target=self.target)
+            return last_layer_scores(
+                h.float(), z.float(), bias=bias, target=self.target, loss=self.loss
+            )
 
         return self._stream(model, fn, pool, indices, device)

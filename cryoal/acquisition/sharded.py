@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from cryoal.acquisition._stream import PoolLike
-from cryoal.acquisition.base import ScoreStrategy, Selection, Strategy, get
+from cryoal.acquisition.base import CONTEXT_OPTIONS, ScoreStrategy, Selection, Strategy, get
 from cryoal.errors import ConfigError
 
 __all__ = ["auto_choice", "shardable", "sharded_score", "sharded_select"]
@@ -34,7 +34,7 @@ __all__ = ["auto_choice", "shardable", "sharded_score", "sharded_select"]
 ShardMode = Literal["contiguous", "strided"]
 
 #: the Strategy options Auto hands on to the strategy it chooses (as Auto.select does)
-_SHARED_OPTIONS = ("device", "batch_size", "amp", "transform", "progress", "num_workers", "seed")
+_SHARED_OPTIONS = CONTEXT_OPTIONS
 
 
 def _joint(strategy: Strategy) -> ConfigError:

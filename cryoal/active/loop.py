@@ -341,8 +341,9 @@ class ClassificationRound:
     Labels are the project's (``cryoal label import``); the labelled set is frozen by
     the label sequence number when the round starts; the model is trained with the
     task's per-sample loss (``loss``, cross-entropy by default) and scored with
-    ``config.strategy`` (``config.cold_start`` without labels); picks carry the model's
-    class probabilities.
+    ``config.strategy`` (``config.cold_start`` without labels), which gets the same loss
+    (the gradient-norm strategies take gradients of it); picks carry the model's class
+    probabilities.
 
     Parameters
     ----------
@@ -350,7 +351,8 @@ class ClassificationRound:
         The round's options; ``pretrain_epochs="auto"`` is resolved by :meth:`prepare`.
     loss
         Per-sample loss ``(logits (B, K), target (B,)) -> (B,)`` the model is trained
-        with (:meth:`cryoal.tasks.Task.per_sample_loss`); ``None``: cross-entropy.
+        with and the strategy takes gradients of (:meth:`cryoal.tasks.Task.per_sample_loss`);
+        ``None``: cross-entropy.
     task
         Name of the task whose strategies apply (the strategy registry's ``task``).
     gallery
@@ -391,7 +393,7 @@ class ClassificationRound:
         _train(project, _Guarded(pool, rnd.n), rnd, self.config, self.loss)
 
     def score(self, project: Project, pool: Any, rnd: RoundRecord) -> None:
-        _score(project, _Guarded(pool, rnd.n), rnd, self.config, self.task)
+        _score(project, _Guarded(pool, rnd.n), rnd, self.config, self.task, self.loss)
 
     def write(
         self,
@@ -663,6 +665,7 @@ def _score(
     rnd: RoundRecord,
     config: SelectConfig,
     task: str = "classification3d",
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> None:
     from cryoal import acquisition, models
     from cryoal.acquisition.base import ScoreStrategy, select_topk
@@ -704,6 +707,7 @@ def _score(
         progress=config.progress,
         seed=rnd.seed,
         num_workers=config.num_workers,
+        loss=loss,
         **extra,
     )
     if "encoder" in extra and _embeds_pool(strategy, model, len(labelled)):

@@ -35,6 +35,7 @@ from torch.utils.data import Dataset, Subset
 
 from cryoal import acquisition
 from cryoal.acquisition import Strategy
+from cryoal.acquisition._persample import is_cross_entropy
 from cryoal.active.project import Project
 from cryoal.active.round import RoundResult, RoundSteps, run_round
 from cryoal.errors import ConfigError, InvalidLabelsError
@@ -245,8 +246,27 @@ class ClassificationTask(Task):
         """A gallery writer for :class:`ClassificationRound` (``None``: volume slices)."""
         return None
 
+    def strategy(self, name: str, **options: Any) -> Strategy:
+        """Build strategy ``name`` for this task; ``loss`` defaults to
+        :meth:`per_sample_loss`, so the gradient-norm strategies take gradients of the loss
+        the model is trained with (see :meth:`Task.strategy` for the other options).
+
+        Raises
+        ------
+        ConfigError
+            ``name`` is not registered for this task, or bad options.
+        """
+        options.setdefault("loss", self.per_sample_loss)
+        return super().strategy(name, **options)
+
+    @is_cross_entropy
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Cross-entropy per sample: logits `(B, K)`, target `(B,)` class indices → `(B,)`."""
+        """Cross-entropy per sample: logits `(B, K)`, target `(B,)` class indices → `(B,)`.
+
+        Declared cross-entropy (:func:`cryoal.acquisition._persample.is_cross_entropy`):
+        the gradient-norm strategies use its closed-form logit gradient ``p − e_y``. A
+        task overriding this method gets autograd through its own loss instead.
+        """
         if logits.dim() != 2:
             raise ConfigError(f"{self.name}: logits must be (B, K), got {tuple(logits.shape)}")
         return F.cross_entropy(logits, target.long(), reduction="none")
