@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from cryoal._steps import step
+from cryoal.acquisition._persample import _closed_form, loss_cotangents
 from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.acquisition.base import Selection, Strategy, register
 from cryoal.acquisition.gradnorm import _features_and_head
@@ -149,7 +150,12 @@ class _EmbeddingStrategy(Strategy):
                 h = features(x).float()
                 if not badge:
                     return h
-                p = torch.softmax(head(h).float(), dim=1)
+                z = head(h).float()
+                p = torch.softmax(z, dim=1)
+            if not _closed_form(self.loss):
+                # the task's loss: u = ∂ℓ(z, ŷ)/∂z by autograd on the logits
+                u = loss_cotangents(z, p.argmax(1, keepdim=True), self.loss)[0]
+                return torch.cat([u, h], dim=1)
             u = p.clone()
             u[torch.arange(p.shape[0]), p.argmax(1)] -= 1.0
             return torch.cat([u, h], dim=1)
@@ -190,7 +196,9 @@ class BADGE(_EmbeddingStrategy):
 
     The embedding of ``x`` is the gradient of ``CE(f(x), ŷ)`` (``ŷ`` the predicted class)
     with respect to the head weights, ``(p − e_ŷ) ⊗ h``: large for uncertain volumes,
-    spread out for diverse ones. Stochastic: uses the select generator.
+    spread out for diverse ones. With the ``loss`` option (the task's per-sample loss)
+    ``p − e_ŷ`` is that loss's logit gradient ``∂ℓ(z, ŷ)/∂z``. Stochastic: uses the select
+    generator.
     """
 
     def select(

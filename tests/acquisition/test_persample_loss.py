@@ -215,3 +215,22 @@ def test_loss_with_wrong_shape_is_config_error(
 def test_loss_option_must_be_callable() -> None:
     with pytest.raises(ConfigError, match="loss must be a callable"):
         acquisition.get("expected-gradnorm", loss="cross-entropy")
+
+
+def test_badge_embedding_uses_the_loss_gradient() -> None:
+    torch.manual_seed(13)
+    model = models.create("cb3d", 3, (1, 16, 16, 16), channels=(4, 8)).eval()
+    x = torch.randn(4, 1, 16, 16, 16)
+    strat = acquisition.get("badge", loss=smoothed_ce, progress=False)
+    emb = strat._embed(model, TensorPool(x), torch.arange(4), badge=True)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        h = model.features(x)
+        z = model.head(h)
+    yhat = z.argmax(1)
+    target = 0.8 * F.one_hot(yhat, 3) + 0.2 / 3
+    torch.testing.assert_close(emb[:, :3], torch.softmax(z, 1) - target, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(emb[:, 3:], h)
+    plain = acquisition.get("badge", progress=False)._embed(  # type: ignore[attr-defined]
+        model, TensorPool(x), torch.arange(4), badge=True
+    )
+    torch.testing.assert_close(plain[:, :3], torch.softmax(z, 1) - F.one_hot(yhat, 3))
