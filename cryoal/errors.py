@@ -18,7 +18,9 @@ __all__ = [
     "InvalidVolumeError",
     "ManifestError",
     "MissingDependencyError",
+    "PoolChangedError",
     "PoolExhaustedError",
+    "PoolManifestError",
     "ProjectError",
     "ProjectLockedError",
     "StorageError",
@@ -47,6 +49,14 @@ class InvalidParticlesError(InvalidLabelsError):
 
 class ManifestError(CryoalError, ValueError):
     """A dataset manifest does not follow the schema in :mod:`cryoal.manifests`."""
+
+
+class PoolManifestError(InvalidVolumeError):
+    """A saved pool's manifest is missing, corrupt, truncated or of an unknown version/kind."""
+
+
+class PoolChangedError(InvalidVolumeError):
+    """An item of a saved pool vanished or changed since the pool was saved."""
 
 
 class CheckpointError(CryoalError, ValueError):

@@ -45,12 +45,14 @@ from cryoal.io.particles import (
     write_particles,
     write_relion,
 )
+from cryoal.io.persist import load_pool
 from cryoal.io.pool import PoolDataset, PoolSummary, VolumePool
 from cryoal.io.tomograms import Tomogram, TomogramSet, open_tomograms
 from cryoal.io.tomopool import TomogramPool, extract_box, open_tomogram_pool
 
 __all__ = [
     "Pool",
+    "load_pool",
     "Tomogram",
     "TomogramPool",
     "TomogramSet",

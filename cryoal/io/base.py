@@ -10,6 +10,10 @@ satisfy it (``isinstance(pool, Pool)`` is checked at run time;
 
 :func:`entry_checksum` is the one checksum of a pool item read from a file (every
 file-backed pool's :meth:`Pool.checksum`); projects record it per item.
+
+:meth:`Pool.save` / :meth:`Pool.load` persist a pool (:mod:`cryoal.io.persist`: one JSON
+manifest with the sources relative to it, ids, box, voxel size and per-item checksums;
+:func:`cryoal.io.load_pool` dispatches on its kind).
 """
 
 from __future__ import annotations
@@ -109,5 +113,24 @@ class Pool(Protocol):
 
         Projects record it per item at registration and refuse to resume on a pool whose
         items changed. File-backed pools return :func:`entry_checksum` of the item's file.
+        """
+        ...
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write what the pool is read from to ``path`` atomically; returns ``path``.
+
+        One JSON manifest format for every file-backed pool (:mod:`cryoal.io.persist`;
+        :class:`~cryoal.io.index.PoolIndex` keeps its ``.npz``). In-memory pools raise
+        :class:`~cryoal.errors.ConfigError`.
+        """
+        ...
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Pool:
+        """The pool saved at ``path``, with the same ids, box, voxel size and checksums.
+
+        Raises :class:`~cryoal.errors.PoolManifestError` on a corrupt, truncated or
+        unknown-version file and :class:`~cryoal.errors.PoolChangedError` naming the item
+        whose file vanished or changed. :func:`cryoal.io.load_pool` loads any kind.
         """
         ...

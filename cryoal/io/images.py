@@ -31,8 +31,15 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from cryoal.errors import EmptyPoolError, InvalidVolumeError, MissingDependencyError
+from cryoal.errors import (
+    ConfigError,
+    EmptyPoolError,
+    InvalidVolumeError,
+    MissingDependencyError,
+    PoolManifestError,
+)
 from cryoal.io.base import array_checksum, entry_checksum
+from cryoal.io.persist import read_pool_manifest, rel_path, verify_checksums, write_pool_manifest
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -462,6 +469,51 @@ class ImagePool(Dataset[torch.Tensor]):
         if self._array is not None:
             return array_checksum(self._array[index])
         return entry_checksum(self._files[index])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the pool's manifest (:mod:`cryoal.io.persist`, kind ``"image"``) to
+        ``path`` atomically: image files relative to it, ids, box, pixel size, labels and
+        per-image checksums. Returns ``path``.
+
+        Raises
+        ------
+        ConfigError
+            An in-memory pool (:meth:`from_array`): it has no files to point to.
+        InvalidVolumeError
+            An image file cannot be read (to checksum it).
+        """
+        if self._array is not None:
+            raise ConfigError(
+                "an in-memory ImagePool (from_array) has no files to save; write the images "
+                "with write_image and build the pool with from_files"
+            )
+        extra = {"root": rel_path(self.root, path), "labels": list(self.labels)}
+        return write_pool_manifest(path, "image", self, self._files, extra)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ImagePool:
+        """A pool saved by :meth:`save`, checked against its checksums (no image is read).
+
+        Raises
+        ------
+        PoolManifestError
+            Corrupt, truncated, unknown-version or non-``"image"`` manifest.
+        PoolChangedError
+            An image vanished or changed since the save (the message names it).
+        """
+        m = read_pool_manifest(path, "image")
+        if len(m.sources) != len(m.ids) or len(m.box) != 2:
+            raise PoolManifestError(f"{m.path}: image pool manifest needs one file per image")
+        pool = cls(
+            root=m.relative(m.get("root", str)),
+            ids=m.ids,
+            files=m.sources,
+            labels=m.labels(),
+            box=(m.box[0], m.box[1]),
+            pixel_size=m.voxel_size,
+        )
+        verify_checksums(m, pool)
+        return pool
 
     def index_of(self, id: str) -> int:
         """Position of the image with this id.

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
@@ -42,7 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cryoal._atomic import atomic_path
-from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
+from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError, PoolManifestError
 from cryoal.io._walk import walk_volume_files
 from cryoal.io.base import entry_checksum
 from cryoal.io.mrc import (
@@ -489,15 +490,16 @@ class PoolIndex(Dataset[torch.Tensor]):
 
         Raises
         ------
-        InvalidVolumeError
-            Missing, unreadable or not a cryoal pool index.
+        PoolManifestError
+            Missing, unreadable, truncated or not a cryoal pool index (an
+            :class:`~cryoal.errors.InvalidVolumeError`).
         """
         p = Path(path)
         try:
             with np.load(p, allow_pickle=False) as z:
                 meta = json.loads(z["meta"].tobytes().decode())
                 if meta.get("format") != _FORMAT:
-                    raise InvalidVolumeError(f"{p}: not a cryoal pool index")
+                    raise PoolManifestError(f"{p}: not a cryoal pool index")
                 index = cls(
                     meta["root"],
                     StringArray(z["id_data"], z["id_offsets"]),
@@ -508,8 +510,10 @@ class PoolIndex(Dataset[torch.Tensor]):
                     box=tuple(meta["box"]) if meta["box"] is not None else None,
                     voxel_size=meta["voxel_size"],
                 )
-        except (OSError, KeyError, ValueError) as exc:
-            raise InvalidVolumeError(
+        except PoolManifestError:
+            raise
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise PoolManifestError(
                 f"{p}: unreadable pool index ({exc}); delete it to rebuild the index"
             ) from None
         return index

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cryoal._repr import html_view
-from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
+from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError, PoolChangedError
 from cryoal.io._walk import walk_volume_files
 from cryoal.io.base import entry_checksum
 from cryoal.io.hdf5 import Hdf5Volumes, is_hdf5_file
@@ -52,6 +52,7 @@ from cryoal.io.mrc import (
     read_header,
     split_extension,
 )
+from cryoal.io.persist import read_pool_manifest, rel_path, verify_checksums, write_pool_manifest
 
 __all__ = ["PoolDataset", "PoolSummary", "VolumePool"]
 
@@ -446,6 +447,66 @@ class VolumePool(Dataset[torch.Tensor]):
         if digest is None:
             digest = cache[f] = entry_checksum(self._files[f])
         return str(digest)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the pool's manifest (:mod:`cryoal.io.persist`, kind ``"volume"``) to
+        ``path`` atomically: its files relative to the manifest, ids, box, voxel size,
+        labels and per-item checksums (no voxels). Returns ``path``.
+
+        Raises
+        ------
+        InvalidVolumeError
+            A file cannot be read (to checksum it).
+        """
+        extra = {
+            "root": rel_path(self.root, path),
+            "file_of": self._file_of.tolist(),
+            "index_in_file": self._index_in_file.tolist(),
+            "labels": list(self.labels),
+            "invert": bool(self.invert),
+            "hdf5_dataset": self._hdf5.dataset if self._hdf5 is not None else None,
+        }
+        return write_pool_manifest(path, "volume", self, self._files, extra)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VolumePool:
+        """A pool saved by :meth:`save`, checked against its checksums (one header read
+        per file; no volume is read).
+
+        Raises
+        ------
+        PoolManifestError
+            Corrupt, truncated, unknown-version or non-``"volume"`` manifest.
+        PoolChangedError
+            A file vanished or changed since the save (the message names the item).
+        """
+        m = read_pool_manifest(path, "volume")
+        dataset = m.get("hdf5_dataset", (str, type(None)))
+        invert = m.get("invert", bool)
+        hdf5 = None
+        if dataset is not None:
+            try:
+                hdf5 = Hdf5Volumes(m.sources[0], dataset)
+            except InvalidVolumeError as exc:
+                raise PoolChangedError(
+                    f"{m.path}: item {m.ids[0]!r} cannot be read any more ({exc}); restore "
+                    "the file or rebuild the pool"
+                ) from None
+        pool = cls(
+            root=m.relative(m.get("root", str)),
+            ids=m.ids,
+            files=[os.fspath(s) for s in m.sources],
+            file_of=np.asarray(m.source_index("file_of"), dtype=np.int64),
+            index_in_file=np.asarray(m.get("index_in_file", list, per_item=True), dtype=np.int64),
+            hdf5=hdf5,
+            labels=m.labels(),
+            box=m.box,
+            voxel_size=m.voxel_size,
+        )
+        pool.invert = invert
+        verify_checksums(m, pool)
+        return pool
 
     def labelled_indices(self) -> list[int]:
         """Positions of labelled items, in pool order."""

@@ -57,7 +57,14 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from cryoal.errors import ConfigError, EmptyPoolError, InvalidLabelsError, InvalidVolumeError
+from cryoal.errors import (
+    ConfigError,
+    EmptyPoolError,
+    InvalidLabelsError,
+    InvalidVolumeError,
+    PoolManifestError,
+)
+from cryoal.io.persist import read_pool_manifest, rel_path, verify_checksums, write_pool_manifest
 from cryoal.io.tomograms import Tomogram, TomogramSet, open_tomograms
 
 __all__ = [
@@ -718,6 +725,118 @@ class TomogramPool(Dataset[torch.Tensor]):
             if t not in self._fingerprints:
                 self._fingerprints[t] = self.tomograms[self._names[t]].fingerprint()
         return self
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the pool's manifest (:mod:`cryoal.io.persist`, kind ``"tomogram"``) to
+        ``path`` atomically: the tomograms (MRC files or OME-Zarr groups, relative to the
+        manifest) with their metadata, the particles' ids, tomograms and Å coordinates,
+        box / edge / shift, labels and per-item checksums. Returns ``path``.
+
+        Raises
+        ------
+        ConfigError
+            A tomogram is not on a local file system (a remote copick store).
+        InvalidVolumeError
+            A tomogram cannot be read (to checksum it).
+        """
+        tomos = [self.tomograms[n] for n in self._names]
+        remote = [t.name for t in tomos if "://" in t.path or not Path(t.path).exists()]
+        if remote:
+            raise ConfigError(
+                f"tomogram(s) {', '.join(remote[:3])} are not local files; a pool can only "
+                "be saved over tomograms on a local file system"
+            )
+        extra = {
+            "root": rel_path(self.root, path),
+            "tomograms": [
+                {
+                    "name": t.name,
+                    "shape": list(t.shape),
+                    "voxel_size": t.voxel_size,
+                    "format": t.format,
+                    "level": t.level,
+                    "dtype": t.dtype,
+                    "data_offset": t.data_offset,
+                }
+                for t in tomos
+            ],
+            "set_source": self.tomograms.source,
+            "set_origin": self.tomograms.origin,
+            "tomo_of": self._tomo_of.tolist(),
+            "xyz": self.particles[["x", "y", "z"]].to_numpy(dtype=np.float64).tolist(),
+            "labels": list(self.labels),
+            "edge": self.edge,
+            "shift": self.shift,
+            "invert": bool(self.invert),
+            "particle_source": self.source,
+        }
+        return write_pool_manifest(path, "tomogram", self, [t.path for t in tomos], extra)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TomogramPool:
+        """A pool saved by :meth:`save`, checked against its checksums (each tomogram's
+        header and three ``8³`` probes are read, no box is cut).
+
+        Raises
+        ------
+        PoolManifestError
+            Corrupt, truncated, unknown-version or non-``"tomogram"`` manifest.
+        PoolChangedError
+            A tomogram vanished or changed since the save (the message names the item).
+        """
+        m = read_pool_manifest(path, "tomogram")
+        specs = m.get("tomograms", list)
+        if len(specs) != len(m.sources):
+            raise PoolManifestError(f"{m.path}: {len(specs)} tomograms for {len(m.sources)} files")
+        try:
+            tomos = [
+                Tomogram(
+                    name=str(d["name"]),
+                    path=os.fspath(src),
+                    shape=(int(d["shape"][0]), int(d["shape"][1]), int(d["shape"][2])),
+                    voxel_size=float(d["voxel_size"]),
+                    format=d["format"],
+                    level=str(d["level"]),
+                    dtype=str(d["dtype"]),
+                    data_offset=int(d["data_offset"]),
+                )
+                for d, src in zip(specs, m.sources, strict=True)
+            ]
+            xyz = np.asarray(m.get("xyz", list, per_item=True), dtype=np.float64).reshape(-1, 3)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise PoolManifestError(
+                f"{m.path}: malformed tomogram entry in the pool manifest ({exc!r})"
+            ) from None
+        tomo_of = m.source_index("tomo_of")
+        tset = TomogramSet(
+            tomos,
+            root=m.relative(m.get("root", str)),
+            source=m.get("set_source", str),
+            origin=m.get("set_origin", str),
+        )
+        table = pd.DataFrame(
+            {
+                "id": m.ids,
+                "tomo": [tomos[t].name for t in tomo_of],
+                "x": xyz[:, 0],
+                "y": xyz[:, 1],
+                "z": xyz[:, 2],
+            }
+        )
+        pool = cls(
+            tset,
+            table,
+            m.box,
+            edge=m.get("edge", str),
+            shift=m.get("shift", str),
+            check_units=False,
+            labels=m.labels(),
+        )
+        pool.source = m.get("particle_source", str)
+        pool.invert = m.get("invert", bool)
+        verify_checksums(m, pool)
+        return pool
 
     # ------------------------------------------------------------------ derived pools
     def _derive(self, rows: np.ndarray, labels: list[str | None]) -> TomogramPool:

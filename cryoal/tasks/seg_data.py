@@ -25,8 +25,15 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from cryoal.errors import ConfigError, EmptyPoolError, InvalidLabelsError, InvalidVolumeError
+from cryoal.errors import (
+    ConfigError,
+    EmptyPoolError,
+    InvalidLabelsError,
+    InvalidVolumeError,
+    PoolManifestError,
+)
 from cryoal.io.base import array_checksum, entry_checksum
+from cryoal.io.persist import read_pool_manifest, rel_path, verify_checksums, write_pool_manifest
 from cryoal.tasks.seg_metrics import IGNORE
 
 __all__ = [
@@ -371,6 +378,81 @@ class PatchPool(Dataset[torch.Tensor]):
         if digest is None:
             digest = self._checksums[v] = entry_checksum(path)
         return digest
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the pool's manifest (:mod:`cryoal.io.persist`, kind ``"patch"``) to
+        ``path`` atomically: the crops and label maps (relative to the manifest), patch /
+        stride, classes, voxel size and per-patch checksums. Returns ``path``.
+
+        Raises
+        ------
+        ConfigError
+            An in-memory pool (:meth:`from_arrays`): it has no files to point to.
+        InvalidVolumeError
+            A crop cannot be read (to checksum it).
+        """
+        if any(v.path is None for v in self._volumes):
+            raise ConfigError(
+                "an in-memory PatchPool (from_arrays) has no files to save; write the crops "
+                "as MRC files and use PatchPool.from_directories"
+            )
+        extra = {
+            "root": rel_path(self.root, path),
+            "volumes": [
+                {
+                    "id": v.id,
+                    "shape": list(v.shape),
+                    "mask": None if v.mask_path is None else rel_path(v.mask_path, path),
+                }
+                for v in self._volumes
+            ],
+            "patch": self.patch,
+            "stride": self.stride,
+            "class_names": list(self.class_names),
+        }
+        paths = [v.path for v in self._volumes if v.path is not None]
+        return write_pool_manifest(path, "patch", self, paths, extra)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PatchPool:
+        """A pool saved by :meth:`save`, checked against its checksums (one header read
+        per crop; label maps are read, crops are not).
+
+        Raises
+        ------
+        PoolManifestError
+            Corrupt, truncated, unknown-version or non-``"patch"`` manifest.
+        PoolChangedError
+            A crop vanished or changed since the save (the message names the patch).
+        """
+        m = read_pool_manifest(path, "patch")
+        specs = m.get("volumes", list)
+        if len(specs) != len(m.sources):
+            raise PoolManifestError(f"{m.path}: {len(specs)} volumes for {len(m.sources)} files")
+        try:
+            vols = [
+                _Volume(
+                    str(d["id"]),
+                    src,
+                    (int(d["shape"][0]), int(d["shape"][1]), int(d["shape"][2])),
+                    None if d["mask"] is None else m.relative(str(d["mask"])),
+                )
+                for d, src in zip(specs, m.sources, strict=True)
+            ]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise PoolManifestError(
+                f"{m.path}: malformed volume entry in the pool manifest ({exc!r})"
+            ) from None
+        pool = cls(
+            root=m.relative(m.get("root", str)),
+            volumes=vols,
+            patch=m.get("patch", int),
+            stride=m.get("stride", int),
+            class_names=m.get("class_names", list),
+            voxel_size=m.voxel_size,
+        )
+        verify_checksums(m, pool)
+        return pool
 
     def mask(self, index: int) -> torch.Tensor | None:
         """Label map `(p, p, p)` int64 of patch ``index`` (-1 = not annotated), or ``None``."""

@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from _tomodata import (
+    SHAPE,
+    particles_table,
+    tomogram_data,
+    write_copick_project,
+    write_ome_zarr,
+)
 
 from cryoal.errors import InvalidVolumeError
-from cryoal.io import Pool, VolumePool, write_volume
+from cryoal.io import Pool, VolumePool, load_pool, open_tomograms, write_hdf5_pool, write_volume
 from cryoal.io.base import array_checksum, entry_checksum
 from cryoal.io.images import ImagePool, write_image
 from cryoal.io.index import PoolIndex
-from cryoal.io.tomopool import open_tomogram_pool
+from cryoal.io.tomopool import TomogramPool, open_tomogram_pool
 from cryoal.tasks.seg_data import PatchPool
 
 BOX = 8
@@ -175,3 +185,89 @@ def test_unreadable_file_is_one_error_naming_it(tmp_path: Path) -> None:
 def test_not_a_pool() -> None:
     assert not isinstance(np.zeros(3), Pool)
     assert not isinstance([np.zeros((2, 2, 2))], Pool)
+
+
+# ---------------------------------------------------------------------- save / load
+
+
+def _hdf5_pool(tmp: Path) -> tuple[VolumePool, list[Path]]:
+    rng = np.random.default_rng(4)
+    path = tmp / "pool.h5"
+    vols = [rng.normal(size=(BOX,) * 3).astype(np.float32) for _ in range(3)]
+    write_hdf5_pool(path, vols, ids=["a", "b", "c"], labels=["x", None, "y"], voxel_size=3.0)
+    return VolumePool.from_hdf5(path), [path] * 3
+
+
+def _zarr_tomograms(tmp: Path) -> tuple[TomogramPool, list[Path]]:
+    tomo = write_ome_zarr(tmp / "tomos" / "TS_02.zarr", tomogram_data(1), chunks=(32, 32, 32))
+    table = particles_table({"TS_02": SHAPE}, per_tomo=3)
+    tset = open_tomograms(tomo.parent)
+    pool = TomogramPool(tset, table, BOX, shift="trilinear")
+    return pool, [tomo] * 3
+
+
+def _copick_tomograms(tmp: Path) -> tuple[TomogramPool, list[Path]]:
+    picks = particles_table({"TS_01": SHAPE, "TS_02": SHAPE}, per_tomo=2)
+    config = write_copick_project(tmp / "copick", picks=picks)
+    pool = open_tomogram_pool(config, box=BOX, object_name="ribosome")
+    return pool, [Path(pool.path_of(i)) for i in range(len(pool))]
+
+
+ROUNDTRIP: dict[str, Callable[[Path], tuple[object, list[Path]]]] = {
+    **BUILDERS,
+    "VolumePool-hdf5": _hdf5_pool,
+    "TomogramPool-zarr": _zarr_tomograms,
+    "TomogramPool-copick": _copick_tomograms,
+}
+
+
+def _snapshot(p: Pool) -> dict[str, object]:
+    """What a round trip must keep: ids, box, voxel size, checksums, arrays, labels."""
+    return {
+        "type": type(p),
+        "ids": list(p.ids),
+        "box": tuple(p.box),
+        "voxel_size": p.voxel_size,
+        "checksums": [p.checksum(i) for i in range(len(p))],
+        "arrays": [p.read(i) for i in range(len(p))],
+        "labels": list(getattr(p, "labels", [])),
+    }
+
+
+def _assert_same(want: dict[str, object], got: dict[str, object]) -> None:
+    arrays_w, arrays_g = want.pop("arrays"), got.pop("arrays")
+    assert got == want
+    for a, b in zip(arrays_w, arrays_g, strict=True):  # type: ignore[call-overload]
+        np.testing.assert_array_equal(b, a)
+
+
+@pytest.mark.parametrize("kind", sorted(ROUNDTRIP))
+def test_every_pool_round_trips_through_save_and_load_from_elsewhere(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool, _ = ROUNDTRIP[kind](tmp_path / "proj")
+    p: Pool = pool  # type: ignore[assignment]
+    if hasattr(pool, "with_labels") and not isinstance(pool, PoolIndex):
+        labels = pd.DataFrame({"id": [p.ids[0], p.ids[2]], "label": ["x", "y"]})
+        pool = pool.with_labels(labels)  # type: ignore[attr-defined]
+        p = pool  # type: ignore[assignment]
+    suffix = ".npz" if isinstance(pool, PoolIndex) else ".json"
+    want = _snapshot(p)
+    saved = p.save(tmp_path / "proj" / "saved" / f"pool{suffix}")
+    assert saved.is_file()
+    if suffix == ".json":  # sources are stored relative to the manifest
+        doc = json.loads(saved.read_text())
+        assert doc["format"] == "cryoal-pool" and doc["format_version"] == 1
+        assert doc["ids"] == list(p.ids) and doc["box"] == list(p.box)
+        assert all(not Path(s).is_absolute() for s in doc["sources"]), doc["sources"]
+        assert doc["checksums"] == [p.checksum(i) for i in range(len(p))]
+        # the whole tree moves together (manifest + data): still loads
+        shutil.move(tmp_path / "proj", tmp_path / "moved")
+        saved = tmp_path / "moved" / "saved" / saved.name
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for loaded in (load_pool(saved), type(pool).load(saved)):  # type: ignore[attr-defined]
+        assert isinstance(loaded, Pool)
+        _assert_same(dict(want), _snapshot(loaded))
+        assert loaded.save(elsewhere / f"again{suffix}").is_file()
