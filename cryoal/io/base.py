@@ -79,16 +79,13 @@ def array_checksum(array: np.ndarray) -> str:
 
 @runtime_checkable
 class Pool(Protocol):
-    """An ordered collection of volumes read on demand.
+    """An ordered collection of volumes read on demand."""
 
-    Attributes
-    ----------
-    ids
-        One stable, unique id per item, in pool order (``run1/a.mrc``,
-        ``stack.mrcs#4``, ``TS_01:000123``).
-    """
-
-    ids: Sequence[str]
+    @property
+    def ids(self) -> Sequence[str]:
+        """One stable, unique id per item, in pool order (``run1/a.mrc``,
+        ``stack.mrcs#4``, ``TS_01:000123``)."""
+        ...
 
     def __len__(self) -> int:
         """Number of items."""

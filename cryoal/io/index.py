@@ -496,7 +496,7 @@ class PoolIndex(Dataset[torch.Tensor]):
         """
         p = Path(path)
         try:
-            with np.load(p, allow_pickle=False) as z:
+            with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 meta = json.loads(z["meta"].tobytes().decode())
                 if meta.get("format") != _FORMAT:
                     raise PoolManifestError(f"{p}: not a cryoal pool index")
