@@ -16,6 +16,7 @@ without a Python loop over samples (see ``docs/acquisition.md``).
 
 from __future__ import annotations
 
+from cryoal.acquisition._persample import PerSampleLoss, is_cross_entropy
 from cryoal.acquisition._stream import eval_mode, iter_batches, mc_dropout_mode, stream_scores
 from cryoal.acquisition.auto import Auto, choose
 from cryoal.acquisition.base import (
@@ -111,6 +112,8 @@ __all__ = [
     "mc_dropout_mode",
     "per_sample_class_grad_norms",
     "per_sample_grad_norms",
+    "is_cross_entropy",
+    "PerSampleLoss",
     "register",
     "select_topk",
     "summary",

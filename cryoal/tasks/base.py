@@ -34,8 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from cryoal import acquisition
-from cryoal.acquisition import Strategy
-from cryoal.acquisition._persample import is_cross_entropy
+from cryoal.acquisition import Strategy, is_cross_entropy
 from cryoal.active.project import Project
 from cryoal.active.round import RoundResult, RoundSteps, run_round
 from cryoal.errors import ConfigError, InvalidLabelsError
@@ -263,7 +262,7 @@ class ClassificationTask(Task):
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy per sample: logits `(B, K)`, target `(B,)` class indices → `(B,)`.
 
-        Declared cross-entropy (:func:`cryoal.acquisition._persample.is_cross_entropy`):
+        Declared cross-entropy (:func:`cryoal.acquisition.is_cross_entropy`):
         the gradient-norm strategies use its closed-form logit gradient ``p − e_y``. A
         task overriding this method gets autograd through its own loss instead.
         """

@@ -234,3 +234,33 @@ def test_badge_embedding_uses_the_loss_gradient() -> None:
         model, TensorPool(x), torch.arange(4), badge=True
     )
     torch.testing.assert_close(plain[:, :3], torch.softmax(z, 1) - F.one_hot(yhat, 3))
+
+
+def test_auto_and_sharded_scoring_hand_the_loss_on(model_x: tuple[nn.Module, Tensor]) -> None:
+    """Auto's chosen expected-gradnorm (in Auto.select and sharded) uses Auto's ``loss``."""
+    from cryoal.acquisition import Auto, auto_choice, sharded_select
+
+    model, x = model_x
+    model = model.float()
+    pool = TensorPool(torch.cat([x, x.flip(-1)]).float())
+    labelled = [0, 1, 2, 3, 4]
+    auto = Auto(
+        cold_threshold=0.5,
+        diverse_threshold=0.5,
+        scheme="expected",
+        loss=smoothed_ce,
+        progress=False,
+        batch_size=4,
+    )
+    chosen = auto_choice(auto, model, len(labelled))
+    assert chosen is not None and chosen[0].name == "expected-gradnorm"
+    assert chosen[0].loss is smoothed_ce
+    want = scorer("expected-gradnorm", loss=smoothed_ce, batch_size=4)
+    ref = want.select(model, pool, 2, labelled=labelled)
+    ce_scores = scorer("expected-gradnorm", batch_size=4).score(model, pool)
+    sel = auto.select(model, pool, 2, labelled=labelled)
+    assert sel.indices.tolist() == ref.indices.tolist()
+    torch.testing.assert_close(sel.scores, ref.scores)
+    assert (ref.scores - ce_scores[ref.indices]).abs().max() > 1e-3
+    shard = sharded_select(auto, model, pool, 2, labelled=labelled, seed=0)
+    torch.testing.assert_close(shard.scores, ref.scores)
