@@ -765,6 +765,8 @@ class TomogramPool(Dataset[torch.Tensor]):
             "set_origin": self.tomograms.origin,
             "tomo_of": self._tomo_of.tolist(),
             "xyz": self.particles[["x", "y", "z"]].to_numpy(dtype=np.float64).tolist(),
+            "columns": _columns_to_json(self.particles),
+            "refused": dict(self.refused),
             "labels": list(self.labels),
             "edge": self.edge,
             "shift": self.shift,
@@ -822,6 +824,7 @@ class TomogramPool(Dataset[torch.Tensor]):
                 "x": xyz[:, 0],
                 "y": xyz[:, 1],
                 "z": xyz[:, 2],
+                **_columns_from_json(m.get("columns", dict), len(m.ids), m.path),
             }
         )
         pool = cls(
@@ -834,6 +837,7 @@ class TomogramPool(Dataset[torch.Tensor]):
             labels=m.labels(),
         )
         pool.source = m.get("particle_source", str)
+        pool.refused = {str(k): str(v) for k, v in m.get("refused", dict).items()}
         pool.invert = m.get("invert", bool)
         verify_checksums(m, pool)
         return pool
@@ -981,6 +985,63 @@ class TomogramPool(Dataset[torch.Tensor]):
 
 #: the copick user id cryoal writes its picks under (left out of pools unless asked for)
 COPICK_USER = "cryoal"
+
+
+_CORE_COLUMNS = ("id", "tomo", "x", "y", "z", "label")
+
+
+def _columns_to_json(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The particle table's other columns (angles, scores, ...) as JSON: numbers as
+    floats (NaN as null), anything else as text."""
+    out: dict[str, dict[str, Any]] = {}
+    for col in table.columns:
+        if col in _CORE_COLUMNS:
+            continue
+        values = table[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            floats = values.to_numpy(dtype=np.float64)
+            out[str(col)] = {
+                "type": "int" if pd.api.types.is_integer_dtype(values) else "float",
+                "values": [None if math.isnan(v) else v for v in floats.tolist()],
+            }
+        else:
+            out[str(col)] = {
+                "type": "str",
+                "values": [None if _missing(v) else str(v) for v in values.tolist()],
+            }
+    return out
+
+
+def _missing(value: Any) -> bool:
+    """A table cell that holds no value (None, NaN, pandas NA)."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # list-like cells
+        return False
+
+
+def _columns_from_json(columns: dict[str, Any], n: int, where: Path) -> dict[str, Any]:
+    """Inverse of :func:`_columns_to_json` (float/int columns as numpy arrays)."""
+    out: dict[str, Any] = {}
+    for name, col in columns.items():
+        if (
+            name in _CORE_COLUMNS
+            or not isinstance(col, dict)
+            or not isinstance(col.get("values"), list)
+            or len(col["values"]) != n
+            or col.get("type") not in ("int", "float", "str")
+        ):
+            raise PoolManifestError(f"{where}: malformed particle column {name!r}")
+        values = col["values"]
+        if col["type"] == "str":
+            out[name] = values
+            continue
+        try:
+            arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PoolManifestError(f"{where}: particle column {name!r} is not numeric") from None
+        out[name] = arr.astype(np.int64) if col["type"] == "int" else arr
+    return out
 
 
 def _copick_users(config: str | os.PathLike[str], object_name: str) -> set[str]:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas.testing as pd_testing
 import pytest
 from _tomodata import SHAPE, particles_table, tomogram_data, write_mrc
 
@@ -210,3 +211,40 @@ def test_the_registry_dispatches_on_kind(tmp_path: Path, monkeypatch: pytest.Mon
         "tomogram",
         "volume",
     ]
+
+
+def test_tomogram_pool_keeps_its_particle_columns_refusals_and_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tomo = write_mrc(tmp_path / "proj" / "tomos" / "TS_01.mrc", tomogram_data(0))
+    table = particles_table({"TS_01": SHAPE}, 4)
+    table["rot"], table["tilt"], table["psi"] = [10.0, 20.0, 30.0, 40.0], 5.0, [1.0, np.nan, 3, 4]
+    table["score"] = [1, 2, 3, 4]
+    table["note"] = ["a", None, "c", "d"]
+    table.loc[3, ["x", "y", "z"]] = [5.0, 5.0, 5.0]  # 0.5 voxel from the corner: refused
+    pool = TomogramPool(
+        open_tomograms(tomo.parent), table, 16, edge="refuse", shift="fourier"
+    ).inverted()
+    assert list(pool.refused) == ["TS_01:000003"]
+    saved = pool.save(tmp_path / "proj" / "pool.json")
+    monkeypatch.chdir(tmp_path)
+    loaded = load_pool(saved)
+    assert isinstance(loaded, TomogramPool)
+    assert loaded.refused == pool.refused and loaded.invert and loaded.shift == "fourier"
+    assert loaded.edge == "refuse" and loaded.source == pool.source
+    pd_testing.assert_frame_equal(loaded.item_table(), pool.item_table())
+    for col in ("rot", "tilt", "psi", "score"):
+        np.testing.assert_array_equal(loaded.particles[col], pool.particles[col])
+        assert loaded.particles[col].dtype == pool.particles[col].dtype
+    pd_testing.assert_series_equal(loaded.particles["note"], pool.particles["note"])
+    assert loaded.particles["note"].tolist()[::2] == ["a", "c"]
+    np.testing.assert_array_equal(loaded.read(1), pool.read(1))
+    upright = TomogramPool(open_tomograms(tomo.parent), table, 16, edge="refuse", shift="fourier")
+    np.testing.assert_array_equal(loaded.read(0), -upright.read(0))
+
+
+def test_an_inverted_volume_pool_reads_inverted_after_load(tmp_path: Path) -> None:
+    _saved_volumes(tmp_path)
+    plain = VolumePool.from_directory(tmp_path / "vols")
+    saved = plain.inverted().save(tmp_path / "inv.json")
+    np.testing.assert_array_equal(VolumePool.load(saved).read(2), -plain.read(2))
