@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RegistryChoice(click.Choice):  # type: ignore[type-arg]
+    """A choice whose values come from a registry, read when needed (not at import, so
+    ``cryoal --help`` imports no registry, and a name registered later is a choice)."""
+
+    def __init__(self, values: Callable[[], Sequence[str]]) -> None:
+        super().__init__([])
+        self._values = values
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        return list(self._values())
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:  # click's __init__ assigns it
+        pass
+
+
+def task_names() -> list[str]:
+    """The registered tasks (:func:`cryoal.tasks.available`): ``--task``'s choices."""
+    from cryoal import tasks
+
+    return tasks.available()
+
+
+def task_choice() -> RegistryChoice:
+    """The ``--task`` parameter type: a registered task name."""
+    return RegistryChoice(task_names)
+
 
 seed_option = click.option(
     "--seed",

@@ -7,6 +7,7 @@ is :func:`cryoal.io.tomopool.open_tomogram_pool`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,39 @@ TOMOGRAM_KEYS = (
     "user_id",
     "session_id",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordinateOptions:
+    """The particle-coordinate options (:func:`coordinate_options`), as parsed."""
+
+    coords: Path | None = None
+    box: int = 32
+    edge: str = "mean"
+    shift: str = "none"
+    units: str | None = None
+    coords_pixel_size: float | None = None
+    tomo_list: Path | None = None
+    object_name: str | None = None
+    voxel_spacing: float | None = None
+    tomo_type: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TomogramOptions(CoordinateOptions):
+    """The tomogram-pool options (:func:`tomogram_options`), as parsed: the source
+    (``--tomograms`` or ``--copick``) and its coordinate options."""
+
+    tomograms: Path | None = None
+    copick: Path | None = None
+
+    @classmethod
+    def of(cls, source: Path, coords: CoordinateOptions) -> TomogramOptions:
+        """``source`` (a copick config ``.json``, else tomograms) with ``coords``."""
+        key = "copick" if source.name.lower().endswith(".json") else "tomograms"
+        return cls(**{**dataclasses.asdict(coords), key: source})
 
 
 def tomogram_options(f: F) -> F:
@@ -156,52 +190,62 @@ star_coordinates_option = click.option(
 )
 
 
-def uses_tomograms(kw: dict[str, Any]) -> bool:
+def uses_tomograms(tomo: TomogramOptions) -> bool:
     """Whether the command line asks for a tomogram pool."""
-    return kw.get("tomograms") is not None or kw.get("copick") is not None
+    return tomo.tomograms is not None or tomo.copick is not None
 
 
-def tomogram_pool(kw: dict[str, Any], *, edge: str | None = None) -> Any:
+def tomogram_pool(
+    tomo: TomogramOptions,
+    *,
+    volumes: Path | None = None,
+    copick_picks: bool = False,
+    edge: str | None = None,
+) -> Any:
     """The :class:`~cryoal.io.tomopool.TomogramPool` the options describe, or None.
+
+    ``volumes`` and ``copick_picks`` are the command's ``--volumes`` and
+    ``--copick-picks`` (checked against the tomogram options).
 
     Raises
     ------
     click.UsageError
         Options that do not go together.
     """
-    if kw.get("copick_picks") and kw.get("copick") is None:
+    if copick_picks and tomo.copick is None:
         raise click.UsageError("--copick-picks needs --copick")
-    if not uses_tomograms(kw):
-        for key in ("coords", "object_name"):
-            if kw.get(key) is not None:
-                flag = "--object" if key == "object_name" else "--coords"
-                need = "--copick" if key == "object_name" else "--tomograms"
-                raise click.UsageError(f"{flag} needs {need}")
+    if not uses_tomograms(tomo):
+        if tomo.coords is not None:
+            raise click.UsageError("--coords needs --tomograms")
+        if tomo.object_name is not None:
+            raise click.UsageError("--object needs --copick")
         return None
-    if kw.get("volumes") is not None:
+    if volumes is not None:
         raise click.UsageError("pass either --volumes or --tomograms/--copick, not both")
-    if kw.get("tomograms") is not None and kw.get("copick") is not None:
+    if tomo.tomograms is not None and tomo.copick is not None:
         raise click.UsageError("pass either --tomograms (with --coords) or --copick, not both")
-    if kw.get("tomograms") is not None and kw.get("coords") is None:
+    if tomo.tomograms is not None and tomo.coords is None:
         raise click.UsageError("--tomograms needs --coords (the particle coordinates)")
-    if kw.get("copick") is not None and not kw.get("object_name"):
+    if tomo.copick is not None and not tomo.object_name:
         raise click.UsageError("--copick needs --object (the pickable object whose picks to use)")
     from cryoal.io.tomopool import open_tomogram_pool
 
+    source = tomo.tomograms or tomo.copick
+    assert source is not None  # uses_tomograms
     return open_tomogram_pool(
-        kw.get("tomograms") or kw["copick"],
-        kw.get("coords"),
-        box=kw["box"],
-        edge=edge or kw["edge"],
-        shift=kw["shift"],
-        units=kw.get("units"),
-        pixel_size=kw.get("coords_pixel_size"),
-        tomo_names=kw.get("tomo_list"),
-        object_name=kw.get("object_name"),
-        voxel_spacing=kw.get("voxel_spacing"),
-        tomo_type=kw.get("tomo_type"),
-        user_id=kw.get("user_id"),
-        session_id=kw.get("session_id"),
+        source,
+        tomo.coords,
+        box=tomo.box,
+        edge=edge or tomo.edge,
+        shift=tomo.shift,
+        units=tomo.units,
+        pixel_size=tomo.coords_pixel_size,
+        tomo_names=tomo.tomo_list,
+        object_name=tomo.object_name,
+        voxel_spacing=tomo.voxel_spacing,
+        tomo_type=tomo.tomo_type,
+        user_id=tomo.user_id,
+        session_id=tomo.session_id,
     )
 
 
@@ -219,25 +263,25 @@ def describe_pool(pool: Any) -> str:
     return line
 
 
-def tomogram_args(kw: dict[str, Any]) -> str:
+def tomogram_args(tomo: TomogramOptions) -> str:
     """The tomogram-pool options of a command line as text ('' without a tomogram pool)."""
-    if not uses_tomograms(kw):
+    if not uses_tomograms(tomo):
         return ""
-    if kw.get("copick") is not None:
-        parts = [f"--copick {kw['copick']}", f"--object {kw['object_name']}"]
-        for key, flag in (
-            ("voxel_spacing", "--voxel-spacing"),
-            ("tomo_type", "--tomo-type"),
-            ("user_id", "--user-id"),
-            ("session_id", "--session-id"),
+    if tomo.copick is not None:
+        parts = [f"--copick {tomo.copick}", f"--object {tomo.object_name}"]
+        for value, flag in (
+            (tomo.voxel_spacing, "--voxel-spacing"),
+            (tomo.tomo_type, "--tomo-type"),
+            (tomo.user_id, "--user-id"),
+            (tomo.session_id, "--session-id"),
         ):
-            if kw.get(key) is not None:
-                parts.append(f"{flag} {kw[key]}")
+            if value is not None:
+                parts.append(f"{flag} {value}")
     else:
-        parts = [f"--tomograms {kw['tomograms']}", f"--coords {kw['coords']}"]
-        if kw.get("tomo_list") is not None:
-            parts.append(f"--tomo-list {kw['tomo_list']}")
-    parts.append(f"--box {kw['box']}")
+        parts = [f"--tomograms {tomo.tomograms}", f"--coords {tomo.coords}"]
+        if tomo.tomo_list is not None:
+            parts.append(f"--tomo-list {tomo.tomo_list}")
+    parts.append(f"--box {tomo.box}")
     return " ".join(parts)
 
 
@@ -264,12 +308,11 @@ def remember_particles(project: Any, pool: Any) -> None:
     project.set_meta("pool_centres", {k: list(v) for k, v in pool.centres().items()})
 
 
-def write_copick_picks(kw: dict[str, Any], pool: Any, result: Any) -> str | None:
-    """With ``--copick-picks``: the round's picks as copick points (user ``cryoal``,
-    session ``round-NNN``, object ``--object``, score = the pick's score); returns what
-    was written, or None without the flag."""
-    if not kw.get("copick_picks"):
-        return None
+def write_copick_picks(tomo: TomogramOptions, pool: Any, result: Any) -> str:
+    """For ``--copick-picks``: the round's picks as copick points (user ``cryoal``,
+    session ``round-NNN``, object ``--object``, score = the pick's score) in the
+    ``--copick`` project; returns what was written."""
+    assert tomo.copick is not None  # tomogram_pool(copick_picks=True) checked it
     from cryoal.io.particles import ParticleList, write_copick
     from cryoal.io.tomopool import COPICK_USER
 
@@ -278,15 +321,15 @@ def write_copick_picks(kw: dict[str, Any], pool: Any, result: Any) -> str | None
     coords["score"] = [float(s) if s == s and s is not None else 1.0 for s in table["score"]]
     session = f"round-{result.round.n:03d}"
     n = write_copick(
-        kw["copick"],
+        tomo.copick,
         ParticleList(coords, {t: pool.voxel_size for t in pool.tomograms}, "cryoal"),
         user_id=COPICK_USER,
         session_id=session,
-        object_name=kw["object_name"],
+        object_name=tomo.object_name,
         overwrite=True,
         create_runs=False,
     )
-    return f"{n} picks as {kw['object_name']} / user {COPICK_USER} / session {session}"
+    return f"{n} picks as {tomo.object_name} / user {COPICK_USER} / session {session}"
 
 
 def particle_label_table(labels: Any, particles: Any) -> Any:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from cryoal.cli._common import example_epilog
+from cryoal.cli._common import RegistryChoice, example_epilog, task_choice
+from cryoal.cli._options import OptionsCommand
 
 EXAMPLES = """
 cryoal benchmark noise --preset quick --out bench/quick
@@ -25,31 +25,6 @@ cryoal benchmark noise --task image2d --preset quick --out bench/images   # 2D p
 cryoal benchmark noise --task segmentation --preset quick --out bench/seg # UNet on crops
 cryoal benchmark noise --config my_benchmark.json --out bench/mine         # options from a file
 """
-
-
-class _LazyChoice(click.Choice):  # type: ignore[type-arg]
-    """A choice whose values come from a registry, read when first needed (not at import)."""
-
-    def __init__(self, values: Callable[[], Sequence[str]]) -> None:
-        super().__init__([])
-        self._values = values
-        self._loaded: list[str] | None = None
-
-    @property  # type: ignore[override]
-    def choices(self) -> Sequence[str]:
-        if self._loaded is None:
-            self._loaded = list(self._values())
-        return self._loaded
-
-    @choices.setter
-    def choices(self, value: Sequence[str]) -> None:  # click's __init__ assigns it
-        pass
-
-
-def _task_names() -> list[str]:
-    from cryoal import tasks
-
-    return tasks.available()
 
 
 def _preset_names() -> list[str]:
@@ -185,13 +160,15 @@ class NoiseOptions:
 
 @benchmark.command(
     "noise",
+    cls=OptionsCommand,
+    options=NoiseOptions,
     epilog=example_epilog(EXAMPLES),
     short_help="Noise robustness: strategies × SNR × seeds → curves, tables, report.",
 )
 @click.option(
     "--preset",
     "preset_name",
-    type=_LazyChoice(_preset_names),
+    type=RegistryChoice(_preset_names),
     default="quick",
     show_default=True,
     help="quick: ≤ 10 min on 2 CPU cores; standard: ≈ 1 h CPU; low-budget: 5–100 labels "
@@ -237,7 +214,7 @@ class NoiseOptions:
 @click.option("--model", "model_name", help="Architecture from the model registry (e.g. dsrf3d).")
 @click.option(
     "--task",
-    type=_LazyChoice(_task_names),
+    type=task_choice(),
     default=None,
     help="Benchmarked task, from the task registry [default: classification3d]; image2d "
     "and segmentation have their own quick/standard presets (cryoal.benchmark.tasks).",
@@ -252,8 +229,7 @@ class NoiseOptions:
     help="Keep finished runs in --out and do only what is missing; --no-resume starts over.",
 )
 @click.option("--print-config", is_flag=True, help="Print the resolved options and exit.")
-@click.pass_context
-def noise(ctx: click.Context, /, **params: Any) -> None:
+def noise(options: NoiseOptions) -> None:
     """Benchmark acquisition strategies on simulated data at several SNRs.
 
     For each SNR a labelled pool and a held-out test set are simulated (subtomograms:
@@ -263,7 +239,6 @@ def noise(ctx: click.Context, /, **params: Any) -> None:
     (robustness.png). An interrupted run continues where it stopped when started again
     with the same options.
     """
-    options = NoiseOptions(**params)
     config = options.config()
     if options.print_config:
         from cryoal.benchmark.presets import expected_time
@@ -271,7 +246,7 @@ def noise(ctx: click.Context, /, **params: Any) -> None:
         click.echo(config.describe())
         click.echo(f"{'expected time':>18}: {expected_time(config)}")
         return
-    _run(ctx, options, config)
+    _run(click.get_current_context(), options, config)
 
 
 def _run(ctx: click.Context, options: NoiseOptions, config: Any) -> None:

@@ -3,6 +3,7 @@ tomogram (MRC or OME-Zarr), tomograms with particle coordinates, or a copick pro
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,14 @@ from typing import Any
 import click
 import numpy as np
 from cryoal.cli._common import example_epilog
-from cryoal.cli._tomo import coordinate_options, describe_pool, tomogram_pool
+from cryoal.cli._options import OptionsCommand
+from cryoal.cli._tomo import (
+    CoordinateOptions,
+    TomogramOptions,
+    coordinate_options,
+    describe_pool,
+    tomogram_pool,
+)
 
 from cryoal.errors import ConfigError, InvalidVolumeError
 from cryoal.io import VolumePool, is_hdf5_file, read_header
@@ -139,8 +147,8 @@ def _tomogram_set_info(tset: Any) -> None:
         )
 
 
-def _tomogram_pool_info(kw: dict[str, Any]) -> None:
-    pool = tomogram_pool(kw)
+def _tomogram_pool_info(tomo: TomogramOptions) -> None:
+    pool = tomogram_pool(tomo)
     _tomogram_set_info(pool.tomograms)
     report = pool.edge_report()
     _row("particles", describe_pool(pool))
@@ -190,8 +198,21 @@ def _copick_info(path: Path) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class InfoOptions:
+    """The options of ``cryoal info`` as parsed (one field per click parameter; the
+    coordinate options are PATH's when PATH is tomograms or a copick config)."""
+
+    path: Path
+    labels: Path | None = None
+    pattern: str = "*.mrc"
+    coordinates: CoordinateOptions = CoordinateOptions()
+
+
 @click.command(
     "info",
+    cls=OptionsCommand,
+    options=InfoOptions,
     epilog=example_epilog(EXAMPLES),
     short_help="Describe a volume file, stack, HDF5 pool or folder.",
 )
@@ -209,7 +230,7 @@ def _copick_info(path: Path) -> None:
     help="File-name glob for folders (e.g. '*.mrc*' to include .mrc.gz).",
 )
 @coordinate_options
-def info(path: Path, labels: Path | None, pattern: str, **kw: Any) -> None:
+def info(opts: InfoOptions) -> None:
     """Describe PATH: an MRC file, a stack, an HDF5 pool, a folder of volumes, an
     OME-Zarr tomogram, or a copick project (config .json).
 
@@ -219,10 +240,10 @@ def info(path: Path, labels: Path | None, pattern: str, **kw: Any) -> None:
     --object (PATH: a copick config): the tomograms, the particles per tomogram and how
     many of their --box boxes reach past a tomogram edge.
     """
+    path, labels, pattern = opts.path, opts.labels, opts.pattern
     low = path.name.lower()
-    if kw.get("coords") is not None or kw.get("object_name") is not None:
-        key = "copick" if low.endswith(".json") else "tomograms"
-        _tomogram_pool_info({**kw, key: path, "volumes": None})
+    if opts.coordinates.coords is not None or opts.coordinates.object_name is not None:
+        _tomogram_pool_info(TomogramOptions.of(path, opts.coordinates))
         return
     if low.endswith(".json"):
         _copick_info(path)

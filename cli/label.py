@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from cryoal.cli._common import example_epilog
 from cryoal.cli._label_counts import format_label_status
+from cryoal.cli._options import OptionsCommand
 from cryoal.cli._tomo import star_coordinates_option
 
 if TYPE_CHECKING:
@@ -45,7 +47,35 @@ def label() -> None:
     """
 
 
-@label.command("import", epilog=example_epilog(EXAMPLES))
+@dataclasses.dataclass(frozen=True)
+class MatchOptions:
+    """How ``cryoal label import`` matches FILE's rows to a tomogram project's particles
+    (the options passed on to :func:`cryoal.io.particle_labels.read_particle_labels`)."""
+
+    class_names: str | None = None
+    label_column: str | None = None
+    match_by: str = "auto"
+    tolerance: float | None = None
+    object_name: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportOptions:
+    """The options of ``cryoal label import`` as parsed (one field per click parameter)."""
+
+    file: Path
+    project: Path
+    overwrite: bool = False
+    allow_new_classes: bool = False
+    annotator: str | None = None
+    source: str = "expert"
+    lock_timeout: float = 30.0
+    match: MatchOptions = MatchOptions()
+
+
+@label.command("import", cls=OptionsCommand, options=ImportOptions, epilog=example_epilog(EXAMPLES))
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @project_option
 @click.option(
@@ -103,16 +133,7 @@ def label() -> None:
 @click.option("--object", "object_name", default=None, help="copick FILE: only this object.")
 @click.option("--user-id", default=None, help="copick FILE: only picks of this user.")
 @click.option("--session-id", default=None, help="copick FILE: only picks of this session.")
-def import_(
-    file: Path,
-    project: Path,
-    overwrite: bool,
-    allow_new_classes: bool,
-    annotator: str | None,
-    source: str,
-    lock_timeout: float,
-    **match: Any,
-) -> None:
+def import_(opts: ImportOptions) -> None:
     """Import labels from FILE into the project: a .csv with id,label, a .star (cryoal's
     picks, or a RELION 5 particles.star with rlnClassNumber), or a copick config.
 
@@ -127,9 +148,10 @@ def import_(
     from cryoal.io import read_labels
     from cryoal.io.particle_labels import read_particle_labels
 
+    file, project = opts.file, opts.project
     proj = Project(project, create=False)
     try:
-        with proj.lock(timeout=lock_timeout):
+        with proj.lock(timeout=opts.lock_timeout):
             if proj.get_meta("task") == "segmentation":
                 raise InvalidLabelsError(
                     f"project {project} is a segmentation project: its labels are the voxel "
@@ -142,7 +164,7 @@ def import_(
                     f"project {project} has no pool yet; run `cryoal select --volumes DIR "
                     f"--project {project}` first (or pass --labels to it)"
                 )
-            particles = particle_matching(proj, file, match)
+            particles = particle_matching(proj, file, opts.match)
             if particles is None:
                 table = read_labels(file, known_ids=set(ids), require_labels=False)
                 filled = table[table["label"].notna()]
@@ -155,10 +177,10 @@ def import_(
                 raise InvalidLabelsError(f"{file}: no row has a label; fill the 'label' column")
             report = proj.add_labels(
                 list(zip(filled["id"], filled["label"], strict=True)),
-                source=source,  # type: ignore[arg-type]
-                annotator=annotator,
-                overwrite=overwrite,
-                allow_new_classes=allow_new_classes,
+                source=opts.source,  # type: ignore[arg-type]
+                annotator=opts.annotator,
+                overwrite=opts.overwrite,
+                allow_new_classes=opts.allow_new_classes,
                 where=str(file),
             )
             counts = proj.label_counts()
@@ -313,36 +335,37 @@ def particle_table(proj: Project) -> Any:
     return pd.read_csv(path, dtype={"id": str, "tomo": str})
 
 
-def particle_matching(proj: Project, file: Path, options: dict[str, Any]) -> dict[str, Any] | None:
+def particle_matching(proj: Project, file: Path, options: MatchOptions) -> dict[str, Any] | None:
     """Keyword arguments for :func:`cryoal.io.particle_labels.read_particle_labels` when
     FILE must be matched as particles (a tomogram project, a copick config, or matching
     options given), else None (a plain id,label table)."""
     table = proj.layout.pool_particles
-    given = any(v is not None for k, v in options.items() if k != "match_by")
+    values = dataclasses.asdict(options)
+    given = any(v is not None for k, v in values.items() if k != "match_by")
     is_copick = file.is_dir() or file.suffix.lower() == ".json"
-    if not (table.exists() or is_copick or given or options.get("match_by") != "auto"):
+    if not (table.exists() or is_copick or given or options.match_by != "auto"):
         return None
     kw: dict[str, Any] = {
-        "class_names": options.get("class_names"),
-        "label_column": options.get("label_column"),
-        "by": options.get("match_by", "auto"),
+        "class_names": options.class_names,
+        "label_column": options.label_column,
+        "by": options.match_by,
     }
-    reader = {k: options[k] for k in ("object_name", "user_id", "session_id") if options.get(k)}
+    reader = {k: values[k] for k in ("object_name", "user_id", "session_id") if values[k]}
     kw.update(reader)
     if table.exists():
         particles = particle_table(proj)
         voxel = float(proj.get_meta("voxel_size"))
         centres = proj.get_meta("pool_centres") or {}
         kw["pool_particles"] = particles
-        kw["tolerance"] = options.get("tolerance") or 2.0 * voxel
+        kw["tolerance"] = options.tolerance or 2.0 * voxel
         kw["pixel_size"] = voxel
         # RELION 5 centred coordinates need each tomogram's size: centre = n * voxel / 2
         kw["tomogram_shapes"] = {
             t: tuple(int(round(2.0 * c / voxel)) for c in reversed(xyz))
             for t, xyz in centres.items()
         }
-    elif options.get("tolerance") is not None:
-        kw["tolerance"] = options["tolerance"]
+    elif options.tolerance is not None:
+        kw["tolerance"] = options.tolerance
     return kw
 
 

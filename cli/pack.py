@@ -9,11 +9,12 @@ is written atomically: an interrupted pack leaves no partial pool behind.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 import click
 from cryoal.cli._common import example_epilog
+from cryoal.cli._options import OptionsCommand
 
 EXAMPLES = """
 cryoal pack subtomos/ --out pool.h5                       # every *.mrc under subtomos/
@@ -23,8 +24,23 @@ cryoal pack subtomos/ --pattern '*.mrc*' --out pool.h5    # compressed files too
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class PackOptions:
+    """The options of ``cryoal pack`` as parsed (one field per click parameter)."""
+
+    source: Path
+    out: Path
+    pattern: tuple[str, ...] = ("*.mrc",)
+    labels: Path | None = None
+    workers: int = 2
+    overwrite: bool = False
+    progress: bool = True
+
+
 @click.command(
     "pack",
+    cls=OptionsCommand,
+    options=PackOptions,
     epilog=example_epilog(EXAMPLES),
     short_help="Convert a folder or list of MRC volumes to one chunked HDF5 pool.",
 )
@@ -56,25 +72,25 @@ cryoal pack subtomos/ --pattern '*.mrc*' --out pool.h5    # compressed files too
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT when it exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def pack(**kw: Any) -> None:
+def pack(opts: PackOptions) -> None:
     """Write every volume of SOURCE (a folder of MRC files, or a .csv/.star list) into
     one HDF5 pool, keeping ids and labels."""
     from cryoal.errors import ConfigError
     from cryoal.io.hdf5 import is_hdf5_file
     from cryoal.io.pack import pack_pool
 
-    out: Path = kw["out"]
+    out = opts.out
     if not is_hdf5_file(out):
         raise ConfigError(f"{out}: the output must end in .h5 or .hdf5")
-    if out.exists() and not kw["overwrite"]:
+    if out.exists() and not opts.overwrite:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it")
     report = pack_pool(
-        kw["source"],
+        opts.source,
         out,
-        pattern=list(kw["pattern"]),
-        labels=kw["labels"],
-        workers=kw["workers"],
-        progress=kw["progress"],
+        pattern=list(opts.pattern),
+        labels=opts.labels,
+        workers=opts.workers,
+        progress=opts.progress,
     )
     box = "x".join(str(s) for s in report.box)
     click.echo(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 import click
 from cryoal.cli._common import (
@@ -15,7 +15,13 @@ from cryoal.cli._common import (
     progress_option,
     volumes_option,
 )
-from cryoal.cli._tomo import star_coordinates_option, tomogram_options, tomogram_pool
+from cryoal.cli._options import OptionsCommand
+from cryoal.cli._tomo import (
+    TomogramOptions,
+    star_coordinates_option,
+    tomogram_options,
+    tomogram_pool,
+)
 
 EXAMPLES = """
 cryoal predict --volumes subtomos/ --model model.pt --out predictions.csv
@@ -25,8 +31,27 @@ cryoal predict --copick config.json --object particle --model model.pt --out cla
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    """The options of ``cryoal predict`` as parsed (one field per click parameter)."""
+
+    checkpoint: Path
+    out: Path
+    volumes: Path | None = None
+    tomo: TomogramOptions = TomogramOptions()
+    batch_size: int = 64
+    star_coordinates: str = "relion5"
+    copick_picks: bool = False
+    pattern: str = "*.mrc"
+    invert: bool | None = None
+    progress: bool = True
+    device: str = "auto"
+
+
 @click.command(
     "predict",
+    cls=OptionsCommand,
+    options=PredictOptions,
     epilog=example_epilog(EXAMPLES),
     short_help="Predict classes of volumes with a trained checkpoint.",
 )
@@ -59,19 +84,7 @@ cryoal predict --copick config.json --object particle --model model.pt --out cla
 @invert_option
 @progress_option
 @device_option
-def predict(
-    volumes: Path | None,
-    checkpoint: Path,
-    out: Path,
-    batch_size: int,
-    star_coordinates: str,
-    copick_picks: bool,
-    pattern: str,
-    invert: bool | None,
-    progress: bool,
-    device: str,
-    **kw: Any,
-) -> None:
+def predict(opts: PredictOptions) -> None:
     """Write one row per volume: id, predicted class, its probability (confidence), p_<class> columns.
 
     Volumes are z-scored one by one, as in training; their box (and voxel size, within
@@ -88,34 +101,34 @@ def predict(
     from cryoal.train import predict as predict_probabilities
     from cryoal.transforms import normalize
 
-    dev = resolve_device(device)
+    out, invert = opts.out, opts.invert
+    copick = opts.tomo.copick if opts.copick_picks else None  # --copick-picks
+    dev = resolve_device(opts.device)
     if out.suffix.lower() not in (".csv", ".star", ".tsv"):
         from cryoal.errors import ConfigError
 
         raise ConfigError(f"--out {out}: use a .csv or .star file name")
-    if copick_picks and kw.get("copick") is None:
-        raise click.UsageError("--copick-picks needs --copick")
-    pool = tomogram_pool({**kw, "volumes": volumes})
+    pool = tomogram_pool(opts.tomo, volumes=opts.volumes, copick_picks=opts.copick_picks)
     if pool is None:
-        if volumes is None:
+        if opts.volumes is None:
             raise click.UsageError("--volumes (or --tomograms/--copick) is required")
-        pool = VolumePool.from_path(volumes, pattern).check()
-    model, info = load_checkpoint(checkpoint, device=dev)
+        pool = VolumePool.from_path(opts.volumes, opts.pattern).check()
+    model, info = load_checkpoint(opts.checkpoint, device=dev)
     if invert is None:  # as the checkpoint was trained (cryoal train --invert)
         invert = bool((info.train_config or {}).get("invert", False))
     pool = inverted(pool, invert)
     check_compatible(info, pool.box, pool.voxel_size)
     classes = info.class_names or [f"class{i}" for i in range(info.arch.num_classes)]
-    if copick_picks:  # any class may be predicted: each must be a copick object
+    if copick is not None:  # any class may be predicted: each must be a copick object
         from cryoal.cli._tomo import check_copick_objects
 
-        check_copick_objects(kw["copick"], classes)
+        check_copick_objects(copick, classes)
     probs = predict_probabilities(
         model,
         pool.dataset(transform=normalize),
-        batch_size=batch_size,
+        batch_size=opts.batch_size,
         device=dev,
-        progress=progress,
+        progress=opts.progress,
     )
     confidence, best = probs.max(dim=1)
     table = pd.DataFrame(
@@ -128,11 +141,11 @@ def predict(
     )
     writer = getattr(pool, "write_picks", None)
     copick_line = None
-    if copick_picks:  # every copick check runs before anything is written
+    if copick is not None:  # every copick check runs before anything is written
         from cryoal.cli._tomo import write_class_picks
 
         copick_line = write_class_picks(
-            kw["copick"],
+            copick,
             pool.with_coordinates(table),
             float(pool.voxel_size),
             class_column="predicted",
@@ -140,7 +153,7 @@ def predict(
             score_column="confidence",
         )
     if writer is not None:  # tomogram pools: tomo, x, y, z; RELION 5 .star with rlnClassNumber
-        writer(out, table, coordinates=star_coordinates)
+        writer(out, table, coordinates=opts.star_coordinates)
     else:
         write_table(out, table)
     counts = table["predicted"].value_counts()

@@ -24,9 +24,11 @@ from cryoal.cli._common import (
     pattern_option,
     progress_option,
     seed_option,
+    task_choice,
     volumes_option,
 )
-from cryoal.cli._tomo import copick_picks_option, tomogram_options
+from cryoal.cli._options import OptionsCommand, flat, from_params
+from cryoal.cli._tomo import TomogramOptions, copick_picks_option, tomogram_options
 
 EXAMPLES = """
 cryoal select --demo                                        # whole loop on built-in demo data
@@ -87,29 +89,13 @@ class _Candidates(click.ParamType):
         return n
 
 
-class _TaskChoice(click.Choice):  # type: ignore[type-arg]
-    """The registered tasks (:func:`cryoal.tasks.available`), read when first needed."""
-
-    def __init__(self) -> None:
-        super().__init__([])
-
-    @property  # type: ignore[override]
-    def choices(self) -> list[str]:
-        from cryoal import tasks
-
-        return tasks.available()
-
-    @choices.setter
-    def choices(self, value: Any) -> None:  # click's __init__ assigns; the registry rules
-        pass
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SelectOptions:
     """The options of ``cryoal select`` as parsed (one field per option, same names).
 
-    ``pool_options`` holds the tomogram/copick source options (``cli/_tomo.py``) that
-    several commands share.
+    ``tomo`` holds the tomogram/copick source options (``cli/_tomo.py``) that several
+    commands share. Frozen: a pipeline that fills in a default (``--arch``) makes a new
+    object (:meth:`_Pipeline.prepare`, :meth:`_Pipeline.resolve`).
     """
 
     volumes: Path | None = None
@@ -135,7 +121,7 @@ class SelectOptions:
     new_round: bool = False
     restart: bool = False
     pattern: str = "*.mrc"
-    invert: bool = False
+    invert: bool | None = None
     batch_size: int = 32
     lock_timeout: float = 30.0
     demo: bool = False
@@ -149,21 +135,17 @@ class SelectOptions:
     progress: bool = True
     seed: int = 0
     device: str = "auto"
-    pool_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tomo: TomogramOptions = TomogramOptions()
+    copick_picks: bool = False
 
     @classmethod
     def from_click(cls, kw: dict[str, Any]) -> SelectOptions:
-        """Split click's keyword arguments into the fields and ``pool_options``."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"pool_options"}
-        return cls(
-            **{k: v for k, v in kw.items() if k in names},
-            pool_options={k: v for k, v in kw.items() if k not in names},
-        )
+        """The options from click's parsed parameters (missing ones: the defaults)."""
+        return from_params(cls, kw)
 
     def as_kw(self) -> dict[str, Any]:
-        """Every option as one flat dict (what ``cli/_tomo.py``'s helpers read)."""
-        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**{k: v for k, v in flat.items() if k != "pool_options"}, **self.pool_options}
+        """Every option as one flat dict, by click parameter name."""
+        return flat(self)
 
     def arguments(self) -> dict[str, Any]:
         """The command-line arguments recorded in each round's config JSON."""
@@ -172,6 +154,8 @@ class SelectOptions:
 
 @click.command(
     "select",
+    cls=OptionsCommand,
+    options=SelectOptions,
     epilog=example_epilog(EXAMPLES),
     short_help="Pick the subtomograms worth labelling next (one active-learning round).",
 )
@@ -180,7 +164,7 @@ class SelectOptions:
 @copick_picks_option
 @click.option(
     "--task",
-    type=_TaskChoice(),
+    type=task_choice(),
     default="classification3d",
     show_default=True,
     help="Pipeline: subtomograms (--volumes), 2D images (--images) or 3D segmentation "
@@ -381,7 +365,7 @@ class SelectOptions:
 @progress_option
 @seed_option
 @device_option
-def select(**kw: Any) -> None:
+def select(opts: SelectOptions) -> None:
     """Pick the next BUDGET subtomograms to label, and record the round in the project.
 
     \b
@@ -397,7 +381,6 @@ def select(**kw: Any) -> None:
     predicted, p_<class>, strategy, round), gallery/round-NNN.png, config/round-NNN.json,
     models/round-NNN.pt. Re-running the same command after a crash resumes the round.
     """
-    opts = SelectOptions.from_click(kw)
     pipeline = pipeline_of(opts.task)
     if opts.list_strategies:
         _list_strategies(pipeline)
@@ -489,7 +472,7 @@ def _run_select(pipeline: _Pipeline, opts: SelectOptions) -> None:
     from cryoal.active import Project
     from cryoal.active.loop import register_pool
 
-    pipeline.prepare(opts)
+    opts = pipeline.prepare(opts)
     pool = pipeline.open_pool(opts)  # before the project: bad input fails first
     project = Project(opts.project or DEFAULT_PROJECT)
     try:
@@ -498,6 +481,7 @@ def _run_select(pipeline: _Pipeline, opts: SelectOptions) -> None:
             if opts.labels is not None:
                 register_pool(project, pool)
                 import_labels(project, opts)
+            opts = pipeline.resolve(project, opts)
             config = pipeline.config(project, pool, opts)
             with pipeline.reporting():
                 result = pipeline.task.select_round(
@@ -564,8 +548,10 @@ class _Pipeline:
     def check(self, opts: SelectOptions) -> None:
         """Refuse options this task does not take (one line, exit 2)."""
 
-    def prepare(self, opts: SelectOptions) -> None:
-        """Validate the round options before the project is opened."""
+    def prepare(self, opts: SelectOptions) -> SelectOptions:
+        """Validate the round options before the project is opened; returns them with
+        the task's defaults filled in."""
+        return opts
 
     def open_pool(self, opts: SelectOptions) -> Any:
         """The task's pool from the options, opened before the project (bad input fails
@@ -576,6 +562,10 @@ class _Pipeline:
         """The pool as the round uses it, under the project lock (e.g. an index kept in
         the project)."""
         return pool
+
+    def resolve(self, project: Any, opts: SelectOptions) -> SelectOptions:
+        """The options with what the project records filled in (under the lock)."""
+        return opts
 
     def config(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
         """The round's options object (:meth:`cryoal.tasks.Task.select_config`)."""
@@ -597,21 +587,22 @@ class _Subtomograms(_Pipeline):
     demo = True
 
     def check(self, opts: SelectOptions) -> None:
-        kw = opts.as_kw()
-        if opts.volumes is None and kw.get("tomograms") is None and kw.get("copick") is None:
+        if opts.volumes is None and opts.tomo.tomograms is None and opts.tomo.copick is None:
             raise click.UsageError(
                 "--volumes (or --tomograms/--copick) is required (or use --demo)"
             )
 
-    def prepare(self, opts: SelectOptions) -> None:
+    def prepare(self, opts: SelectOptions) -> SelectOptions:
         self._config = _config(opts, self.task, opts.arch or DEFAULT_ARCH)
+        return opts
 
     def open_pool(self, opts: SelectOptions) -> Any:
         from cryoal.cli._tomo import tomogram_pool
 
         from cryoal.io import VolumePool
 
-        pool = tomogram_pool(opts.as_kw())  # None unless --tomograms/--copick
+        # None unless --tomograms/--copick
+        pool = tomogram_pool(opts.tomo, volumes=opts.volumes, copick_picks=opts.copick_picks)
         listed = str(opts.volumes).lower().endswith((".csv", ".star"))
         if pool is None and not (opts.use_index or opts.reindex or listed):
             assert opts.volumes is not None  # check() ran
@@ -629,14 +620,21 @@ class _Subtomograms(_Pipeline):
         remember_particles(project, pool)
         return inverted(pool, True) if opts.invert else pool
 
-    def config(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
-        from cryoal.active.defaults import recorded_arch, resolve_pretraining
+    def resolve(self, project: Any, opts: SelectOptions) -> SelectOptions:
+        from cryoal.active.defaults import recorded_arch
 
-        config = self._config
-        if opts.arch is None:  # a project keeps its architecture (defaults.py)
-            opts.arch = recorded_arch(project) or DEFAULT_ARCH
-            config = dataclasses.replace(config, arch=opts.arch)
-        config, plan = resolve_pretraining(project, pool, config)
+        if opts.arch is not None:
+            return opts
+        # a project keeps its architecture (defaults.py)
+        self._config = dataclasses.replace(
+            self._config, arch=recorded_arch(project) or DEFAULT_ARCH
+        )
+        return dataclasses.replace(opts, arch=self._config.arch)
+
+    def config(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
+        from cryoal.active.defaults import resolve_pretraining
+
+        config, plan = resolve_pretraining(project, pool, self._config)
         if plan is not None and config.model is None:
             click.echo(plan)
         return config
@@ -651,9 +649,9 @@ class _Subtomograms(_Pipeline):
         from cryoal.cli._tomo import write_copick_picks
 
         _print_summary(project, pool, result, opts)
-        copick = write_copick_picks(opts.as_kw(), pool, result)
-        if copick is not None:
-            click.echo(f"copick:  {copick} in {opts.pool_options.get('copick')}")
+        if opts.copick_picks:
+            copick = write_copick_picks(opts.tomo, pool, result)
+            click.echo(f"copick:  {copick} in {opts.tomo.copick}")
 
 
 class _Images(_Pipeline):
@@ -665,9 +663,11 @@ class _Images(_Pipeline):
         if opts.masks is not None:
             raise click.UsageError("--masks is for --task segmentation")
 
-    def prepare(self, opts: SelectOptions) -> None:
-        opts.arch = opts.arch or self.task.default_model
+    def prepare(self, opts: SelectOptions) -> SelectOptions:
+        opts = dataclasses.replace(opts, arch=opts.arch or self.task.default_model)
+        assert opts.arch is not None
         self._config = _config(opts, self.task, opts.arch)
+        return opts
 
     def open_pool(self, opts: SelectOptions) -> Any:
         pattern = opts.pattern if opts.pattern != "*.mrc" else None
@@ -727,10 +727,10 @@ class _Segmentation(_Pipeline):
                 "do not train; drop --pretrain-epochs"
             )
 
-    def prepare(self, opts: SelectOptions) -> None:
+    def prepare(self, opts: SelectOptions) -> SelectOptions:
         from cryoal.runtime import resolve_device
 
-        opts.arch = opts.arch or self.task.default_model
+        opts = dataclasses.replace(opts, arch=opts.arch or self.task.default_model)
         # auto (the subtomogram default) chooses among classification strategies; for
         # segmentation it means expected-gradnorm over the mean voxel loss
         strategy = "expected-gradnorm" if opts.strategy == "auto" else opts.strategy
@@ -745,6 +745,7 @@ class _Segmentation(_Pipeline):
             device=str(resolve_device(opts.device)),
             progress=opts.progress,
         )
+        return opts
 
     def open_pool(self, opts: SelectOptions) -> Any:
         classes = None if opts.classes is None else [c.strip() for c in opts.classes.split(",")]
@@ -851,15 +852,15 @@ def _print_summary(project: Any, pool: Any, result: Any, opts: SelectOptions) ->
     click.echo(
         "next: label these volumes (a CSV with columns id,label), then\n"
         f"  cryoal label import LABELS.csv --project {proj}\n"
-        f"  cryoal select {source_args(opts.as_kw())} --project {proj}"
+        f"  cryoal select {source_args(opts)} --project {proj}"
     )
 
 
-def source_args(kw: dict[str, Any]) -> str:
+def source_args(opts: SelectOptions) -> str:
     """The pool options of this command line, to show the next command."""
     from cryoal.cli._tomo import tomogram_args
 
-    return tomogram_args(kw) or f"--volumes {kw['volumes']}"
+    return tomogram_args(opts.tomo) or f"--volumes {opts.volumes}"
 
 
 def format_picks(table: Any, limit: int = 30) -> str:

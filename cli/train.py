@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 from cryoal.cli._common import (
@@ -18,7 +18,8 @@ from cryoal.cli._common import (
     seed_option,
     volumes_option,
 )
-from cryoal.cli._tomo import tomogram_args, tomogram_options, tomogram_pool
+from cryoal.cli._options import OptionsCommand
+from cryoal.cli._tomo import TomogramOptions, tomogram_args, tomogram_options, tomogram_pool
 
 EXAMPLES = """
 cryoal train --volumes subtomos/ --labels labels.csv --out model.pt
@@ -28,8 +29,32 @@ cryoal train --tomograms tomos/ --coords particles.star --box 32 --labels labels
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """The options of ``cryoal train`` as parsed (one field per click parameter)."""
+
+    labels: Path
+    out: Path
+    volumes: Path | None = None
+    tomo: TomogramOptions = TomogramOptions()
+    model_name: str = "cb3d"
+    epochs: int = 30
+    val_fraction: float = 0.2
+    batch_size: int = 16
+    lr: float = 3e-3
+    balanced: bool = False
+    augment: str = ""
+    pattern: str = "*.mrc"
+    invert: bool | None = None
+    progress: bool = True
+    seed: int = 0
+    device: str = "auto"
+
+
 @click.command(
     "train",
+    cls=OptionsCommand,
+    options=TrainOptions,
     epilog=example_epilog(EXAMPLES),
     short_help="Train a subtomogram classifier on labelled volumes.",
 )
@@ -86,24 +111,7 @@ cryoal train --tomograms tomos/ --coords particles.star --box 32 --labels labels
 @progress_option
 @seed_option
 @device_option
-def train(
-    volumes: Path | None,
-    labels: Path,
-    model_name: str,
-    epochs: int,
-    out: Path,
-    val_fraction: float,
-    batch_size: int,
-    lr: float,
-    balanced: bool,
-    augment: str,
-    pattern: str,
-    invert: bool | None,
-    progress: bool,
-    seed: int,
-    device: str,
-    **kw: Any,
-) -> None:
+def train(opts: TrainOptions) -> None:
     """Train a classifier on the labelled volumes and save a self-describing checkpoint.
 
     Volumes are z-scored one by one; the validation split is stratified by class and the
@@ -128,32 +136,33 @@ def train(
     from cryoal.transforms import normalize
     from cryoal.transforms.augment import from_config
 
-    arguments = dict(click.get_current_context().params)
-    dev = resolve_device(device)
-    names = [n.strip() for n in augment.split(",") if n.strip()]
+    arguments = dict(click.get_current_context().params)  # in click's order, as before
+    volumes, labels, out, invert, seed = opts.volumes, opts.labels, opts.out, opts.invert, opts.seed
+    model_name, source_name = opts.model_name, opts.tomo.tomograms or opts.tomo.copick
+    dev = resolve_device(opts.device)
+    names = [n.strip() for n in opts.augment.split(",") if n.strip()]
     pipeline = from_config([*names, "normalize"]) if names else None
     config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        balanced=balanced,
+        epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        balanced=opts.balanced,
         augment=pipeline,
         seed=seed,
         device=str(dev),
-        progress=progress,
+        progress=opts.progress,
     )
     describe(model_name)  # unknown name: fail before reading any volume
-    source = tomogram_pool({**kw, "volumes": volumes})
+    source = tomogram_pool(opts.tomo, volumes=volumes)
     if source is None:
         if volumes is None:
             raise click.UsageError("--volumes (or --tomograms/--copick) is required")
-        source = VolumePool.from_path(volumes, pattern)
+        source = VolumePool.from_path(volumes, opts.pattern)
     pool = inverted(source.with_labels(labels), invert)
     labelled = pool.subset(pool.labelled_indices()) if pool.labelled_indices() else None
     if labelled is None:
         raise InvalidLabelsError(
-            f"{labels}: no row names a volume of {volumes or kw.get('tomograms') or kw.get('copick')}; "
-            "nothing to train on"
+            f"{labels}: no row names a volume of {volumes or source_name}; nothing to train on"
         )
     labelled.check()
     classes = labelled.class_names
@@ -162,7 +171,7 @@ def train(
             f"{labels}: every labelled volume is {classes[0]!r}; training needs at least two classes"
         )
     dataset = labelled.dataset(transform=normalize, class_names=classes)
-    train_idx, val_idx = stratified_split(dataset.targets, val_fraction, seed=seed)
+    train_idx, val_idx = stratified_split(dataset.targets, opts.val_fraction, seed=seed)
     train_ds = Subset(dataset, train_idx.tolist())
     val_ds = Subset(dataset, val_idx.tolist()) if val_idx.numel() else None
     click.echo(
@@ -187,7 +196,7 @@ def train(
         seed=seed,
         n_train=len(train_ds),
         n_val=len(val_idx),
-        volumes=str(volumes) if volumes is not None else tomogram_args(kw),
+        volumes=str(volumes) if volumes is not None else tomogram_args(opts.tomo),
         labels=str(labels),
     )
     from cryoal._atomic import atomic_write_text

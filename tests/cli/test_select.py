@@ -472,7 +472,7 @@ def test_every_task_has_one_select_pipeline_and_options_round_trip() -> None:
     assert set(_PIPELINES) == set(tasks.available())
     assert pipeline_of("Image2D").task is tasks.get("image2d")
     opts = SelectOptions.from_click({"budget": 5, "box": 32, "copick": None})
-    assert opts.budget == 5 and opts.pool_options == {"box": 32, "copick": None}
+    assert opts.budget == 5 and opts.tomo.box == 32 and opts.tomo.copick is None
     kw = opts.as_kw()
     assert kw["box"] == 32 and kw["budget"] == 5 and "pool_options" not in kw
     assert "list_strategies" not in opts.arguments()
