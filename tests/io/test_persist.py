@@ -16,7 +16,13 @@ import pandas.testing as pd_testing
 import pytest
 from _tomodata import SHAPE, particles_table, tomogram_data, write_mrc
 
-from cryoal.errors import ConfigError, InvalidVolumeError, PoolChangedError, PoolManifestError
+from cryoal.errors import (
+    ConfigError,
+    InvalidLabelsError,
+    InvalidVolumeError,
+    PoolChangedError,
+    PoolManifestError,
+)
 from cryoal.io import VolumePool, load_pool, open_tomograms, write_volume
 from cryoal.io import mrc as mrc_module
 from cryoal.io.images import ImagePool, write_image
@@ -248,3 +254,19 @@ def test_an_inverted_volume_pool_reads_inverted_after_load(tmp_path: Path) -> No
     plain = VolumePool.from_directory(tmp_path / "vols")
     saved = plain.inverted().save(tmp_path / "inv.json")
     np.testing.assert_array_equal(VolumePool.load(saved).read(2), -plain.read(2))
+
+
+def test_a_vanished_label_map_is_one_error_naming_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    for d in ("crops", "masks"):
+        write_volume(tmp_path / d / "a.mrc", rng.normal(size=(BOX,) * 3).astype(np.float32), 10.0)
+    mask = tmp_path / "masks" / "a.mrc"
+    write_volume(mask, np.ones((BOX,) * 3, np.int8), 10.0)
+    pool = PatchPool.from_directories(
+        tmp_path / "crops", tmp_path / "masks", patch=4, classes=["bg", "fg"]
+    )
+    saved = pool.save(tmp_path / "patches.json")
+    assert load_pool(saved).labelled_indices() == pool.labelled_indices() == list(range(8))
+    mask.unlink()
+    with pytest.raises(InvalidLabelsError, match=r"masks/a\.mrc: not a readable MRC label map"):
+        load_pool(saved)
