@@ -45,6 +45,9 @@ POOL_FORMAT = "cryoal-pool"
 POOL_FORMAT_VERSION = 1
 
 #: ``kind`` -> ``"module:Class"`` of the pool class whose ``load`` reads that kind
+#: the compact index saves itself as ``.npz`` (its own format), recognised by the zip header
+_INDEX_CLASS = "cryoal.io.index:PoolIndex"
+
 POOL_KINDS: dict[str, str] = {
     "volume": "cryoal.io.pool:VolumePool",
     "image": "cryoal.io.images:ImagePool",
@@ -303,6 +306,12 @@ def _pool_class(kind: str, where: Path) -> Any:
         raise PoolManifestError(
             f"{where}: unknown pool kind {kind!r}; known: {', '.join(sorted(POOL_KINDS))}"
         )
+    return _class_of(target)
+
+
+def _class_of(target: str) -> Any:
+    """The class named ``"module:Class"``, imported when a pool of it is loaded (so that
+    ``io.persist`` imports none of the pool modules, which import it)."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -334,9 +343,8 @@ def load_pool(path: str | os.PathLike[str]) -> Pool:
     except OSError as exc:
         raise PoolManifestError(f"{p}: cannot read the saved pool ({exc.strerror})") from None
     if head == _ZIP_MAGIC:
-        from cryoal.io.index import PoolIndex
-
-        return PoolIndex.load(p)
+        index: Pool = _class_of(_INDEX_CLASS).load(p)
+        return index
     manifest = read_pool_manifest(p)
     pool: Pool = _pool_class(manifest.kind, p).load(p)
     return pool
