@@ -9,6 +9,7 @@ killed resumes from its last finished step when the same command is run again.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import os
@@ -528,7 +529,7 @@ def import_labels(project: Any, opts: SelectOptions) -> None:
     )
 
 
-class _Pipeline:
+class _Pipeline(abc.ABC):
     """What ``cryoal select`` does for one task around the one round engine.
 
     The command's single path (:func:`_run_select`) calls, in order: :meth:`check`,
@@ -547,16 +548,17 @@ class _Pipeline:
 
     def check(self, opts: SelectOptions) -> None:
         """Refuse options this task does not take (one line, exit 2)."""
+        return None
 
     def prepare(self, opts: SelectOptions) -> SelectOptions:
         """Validate the round options before the project is opened; returns them with
         the task's defaults filled in."""
         return opts
 
+    @abc.abstractmethod
     def open_pool(self, opts: SelectOptions) -> Any:
         """The task's pool from the options, opened before the project (bad input fails
         before anything is written); ``None`` when only :meth:`in_project` can open it."""
-        raise NotImplementedError
 
     def in_project(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
         """The pool as the round uses it, under the project lock (e.g. an index kept in
@@ -567,17 +569,17 @@ class _Pipeline:
         """The options with what the project records filled in (under the lock)."""
         return opts
 
+    @abc.abstractmethod
     def config(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
         """The round's options object (:meth:`cryoal.tasks.Task.select_config`)."""
-        raise NotImplementedError
 
     def reporting(self) -> Any:
         """Context in which the round runs (messages printed above progress bars)."""
         return contextlib.nullcontext()
 
+    @abc.abstractmethod
     def summary(self, project: Any, pool: Any, result: Any, opts: SelectOptions) -> None:
         """Print what the round did and what to do next."""
-        raise NotImplementedError
 
 
 class _Subtomograms(_Pipeline):

@@ -22,6 +22,7 @@ extends the benchmark); the rows of a re-run equal an uninterrupted run's up to
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import logging
@@ -100,7 +101,7 @@ class Extra:
         return {(float(a), int(b)) for a, b in cols.itertuples(index=False)}
 
 
-class Suite:
+class Suite(abc.ABC):
     """What one task adds to :func:`run`; the default methods are the in-memory case.
 
     Parameters
@@ -138,16 +139,17 @@ class Suite:
         return ""
 
     # ------------------------------------------------------------------ blocks
+    @abc.abstractmethod
     def data(self, out: Path, snr: float) -> Any:
         """The pool and test set of one SNR (made once per SNR and run)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def run_block(self, out: Path, key: BlockKey, data: Any) -> list[dict[str, Any]]:
         """Rows of :data:`RESULT_COLUMNS` of one ``(snr, arm, seed)`` block, by round."""
-        raise NotImplementedError
 
     def block_recorded(self, out: Path, key: BlockKey) -> None:
         """Called once a block's rows are safe in ``results.csv`` (default: nothing)."""
+        return None
 
     def extras(self) -> list[Extra]:
         """Blocks run after the runs (default: none)."""
