@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from round_options import TINY_ROUND
 
 from cryoal.active import Project
 from cryoal.active.candidates import (
@@ -21,13 +22,8 @@ from cryoal.errors import ConfigError
 from cryoal.io import VolumePool
 
 FAST = {
-    "arch": "cb3d",
-    "arch_kwargs": {"channels": (4, 8)},
+    **TINY_ROUND,
     "epochs": 2,
-    "train_batch_size": 8,
-    "batch_size": 16,
-    "device": "cpu",
-    "progress": False,
     "gallery_size": 0,
     "budget": 2,
 }

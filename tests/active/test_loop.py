@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from round_options import TINY_ROUND
 
 from cryoal import models
 from cryoal.active import Oracle, Project
@@ -35,13 +36,8 @@ from cryoal.io import VolumePool, read_table
 
 #: fast options for tests: a tiny CNN, few epochs, no progress bars
 FAST = {
-    "arch": "cb3d",
-    "arch_kwargs": {"channels": (4, 8)},
+    **TINY_ROUND,
     "epochs": 3,
-    "train_batch_size": 8,
-    "batch_size": 16,
-    "device": "cpu",
-    "progress": False,
     "gallery_size": 6,
 }
 

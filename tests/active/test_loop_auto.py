@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from round_options import TINY_ROUND
 
 from cryoal.active import Oracle, Project, ProjectLayout
 from cryoal.active.loop import SelectConfig, register_pool, select_round
@@ -14,13 +15,8 @@ from cryoal.io import VolumePool, read_table
 from cryoal.pretrain import load_encoder
 
 FAST = {
-    "arch": "cb3d",
-    "arch_kwargs": {"channels": (4, 8)},
+    **TINY_ROUND,
     "epochs": 2,
-    "train_batch_size": 8,
-    "batch_size": 16,
-    "device": "cpu",
-    "progress": False,
     "gallery_size": 0,
     "budget": 6,
 }

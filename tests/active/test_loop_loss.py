@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from round_options import TINY_ROUND
 from torch import Tensor, nn
 
 from cryoal import models
@@ -24,13 +25,8 @@ from cryoal.io import VolumePool
 from cryoal.tasks.classification3d import Classification3D
 
 FAST = {
-    "arch": "cb3d",
-    "arch_kwargs": {"channels": (4, 8)},
+    **TINY_ROUND,
     "epochs": 3,
-    "train_batch_size": 8,
-    "batch_size": 16,
-    "device": "cpu",
-    "progress": False,
     "gallery_size": 2,
     "strategy": "expected-gradnorm",
     "cold_start": "random",
