@@ -768,12 +768,6 @@ def per_sample_class_grad_norms(
                     if top_k is None
                     else top_classes(p, k)
                 )
-                if _closed_form(loss):
-                    pairs: list[tuple[Tensor, Tensor | None]] = []
-                    for j in range(k):
-                        cot = p - F.one_hot(cls[:, j], c).to(p.dtype)
-                        pairs.append((out, cot.to(out.dtype)))
-                    return pairs
                 return [(out, cot.to(out.dtype)) for cot in loss_cotangents(out, cls, loss)]
 
             sq, out = grad_sq_norms(model, xc, backprop, chosen, amp=amp)

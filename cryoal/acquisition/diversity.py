@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from cryoal._steps import step
-from cryoal.acquisition._persample import _closed_form, loss_cotangents
+from cryoal.acquisition._persample import loss_cotangents
 from cryoal.acquisition._stream import PoolLike, autocast
 from cryoal.acquisition.base import Selection, Strategy, register
 from cryoal.acquisition.gradnorm import _features_and_head
@@ -152,12 +152,8 @@ class _EmbeddingStrategy(Strategy):
                     return h
                 z = head(h).float()
                 p = torch.softmax(z, dim=1)
-            if not _closed_form(self.loss):
-                # the task's loss: u = ∂ℓ(z, ŷ)/∂z by autograd on the logits
-                u = loss_cotangents(z, p.argmax(1, keepdim=True), self.loss)[0]
-                return torch.cat([u, h], dim=1)
-            u = p.clone()
-            u[torch.arange(p.shape[0]), p.argmax(1)] -= 1.0
+            # u = ∂ℓ(z, ŷ)/∂z: p − e_ŷ for cross-entropy, else autograd on the logits
+            u = loss_cotangents(z, p.argmax(1, keepdim=True), self.loss)[0]
             return torch.cat([u, h], dim=1)
 
         with step("embed"):
