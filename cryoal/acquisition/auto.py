@@ -39,9 +39,12 @@ from cryoal.acquisition._stream import PoolLike
 from cryoal.acquisition.base import CONTEXT_OPTIONS, Selection, Strategy, get, register
 from cryoal.errors import ConfigError
 
-__all__ = ["Auto", "choose"]
+__all__ = ["SCORE_CHOICES", "Auto", "choose"]
 
 SCHEMES = ("entropy", "expected")
+
+#: the choices that score items independently (no embedding; sharded under torchrun)
+SCORE_CHOICES = ("entropy-gradnorm", "expected-gradnorm")
 
 
 def choose(
@@ -209,19 +212,29 @@ class Auto(Strategy):
             **self.thresholds,
         )
 
-    def select(
-        self,
-        model: nn.Module,
-        pool: PoolLike,
-        budget: int,
-        *,
-        labelled: Iterable[int | str] | Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Selection:
-        lab, _ = self._unlabelled(pool, budget, labelled)
-        name, reason = self.decide(model, int(lab.numel()))
+    def choice(self, model: nn.Module, n_labelled: int) -> tuple[Strategy, dict[str, Any]]:
+        """The strategy this Auto runs for ``n_labelled`` labels, and the info it records.
+
+        Parameters
+        ----------
+        model
+            The round's classifier (the number of classes comes from its head unless
+            ``num_classes`` was given).
+        n_labelled
+            Number of labelled pool items ``L``.
+
+        Returns
+        -------
+        (Strategy, dict)
+            The chosen strategy, built with this Auto's options (the
+            :class:`~cryoal.acquisition.base.Strategy` options, the loss, and the
+            encoder / embeddings / diversity options where the choice takes them), and
+            ``{"choice", "reason", "labels", "labels_per_class"}``.
+        """
+        n_lab = int(n_labelled)
+        name, reason = self.decide(model, n_lab)
         extra: dict[str, Any] = {}
-        if name != "entropy-gradnorm" and name != "expected-gradnorm":
+        if name not in SCORE_CHOICES:
             extra["encoder"] = self.encoder
             extra["embeddings"] = self.embeddings
         if name.startswith("diverse-"):
@@ -233,16 +246,27 @@ class Auto(Strategy):
             options.setdefault(key, getattr(self, key))
         if options.get("device") is None:
             options.pop("device")
-        inner = get(name, **options)
-        sel = inner.select(model, pool, budget, labelled=lab, generator=generator)
         c = self.classes_of(model)
-        n_lab = int(lab.numel())
         info: dict[str, Any] = {
             "choice": name,
             "reason": reason,
             "labels": n_lab,
             "labels_per_class": None if not c or n_lab == 0 else n_lab / c,
         }
+        return get(name, **options), info
+
+    def select(
+        self,
+        model: nn.Module,
+        pool: PoolLike,
+        budget: int,
+        *,
+        labelled: Iterable[int | str] | Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Selection:
+        lab, _ = self._unlabelled(pool, budget, labelled)
+        inner, info = self.choice(model, int(lab.numel()))
+        sel = inner.select(model, pool, budget, labelled=lab, generator=generator)
         if "quotas" in sel.info:  # balanced diverse picks: {predicted class index: picks}
             info["quotas"] = sel.info["quotas"]
         return Selection(indices=sel.indices, scores=sel.scores, strategy=self.name, info=info)

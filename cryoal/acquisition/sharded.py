@@ -26,15 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from cryoal.acquisition._stream import PoolLike
-from cryoal.acquisition.base import CONTEXT_OPTIONS, ScoreStrategy, Selection, Strategy, get
+from cryoal.acquisition.base import ScoreStrategy, Selection, Strategy
 from cryoal.errors import ConfigError
 
 __all__ = ["auto_choice", "shardable", "sharded_score", "sharded_select"]
 
 ShardMode = Literal["contiguous", "strided"]
-
-#: the Strategy options Auto hands on to the strategy it chooses (as Auto.select does)
-_SHARED_OPTIONS = CONTEXT_OPTIONS
 
 
 def _joint(strategy: Strategy) -> ConfigError:
@@ -53,9 +50,9 @@ def _rebind_cuda(strategy: Strategy) -> None:
 def auto_choice(
     strategy: Strategy, model: nn.Module, n_labelled: int
 ) -> tuple[Strategy, dict[str, Any]] | None:
-    """The score strategy :class:`~cryoal.acquisition.auto.Auto` runs for ``n_labelled``
-    labels, built with Auto's options, and the selection info Auto records; ``None`` when
-    ``strategy`` is not Auto or its choice selects a batch jointly.
+    """:meth:`Auto.choice <cryoal.acquisition.auto.Auto.choice>` when it is a score
+    strategy; ``None`` when ``strategy`` is not Auto or its choice for ``n_labelled``
+    labels selects a batch jointly.
 
     Parameters
     ----------
@@ -70,30 +67,17 @@ def auto_choice(
     -------
     (Strategy, dict) or None
         The chosen :class:`~cryoal.acquisition.base.ScoreStrategy` and
-        ``{"choice", "reason", "labels", "labels_per_class"}`` as in ``Auto.select``.
+        ``{"choice", "reason", "labels", "labels_per_class"}`` that ``Auto.select`` records.
     """
-    from cryoal.acquisition.auto import Auto
+    from cryoal.acquisition.auto import SCORE_CHOICES, Auto
 
     if not isinstance(strategy, Auto):
         return None
-    name, reason = strategy.decide(model, int(n_labelled))
-    if name not in ("entropy-gradnorm", "expected-gradnorm"):
+    if strategy.decide(model, int(n_labelled))[0] not in SCORE_CHOICES:
         return None
-    options: dict[str, Any] = dict(strategy._kwargs)
-    for key in _SHARED_OPTIONS:
-        options.setdefault(key, getattr(strategy, key))
-    if options.get("device") is None:
-        options.pop("device")
-    inner = get(name, **options)
-    if not isinstance(inner, ScoreStrategy):  # pragma: no cover - both names score items
+    inner, info = strategy.choice(model, n_labelled)
+    if not isinstance(inner, ScoreStrategy):  # pragma: no cover - both choices score items
         return None
-    c = strategy.classes_of(model)
-    info: dict[str, Any] = {
-        "choice": name,
-        "reason": reason,
-        "labels": int(n_labelled),
-        "labels_per_class": None if not c or n_labelled == 0 else n_labelled / c,
-    }
     return inner, info
 
 

@@ -86,6 +86,43 @@ def test_select_delegates_and_records(
     )
 
 
+@pytest.mark.parametrize(
+    "labelled,expect",
+    [(0, "typicality"), (8, "diverse-entropy-gradnorm"), (16, "entropy-gradnorm")],
+)
+def test_choice_builds_the_chosen_strategy_with_autos_options(
+    labelled: int, expect: str, tiny3d: nn.Module
+) -> None:
+    emb = torch.randn(12, 5)
+    pred = torch.arange(12) % 4
+    auto = acquisition.get(
+        "auto",
+        cold_threshold=1.0,
+        diverse_threshold=3.0,
+        embeddings=emb,
+        factor=2.0,
+        predicted=pred,
+        seed=7,
+        **OPTS,
+    )
+    inner, info = auto.choice(tiny3d, labelled)  # type: ignore[attr-defined]
+    assert inner.name == expect
+    assert (inner.batch_size, inner.seed, inner.progress) == (4, 7, False)
+    assert info == {
+        "choice": expect,
+        "reason": choose(labelled, 4, cold_threshold=1.0, diverse_threshold=3.0)[1],
+        "labels": labelled,
+        "labels_per_class": None if not labelled else labelled / 4,
+    }
+    if expect == "entropy-gradnorm":  # scores items: no embedding options
+        assert not hasattr(inner, "embeddings")
+    else:
+        assert inner.embeddings is emb  # type: ignore[attr-defined]
+    if expect.startswith("diverse-"):
+        assert (inner.factor, inner.balance) == (2.0, True)  # type: ignore[attr-defined]
+        assert inner.predicted is pred  # type: ignore[attr-defined]
+
+
 def test_num_classes_override(tiny3d: nn.Module, pool3d: TensorPool) -> None:
     # 8 labels over a model of 4 classes = 2 per class; the expert says 2 classes: 4 per class
     auto = acquisition.get(

@@ -62,21 +62,6 @@ def test_auto_is_shardable_exactly_when_it_chooses_a_score_strategy(
     assert auto_choice(acquisition.get("entropy"), tiny3d, 4) is None
 
 
-def test_auto_sharded_select_equals_auto_select_with_its_info(
-    tiny3d: TinyConv3d, pool3d: TensorPool
-) -> None:
-    auto = _auto(cold_threshold=0.5, diverse_threshold=0.5)
-    want = auto.select(tiny3d, pool3d, 4, labelled=LABELLED)
-    got = sharded_select(auto, tiny3d, pool3d, 4, labelled=LABELLED)
-    assert got.indices.tolist() == want.indices.tolist()
-    torch.testing.assert_close(got.scores, want.scores)
-    assert got.strategy == "auto" and got.info == want.info
-    # the choice's own scores, best first: what two ranks merge to (tests/test_distributed.py)
-    inner, _ = auto_choice(auto, tiny3d, 4)  # type: ignore[misc]
-    direct = inner.select(tiny3d, pool3d, 4, labelled=LABELLED)
-    assert got.indices.tolist() == direct.indices.tolist()
-
-
 def test_joint_strategies_run_whole_and_sharded_score_refuses_them(
     tiny3d: TinyConv3d, pool3d: TensorPool
 ) -> None:
