@@ -21,8 +21,9 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
+from cryoal.active.select_config import SelectConfig
+
 if TYPE_CHECKING:
-    from cryoal.active.loop import SelectConfig
     from cryoal.active.project import Project
 
 __all__ = ["DEFAULT_ARCH", "recorded_arch", "resolve_pretraining"]

@@ -9,7 +9,7 @@ import pytest
 
 from cryoal.active import Project
 from cryoal.active.defaults import DEFAULT_ARCH, recorded_arch, resolve_pretraining
-from cryoal.active.loop import SelectConfig
+from cryoal.active.select_config import SelectConfig
 from cryoal.errors import ConfigError
 
 
