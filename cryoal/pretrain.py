@@ -23,6 +23,8 @@ The pretrained encoder is used twice (see :mod:`cryoal.acquisition.typicality`,
 An encoder is stored as a regular cryoal checkpoint (:func:`cryoal.models.save_checkpoint`,
 written atomically) of the classifier it was trained in, with ``extra["kind"] ==
 "encoder"``, the pretraining configuration, the loss curve and a cache key;
+:func:`load_encoder` (:func:`cryoal.models.load_encoder`, re-exported: the embedding
+strategies load encoders without importing this module) reads one back;
 :func:`cached_encoder` keeps one at a path the caller names (a project's is
 ``Project.layout.encoder``) and trains again only when the pool, the architecture or the
 configuration changed.
@@ -55,6 +57,7 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from tqdm.auto import tqdm
 
 from cryoal.errors import CheckpointError, ConfigError, EmptyPoolError
+from cryoal.models.checkpoint import ENCODER_KIND, load_encoder
 from cryoal.runtime import resolve_device
 from cryoal.transforms import (
     Compose,
@@ -775,7 +778,7 @@ def save_encoder(
     return save_checkpoint(
         path,
         model,  # type: ignore[arg-type]
-        kind="encoder",
+        kind=ENCODER_KIND,
         pretrain=result.config.to_dict(),
         losses=result.losses,
         n_items=result.n_items,
@@ -783,31 +786,6 @@ def save_encoder(
         recipe_version=RECIPE_VERSION,
         **meta,
     )
-
-
-def load_encoder(path: str | os.PathLike[str]) -> tuple[nn.Module, Any]:
-    """Load an encoder checkpoint written by :func:`save_encoder`.
-
-    Returns
-    -------
-    model, info
-        The classifier holding the encoder (eval mode, CPU) and its
-        :class:`cryoal.models.CheckpointInfo`.
-
-    Raises
-    ------
-    CheckpointError
-        Missing/corrupt file, or a checkpoint that is not an encoder.
-    """
-    from cryoal.models import load_checkpoint
-
-    model, info = load_checkpoint(path)
-    if info.extra.get("kind") != "encoder":
-        raise CheckpointError(
-            f"{path}: not a pretrained encoder (a classifier checkpoint); make one with "
-            "`cryoal pretrain --volumes DIR --out encoder.pt`"
-        )
-    return model, info
 
 
 def init_from_encoder(

@@ -52,6 +52,7 @@ def test_no_layer_imports_another_that_imports_it_back(result: dict[str, Any]) -
         ("io", "acquisition"),
         ("viz", "benchmark"),
         ("acquisition", "viz"),
+        ("acquisition", "pretrain"),
         ("tasks", "benchmark"),
         ("transforms", "io"),
     ],

@@ -43,10 +43,10 @@ _CHUNK = 2048
 
 
 def resolve_encoder(encoder: EncoderLike | None) -> nn.Module | None:
-    """Load an encoder checkpoint path (:func:`cryoal.pretrain.load_encoder`); pass modules on."""
+    """Load an encoder checkpoint path (:func:`cryoal.models.load_encoder`); pass modules on."""
     if encoder is None or isinstance(encoder, nn.Module):
         return encoder
-    from cryoal.pretrain import load_encoder
+    from cryoal.models import load_encoder
 
     model, _ = load_encoder(Path(encoder))
     return model

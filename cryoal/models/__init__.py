@@ -10,6 +10,7 @@ from cryoal.models.checkpoint import (
     CheckpointInfo,
     check_compatible,
     load_checkpoint,
+    load_encoder,
     save_checkpoint,
 )
 from cryoal.models.cnn2d import CNN2D
@@ -31,6 +32,7 @@ __all__ = [
     "create",
     "describe",
     "load_checkpoint",
+    "load_encoder",
     "register",
     "save_checkpoint",
 ]

@@ -29,7 +29,14 @@ from cryoal._version import __version__
 from cryoal.errors import CheckpointError
 from cryoal.models._base import ArchSpec, Classifier
 
-__all__ = ["CheckpointInfo", "check_compatible", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "ENCODER_KIND",
+    "CheckpointInfo",
+    "check_compatible",
+    "load_checkpoint",
+    "load_encoder",
+    "save_checkpoint",
+]
 
 FORMAT = "cryoal-checkpoint"
 FORMAT_VERSION = 1
@@ -37,6 +44,8 @@ FORMAT_VERSION = 1
 _MAX_CLASSES = 100_000
 _MAX_EXTENT = 4096
 _MAX_CHANNELS = 64
+#: ``extra["kind"]`` of a pretrained encoder's checkpoint (:func:`cryoal.pretrain.save_encoder`)
+ENCODER_KIND = "encoder"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +269,33 @@ def load_checkpoint(
     model.eval()
     if device is not None:
         model.to(torch.device(device))
+    return model, info
+
+
+def load_encoder(path: str | os.PathLike[str]) -> tuple[Classifier, CheckpointInfo]:
+    """Load a pretrained encoder's checkpoint (:func:`cryoal.pretrain.save_encoder`).
+
+    An encoder is a whole classifier (its head untrained) whose checkpoint records
+    ``extra["kind"] == ENCODER_KIND``; the embedding strategies
+    (:mod:`cryoal.acquisition`) read its ``features`` and :mod:`cryoal.pretrain`
+    initialises round models from it.
+
+    Returns
+    -------
+    model, info
+        The classifier holding the encoder (eval mode, CPU) and its :class:`CheckpointInfo`.
+
+    Raises
+    ------
+    CheckpointError
+        Missing/corrupt file, or a checkpoint that is not an encoder.
+    """
+    model, info = load_checkpoint(path)
+    if info.extra.get("kind") != ENCODER_KIND:
+        raise CheckpointError(
+            f"{path}: not a pretrained encoder (a classifier checkpoint); make one with "
+            "`cryoal pretrain --volumes DIR --out encoder.pt`"
+        )
     return model, info
 
 
