@@ -48,7 +48,8 @@ def _rss_mb() -> float:
 
 def child_index(args: argparse.Namespace) -> dict[str, Any]:
     from cryoal.active import Project
-    from cryoal.io.index import PoolIndex, project_index
+    from cryoal.active.pool_index import project_index
+    from cryoal.io.index import PoolIndex
 
     src = Path(args.source)
     base = _rss_mb()

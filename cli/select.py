@@ -615,7 +615,7 @@ class _Subtomograms(_Pipeline):
         from cryoal.cli._tomo import remember_particles
 
         if pool is None:
-            from cryoal.io.index import project_index
+            from cryoal.active.pool_index import project_index
 
             assert opts.volumes is not None
             pool = project_index(project, opts.volumes, pattern=opts.pattern, rebuild=opts.reindex)

@@ -113,7 +113,9 @@ def register_pool(project: Project, pool: Any) -> int:
     """Register ``pool``'s volumes in ``project`` (idempotent); returns how many are new."""
     if len(pool) == 0:
         raise EmptyPoolError(f"no volumes found in {pool.root}; point --volumes at MRC files")
-    indexed = getattr(pool, "registered_in", None)  # a PoolIndex from io.index.project_index
+    indexed = getattr(
+        pool, "registered_in", None
+    )  # a PoolIndex from active.pool_index.project_index
     if indexed is not None and indexed == project.path.resolve():
         if project.pool_size() == len(pool):
             return 0  # registered in bulk when the index was built: nothing to re-read

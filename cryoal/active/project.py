@@ -287,7 +287,7 @@ class ProjectLayout:
 
     @property
     def pool_index(self) -> Path:
-        """The saved compact pool index (:func:`cryoal.io.index.project_index`)."""
+        """The saved compact pool index (:func:`cryoal.active.pool_index.project_index`)."""
         return self.root / self.POOL_INDEX
 
     @property
@@ -740,7 +740,7 @@ class Project:
         ----------
         rows
             ``(id, path relative to root, box as JSON "[D, H, W]", checksum)`` per volume,
-            in pool order (see :func:`cryoal.io.index.project_index`).
+            in pool order (see :func:`cryoal.active.pool_index.project_index`).
         root, box, voxel_size
             As recorded by :meth:`register_pool` (Å for ``voxel_size``).
         chunk_size

@@ -14,8 +14,9 @@ is built without ever holding one Python object per entry:
   ``id`` and ``label``) or reads a RELION STAR list (``_rlnImageName``, optional
   ``_cryoalLabel``);
 * :meth:`PoolIndex.save` / :meth:`PoolIndex.load` persist it as one ``.npz`` (atomic);
-* :func:`project_index` builds it once per project: the index is saved in the project
-  directory and its entries bulk-inserted into the project's ``pool`` table in chunks.
+* :meth:`PoolIndex.rows` streams ``(id, path, checksum)`` rows, which
+  :func:`cryoal.active.pool_index.project_index` bulk-inserts into a project's ``pool``
+  table (the project owns its rows; this module imports no project).
 
 A PoolIndex is itself a map-style dataset (``index[i]`` is a float32 tensor
 ``(1, D, H, W)``, raw values), so acquisition strategies and
@@ -27,7 +28,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
-import itertools
 import json
 import logging
 import os
@@ -53,7 +53,7 @@ from cryoal.io.mrc import (
     split_extension,
 )
 
-__all__ = ["PoolIndex", "StringArray", "entry_checksum", "project_index"]
+__all__ = ["PoolIndex", "StringArray", "entry_checksum"]
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,8 @@ class PoolIndex(Dataset[torch.Tensor]):
         Sorted class names.
     registered_in
         The project directory whose ``pool`` table holds exactly these entries (set by
-        :func:`project_index`; the round loop then skips re-registering them), or None.
+        :func:`cryoal.active.pool_index.project_index`; the round loop then skips
+        re-registering them), or None.
     invert
         Items are read with their contrast inverted (``-x``); see :meth:`inverted`.
     """
@@ -660,11 +661,25 @@ class PoolIndex(Dataset[torch.Tensor]):
         pool.invert = self.invert
         return pool
 
-    def iter_entries(self, chunk: int = 50_000) -> Iterator[list[tuple[str, str, int]]]:
-        """``(id, relative path, position in file)`` rows, ``chunk`` at a time."""
-        rows = zip(self.ids, self.paths, self.index_in_file.tolist(), strict=True)
-        while block := list(itertools.islice(rows, chunk)):
-            yield block
+    def rows(self, *, checksums: bool = True) -> Iterator[tuple[str, str, str]]:
+        """``(id, path relative to root, checksum)`` per item, in pool order, streamed.
+
+        Parameters
+        ----------
+        checksums
+            Give each file's :func:`entry_checksum` (one 1 KiB read per file; the items
+            of one stack share it); ``False`` gives ``""`` and reads nothing.
+
+        Raises
+        ------
+        InvalidVolumeError
+            A file cannot be read (with ``checksums``).
+        """
+        last_path, last_sum = "", ""
+        for vid, rel in zip(self.ids, self.paths, strict=True):
+            if checksums and rel != last_path:
+                last_path, last_sum = rel, entry_checksum(self.root / rel)
+            yield vid, rel, last_sum
 
 
 class _LazyKeys(Sequence[str]):
@@ -696,84 +711,3 @@ def _split_item(raw: str) -> tuple[str, int]:
     if m:
         return m.group(1), int(m.group(2))
     return raw, -1
-
-
-def project_index(
-    project: Any,
-    source: str | os.PathLike[str],
-    *,
-    pattern: str | Sequence[str] = "*.mrc",
-    chunk_size: int = 50_000,
-    checksums: bool = True,
-    rebuild: bool = False,
-) -> PoolIndex:
-    """The project's pool index: built once from ``source``, then loaded from the project.
-
-    The first call indexes ``source`` (a folder, or a ``.csv``/``.star`` list), saves the
-    index as ``pool-index.npz`` in the project directory, and registers every entry in
-    the project's ``pool`` table with chunked bulk inserts (``executemany``,
-    ``chunk_size`` rows at a time, one transaction). Later calls with the same source
-    load the saved index instead of walking the folder again.
-
-    Parameters
-    ----------
-    project
-        An open :class:`cryoal.active.Project` (writable).
-    source
-        Folder of MRC files, or a CSV/STAR list (see :meth:`PoolIndex.from_table`).
-    pattern
-        File pattern(s) for a folder.
-    chunk_size
-        Rows per ``executemany`` batch.
-    checksums
-        Record each file's header checksum (:func:`entry_checksum`, one 1 KiB read per
-        file); without it the ``checksum`` column holds ``""`` and changed files are not
-        detected.
-    rebuild
-        Index ``source`` again even when a saved index exists (new files are added to the
-        pool table; :func:`cryoal.active.loop.register_pool` checks registered ones).
-
-    Returns
-    -------
-    PoolIndex
-        In pool order; ``project.pool_ids()`` lists the same ids.
-
-    Raises
-    ------
-    ProjectError
-        The project was built on another pool, or registered entries are missing.
-    """
-    from cryoal.errors import ProjectError
-
-    src = Path(source).resolve()
-    saved = project.layout.pool_index
-    recorded = project.get_meta("pool_index_source")
-    if not rebuild and saved.exists() and recorded == str(src):
-        index = PoolIndex.load(saved)
-        log.info("loaded the pool index of %d items from %s", len(index), saved)
-        index.registered_in = Path(project.path).resolve()
-        return index
-    if recorded is not None and recorded != str(src):
-        raise ProjectError(
-            f"project {project.path} indexes the pool {recorded}, not {src}; "
-            "pass --project with a new directory for this pool"
-        )
-    index = PoolIndex.from_directory(src, pattern) if src.is_dir() else PoolIndex.from_table(src)
-    box = index.box
-    rows = _pool_rows(index, json.dumps([int(s) for s in box]), checksums)
-    project.register_pool_rows(
-        rows, root=index.root, box=box, voxel_size=index.voxel_size, chunk_size=chunk_size
-    )
-    index.save(saved)
-    project.set_meta("pool_index_source", str(src))
-    index.registered_in = Path(project.path).resolve()
-    return index
-
-
-def _pool_rows(index: PoolIndex, box: str, checksums: bool) -> Iterator[tuple[str, str, str, str]]:
-    """``(id, path, box, checksum)`` per entry, one checksum per file (stacks share one)."""
-    last_path, last_sum = "", ""
-    for vid, rel in zip(index.ids, index.paths, strict=True):
-        if checksums and rel != last_path:
-            last_path, last_sum = rel, entry_checksum(index.root / rel)
-        yield vid, rel, box, last_sum

@@ -1,4 +1,4 @@
-"""PoolIndex: compact ids/paths, directory and list builders, persistence, project storage."""
+"""PoolIndex: compact ids/paths, directory and list builders, persistence, row stream."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import pytest
 import starfile
 import torch
 
-from cryoal.active import Project
-from cryoal.active.loop import pool_entries, register_pool
-from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError, ProjectError
+from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError
 from cryoal.io import VolumePool, write_volume
-from cryoal.io.index import PoolIndex, StringArray, entry_checksum, project_index
+from cryoal.io.index import PoolIndex, StringArray, entry_checksum
 
 N_TINY = 20_000
 
@@ -170,36 +168,11 @@ def test_star_list(tmp_path: Path) -> None:
     assert index.labels == ["b", "a", None]
 
 
-def test_project_index_built_once_and_registered_in_chunks(real_dir: Path, tmp_path: Path) -> None:
-    import shutil
-
-    vols = tmp_path / "vols"
-    shutil.copytree(real_dir, vols)
-    with Project(tmp_path / "proj") as project:
-        index = project_index(project, vols, pattern=["*.mrc", "*.mrcs"], chunk_size=4)
-        assert project.pool_ids() == list(index.ids)
-        assert project.pool_size() == 9
-        assert (tmp_path / "proj" / "pool-index.npz").exists()
-        # the checksums are the round loop's: registering the same pool adds nothing
-        entries = pool_entries(index.to_pool())
-        assert [e.checksum for e in project.pool_entries()] == [e.checksum for e in entries]
-        assert project.pool_entries()[0].checksum == entry_checksum(vols / "a" / "v0.mrc")
-        assert register_pool(project, VolumePool.from_directory(vols, ["*.mrc", "*.mrcs"])) == 0
-        # built once: a second call loads the saved index, without walking the folder
-        (vols / "a" / "v5.mrc").unlink()
-        again = project_index(project, vols, pattern=["*.mrc", "*.mrcs"])
-        assert again.ids == index.ids
-        with pytest.raises(ProjectError, match="indexes the pool .* not .*other"):
-            project_index(project, tmp_path / "other")
-
-
-def test_project_index_from_a_csv_list_without_checksums(real_dir: Path, tmp_path: Path) -> None:
-    pd.DataFrame({"path": [f"a/v{i}.mrc" for i in range(6)]}).to_csv(
-        real_dir / "list.csv", index=False
-    )
-    with Project(tmp_path / "proj") as project:
-        index = project_index(project, real_dir / "list.csv", checksums=False, chunk_size=2)
-        assert project.pool_ids() == [f"a/v{i}.mrc" for i in range(6)]
-        assert {e.checksum for e in project.pool_entries()} == {""}
-        assert len(index) == 6
-    (real_dir / "list.csv").unlink()
+def test_rows_stream_ids_paths_and_one_checksum_per_file(real_dir: Path) -> None:
+    index = PoolIndex.from_directory(real_dir, ["*.mrc", "*.mrcs"])
+    rows = list(index.rows())
+    assert [r[:2] for r in rows] == list(zip(index.ids, index.paths, strict=True))
+    assert [r[2] for r in rows] == [entry_checksum(index.path_of(i)) for i in range(len(index))]
+    stack = [r[2] for r in rows if r[1] == "s.mrcs"]
+    assert len(stack) == 3 and len(set(stack)) == 1  # the three items of one stack share it
+    assert {r[2] for r in index.rows(checksums=False)} == {""}
