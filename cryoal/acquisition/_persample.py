@@ -46,6 +46,7 @@ from cryoal.errors import ConfigError
 __all__ = [
     "Backprop",
     "PerSampleLoss",
+    "IGNORE_INDEX",
     "Reduction",
     "grad_sq_norms",
     "is_cross_entropy",
@@ -64,8 +65,14 @@ REDUCTIONS: tuple[str, ...] = ("l2", "layerwise-sum")
 Backprop = Callable[[Tensor], list[tuple[Tensor, Tensor | None]]]
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
-"""A per-sample label loss ``loss(logits (B, C), target (B,) int64) -> (B,)``
+"""A per-sample label loss ``loss(logits (B, C), target (B,) int64) -> (B,)``, or for
+segmentation ``loss(logits (B, C, *spatial), target (B, *spatial) int64) -> (B,)``
 (e.g. :meth:`cryoal.tasks.Task.per_sample_loss`)."""
+
+IGNORE_INDEX = -1
+"""Target value of an unannotated voxel (:data:`cryoal.tasks.seg_metrics.IGNORE`): the
+closed-form voxel cross-entropy leaves it out, as
+:func:`~cryoal.tasks.seg_metrics.voxel_cross_entropy` does in training."""
 
 _CE_MARK = "__cryoal_cross_entropy__"
 
@@ -75,9 +82,13 @@ L = TypeVar("L", bound=Callable[..., Tensor])
 def is_cross_entropy(fn: L) -> L:
     """Declare ``fn`` (a function or method) to be plain per-sample cross-entropy.
 
-    Gradient norms of a loss so declared use the closed-form logit gradient ``p − e_y``
-    (bitwise the same as ``loss=None``) instead of autograd through ``fn``. A subclass
-    that overrides a declared method is not declared.
+    For logits ``(B, C)``: cross-entropy; for per-voxel logits ``(B, C, *spatial)``: the
+    cross-entropy averaged over the annotated voxels of each sample (target
+    :data:`IGNORE_INDEX` left out, 0 for a sample with none), i.e.
+    :func:`~cryoal.tasks.seg_metrics.voxel_cross_entropy`. Gradient norms of a loss so
+    declared use the closed-form logit gradient (:func:`loss_cotangents`; bitwise the
+    same as ``loss=None``) instead of autograd through ``fn``. A subclass that overrides
+    a declared method is not declared.
     """
     setattr(fn, _CE_MARK, True)
     return fn
@@ -644,38 +655,53 @@ def top_classes(probs: Tensor, k: int) -> Tensor:
 
 
 def loss_cotangents(logits: Tensor, classes: Tensor, loss: PerSampleLoss | None) -> Tensor:
-    """``(K, B, C)`` cotangents ``∂ loss(z_i, y)/∂z_i`` for each class column ``y = classes[:, j]``.
+    """``(K, B, C, *spatial)`` cotangents ``∂ loss(z_i, y)/∂z_i``, one per target ``y = classes[:, j]``.
 
     ``loss=None`` (or a loss declared with :func:`is_cross_entropy`): cross-entropy in
-    closed form, ``p − e_y``. Otherwise autograd through
-    ``loss`` on a detached copy of the logits (no pass through the network): the loss of
+    closed form, ``p − e_y`` for logits ``(B, C)``; for per-voxel logits
+    ``(B, C, *spatial)`` the mean voxel cross-entropy over the ``V_i`` annotated voxels
+    of sample ``i``, ``(p_v − e_{y_v})/V_i`` at an annotated voxel and 0 at an
+    unannotated one (target :data:`IGNORE_INDEX`). Otherwise autograd through ``loss`` on
+    a detached copy of the logits (no pass through the network), with the targets as
+    given (the loss treats unannotated voxels as it does in training): the loss of
     sample ``i`` must depend on logits row ``i`` only.
 
     Parameters
     ----------
     logits
-        ``(B, C)`` logits (detached here).
+        ``(B, C)`` or ``(B, C, *spatial)`` logits (detached here).
     classes
-        ``(B, K)`` int64 target classes, one column per cotangent.
+        ``(B, K)`` or ``(B, K, *spatial)`` int64 targets, one column (map) per cotangent.
     loss
-        Per-sample loss ``(logits (B, C), target (B,) int64) -> (B,)``, or ``None``.
+        Per-sample loss ``(logits, target (B,) or (B, *spatial) int64) -> (B,)``, or
+        ``None``.
 
     Returns
     -------
     Tensor
-        ``(K, B, C)`` cotangents, dtype of the logits promoted to at least float32.
+        ``(K, B, C, *spatial)`` cotangents, dtype of the logits promoted to at least
+        float32.
 
     Raises
     ------
     ConfigError
-        ``loss`` does not return one value per sample, ``(B,)``.
+        ``classes`` does not match the logits' batch and spatial shape, or ``loss`` does
+        not return one value per sample, ``(B,)``.
     """
     z = logits.detach().to(_float(logits.dtype))
-    n, c = z.shape
+    n, c = z.shape[:2]
+    spatial = tuple(z.shape[2:])
+    if classes.dim() < 2 or (classes.shape[0], *classes.shape[2:]) != (n, *spatial):
+        raise ConfigError(
+            f"targets {tuple(classes.shape)} do not fit logits {tuple(z.shape)}: "
+            f"need ({n}, K{''.join(f', {d}' for d in spatial)})"
+        )
     k = classes.shape[1]
     if _closed_form(loss):
         p = torch.softmax(z, dim=1)
-        return torch.stack([p - F.one_hot(classes[:, j], c).to(p.dtype) for j in range(k)])
+        if not spatial:
+            return torch.stack([p - F.one_hot(classes[:, j], c).to(p.dtype) for j in range(k)])
+        return torch.stack([_voxel_ce_cotangent(p, classes[:, j]) for j in range(k)])
     assert loss is not None
     cots = []
     for j in range(k):
@@ -691,6 +717,18 @@ def loss_cotangents(logits: Tensor, classes: Tensor, loss: PerSampleLoss | None)
             (g,) = torch.autograd.grad(values.sum(), zj, allow_unused=True)
         cots.append(torch.zeros_like(z) if g is None else g)
     return torch.stack(cots)
+
+
+def _voxel_ce_cotangent(p: Tensor, target: Tensor) -> Tensor:
+    """``∂/∂z`` of the mean cross-entropy over annotated voxels: ``(p − e_y)/V_i`` there, 0
+    elsewhere; ``p`` `(B, C, *spatial)`, ``target`` `(B, *spatial)` → `(B, C, *spatial)`."""
+    valid = target != IGNORE_INDEX
+    cot = p - F.one_hot(target.long().clamp_min(0), p.shape[1]).movedim(-1, 1).to(p.dtype)
+    cot = cot.masked_fill(~valid.unsqueeze(1), 0.0)
+    counts = valid.flatten(1).sum(1).clamp_min(1).tolist()
+    # one Python-scalar division per sample: the same rounding for a sample whatever its
+    # batch (on CUDA a scalar divisor multiplies by its reciprocal, a tensor one divides)
+    return torch.stack([ci / float(m) for ci, m in zip(cot, counts, strict=True)])
 
 
 def per_sample_class_grad_norms(

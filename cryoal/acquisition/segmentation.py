@@ -5,26 +5,38 @@ registry (:func:`cryoal.acquisition.get` with ``task="segmentation"``); ``random
 shared with the classification tasks.
 
 A patch ``x`` gets one score from the per-voxel softmax ``p_v = softmax(z_v)`` over its
-``V`` voxels. The per-sample loss of a patch is the **mean over voxels**
-``ℓ(x, y) = (1/V) Σ_v CE(z_v, y_v)``. Strategies (same :class:`~cryoal.acquisition.Strategy`
-interface and :func:`~cryoal.acquisition.select_topk` as the classification ones):
+``V`` voxels. The per-sample label loss ``ℓ(x, y)`` of a patch is the ``loss`` strategy
+option: the task's :meth:`~cryoal.tasks.Task.per_sample_loss`, the loss its rounds train
+with (``Segmentation.strategy`` and the round's score step pass it), a function
+``(logits (B, K, *spatial), target (B, *spatial)) -> (B,)``. By default (``loss=None``,
+or a loss declared with :func:`~cryoal.acquisition.is_cross_entropy`, as
+``Segmentation.per_sample_loss`` is) it is the **mean voxel cross-entropy**
+``ℓ(x, y) = (1/V) Σ_v CE(z_v, y_v)`` over the annotated voxels
+(:func:`~cryoal.tasks.seg_metrics.voxel_cross_entropy`). Strategies (same
+:class:`~cryoal.acquisition.Strategy` interface and
+:func:`~cryoal.acquisition.select_topk` as the classification ones):
 
 ``random``
     i.i.d. uniform scores (:class:`cryoal.acquisition.Random`).
 ``entropy``
     mean voxel entropy ``(1/V) Σ_v H(p_v)`` (nats).
 ``entropy-gradnorm``
-    ``‖∇θ (1/V) Σ_v H(p_v)‖``: gradient norm of the mean voxel entropy.
+    ``‖∇θ (1/V) Σ_v H(p_v)‖``: gradient norm of the mean voxel entropy. No label loss
+    enters it, so it ignores ``loss``.
 ``expected-gradnorm``
-    the gradient norm expected over label maps drawn from the model's own per-voxel
-    prediction (voxels independent, as the model factorises them)::
+    the gradient norm of ``ℓ`` expected over label maps drawn from the model's own
+    per-voxel prediction (voxels independent, as the model factorises them)::
 
-        E_{Y ~ p} ‖∇θ ℓ(x, Y)‖ ≈ (1/S) Σ_s ‖∇θ (1/V) Σ_v CE(z_v, y_v^(s))‖,
+        E_{Y ~ p} ‖∇θ ℓ(x, Y)‖ ≈ (1/S) Σ_s ‖∇θ ℓ(x, y^(s))‖,
         y_v^(s) ~ Categorical(p_v) independently, s = 1 … S.
 
     The exact expectation has ``K^V`` terms, so it is estimated from ``S`` sampled maps
     (``samples``, default 8) drawn with the strategy's generator (reproducible). Each map
-    is one cotangent ``(p_v − e_{y_v})/V`` on the logits through ONE forward pass.
+    is one cotangent ``∂ℓ/∂z`` on the logits through ONE forward pass
+    (:func:`~cryoal.acquisition._persample.loss_cotangents`): ``(p_v − e_{y_v})/V`` in
+    closed form for mean voxel cross-entropy, otherwise autograd through ``loss`` on the
+    detached logits (cheap: no second pass through the network). Sampled maps annotate
+    every voxel; a loss that skips unannotated voxels in training sees none here.
 
 Why not the "expected loss" ``(1/V) Σ_v Σ_y p_v(y) CE_v(y)``: with ``p`` detached its
 gradient is exactly zero (``Σ_y p_y (p − e_y) = 0`` at every voxel); with ``p`` not
@@ -45,8 +57,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cryoal.acquisition._persample import (
+    PerSampleLoss,
     check_reduction,
     grad_sq_norms,
+    loss_cotangents,
     per_sample_grad_norms,
     reduce_norms,
     select_params,
@@ -122,8 +136,9 @@ def expected_gradnorm_scores(
     item_seeds: Sequence[int] | None = None,
     reduction: str = "l2",
     params: Iterable[str | Tensor] | None = None,
+    loss: PerSampleLoss | None = None,
 ) -> Tensor:
-    """``(1/S) Σ_s ‖∇θ (1/V) Σ_v CE(z_v, y_v^(s))‖`` per item of a batch (see module doc).
+    """``(1/S) Σ_s ‖∇θ ℓ(x, y^(s))‖`` per item of a batch (see module doc).
 
     Parameters
     ----------
@@ -143,11 +158,21 @@ def expected_gradnorm_scores(
         pool indices). Replaces ``generator``.
     reduction, params
         As in :func:`cryoal.acquisition.per_sample_grad_norms`.
+    loss
+        Per-sample loss ``ℓ``: ``(logits (B, K, *spatial), target (B, *spatial) int64) ->
+        (B,)``; ``None`` (or declared with :func:`~cryoal.acquisition.is_cross_entropy`):
+        mean voxel cross-entropy in closed form.
 
     Returns
     -------
     Tensor
         `(B,)` scores.
+
+    Raises
+    ------
+    ConfigError
+        Bad ``samples``, ``item_seeds``, ``label_maps`` or reduction, logits not
+        `(B, K, *spatial)`, or ``loss`` not returning `(B,)`.
     """
     check_reduction(reduction)
     if label_maps is None and (isinstance(samples, bool) or samples < 1):
@@ -158,7 +183,6 @@ def expected_gradnorm_scores(
     def backprop(out: Tensor) -> list[tuple[Tensor, Tensor | None]]:
         _check_logits(out)
         p = torch.softmax(out.detach().float(), dim=1)
-        k = p.shape[1]
         if label_maps is not None:
             maps = label_maps
         elif item_seeds is not None:
@@ -180,12 +204,8 @@ def expected_gradnorm_scores(
                 f"label_maps must be (S, {p.shape[0]}, {', '.join(map(str, p.shape[2:]))}), "
                 f"got {tuple(maps.shape)}"
             )
-        v = float(p[0, 0].numel())
-        pairs: list[tuple[Tensor, Tensor | None]] = []
-        for y in maps.to(p.device):
-            cot = (p - F.one_hot(y.long(), k).movedim(-1, 1).to(p.dtype)) / v
-            pairs.append((out, cot.to(out.dtype)))
-        return pairs
+        cots = loss_cotangents(out, maps.to(p.device).long().movedim(0, 1), loss)
+        return [(out, cot.to(out.dtype)) for cot in cots]
 
     with eval_mode(model):
         sq, _ = grad_sq_norms(model, x, backprop, chosen)
@@ -234,6 +254,9 @@ class SegEntropy(_SegScoreStrategy):
 class SegEntropyGradNorm(_SegScoreStrategy):
     """``‖∇θ (1/V) Σ_v H(p_v)‖``: gradient norm of the mean voxel entropy.
 
+    The entropy needs no label, so no label loss enters this score: the ``loss`` context
+    option is accepted (like every strategy's) and ignored.
+
     Parameters
     ----------
     reduction, params
@@ -250,7 +273,7 @@ class SegEntropyGradNorm(_SegScoreStrategy):
 
 @register("expected-gradnorm", tasks=(SEGMENTATION,))
 class SegExpectedGradNorm(_SegScoreStrategy):
-    """Gradient norm of the mean voxel loss, expected over sampled label maps.
+    """Gradient norm of the per-sample loss, expected over sampled label maps.
 
     Parameters
     ----------
@@ -259,7 +282,9 @@ class SegExpectedGradNorm(_SegScoreStrategy):
     reduction, params
         As in :func:`cryoal.acquisition.per_sample_grad_norms`.
     **kwargs
-        :class:`~cryoal.acquisition.Strategy` options; ``seed`` seeds :meth:`score`'s draws.
+        :class:`~cryoal.acquisition.Strategy` options; ``seed`` seeds :meth:`score`'s
+        draws; ``loss`` is the per-sample loss differentiated (default: mean voxel
+        cross-entropy, in closed form; see :func:`expected_gradnorm_scores`).
     """
 
     def __init__(self, *, samples: int = 8, **kwargs: Any) -> None:
@@ -276,6 +301,7 @@ class SegExpectedGradNorm(_SegScoreStrategy):
             generator=generator,
             reduction=self.reduction,
             params=self.params,
+            loss=self.loss,
         )
 
     def _score_indices(
@@ -299,6 +325,7 @@ class SegExpectedGradNorm(_SegScoreStrategy):
                 item_seeds=seeds,
                 reduction=self.reduction,
                 params=self.params,
+                loss=self.loss,
             )
 
         return self._stream(model, fn, pool, indices, device)

@@ -112,11 +112,16 @@ class Task(ABC):
         """Build strategy ``name`` registered for this task (options: device, batch_size,
         transform, seed, ...): :func:`cryoal.acquisition.get` with ``task=self.name``.
 
+        ``loss`` defaults to :meth:`per_sample_loss`, so the gradient-norm strategies take
+        gradients of the loss the model is trained with (a task overriding
+        :meth:`per_sample_loss` scores with its own loss).
+
         Raises
         ------
         ConfigError
             ``name`` is not registered for this task, or bad options.
         """
+        options.setdefault("loss", self.per_sample_loss)
         return acquisition.get(name, task=self.name, **options)
 
     # ------------------------------------------------------------------ rounds
@@ -244,19 +249,6 @@ class ClassificationTask(Task):
     def _pick_gallery(self) -> Any:
         """A gallery writer for :class:`ClassificationRound` (``None``: volume slices)."""
         return None
-
-    def strategy(self, name: str, **options: Any) -> Strategy:
-        """Build strategy ``name`` for this task; ``loss`` defaults to
-        :meth:`per_sample_loss`, so the gradient-norm strategies take gradients of the loss
-        the model is trained with (see :meth:`Task.strategy` for the other options).
-
-        Raises
-        ------
-        ConfigError
-            ``name`` is not registered for this task, or bad options.
-        """
-        options.setdefault("loss", self.per_sample_loss)
-        return super().strategy(name, **options)
 
     @is_cross_entropy
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> Tensor:

@@ -6,9 +6,9 @@ maps, ``-1`` = not annotated). Model: ``monai-unet`` from the registry (per-voxe
 (:func:`~cryoal.tasks.seg_metrics.voxel_cross_entropy`), which :func:`cryoal.train.fit`
 uses for voxel targets. Metrics: Dice per class and mean
 (:func:`~cryoal.tasks.seg_metrics.segmentation_metrics`). Acquisition: random, mean voxel
-entropy, entropy-gradnorm and expected-gradnorm over the mean voxel loss
-(registered for this task in the one strategy registry, :mod:`cryoal.acquisition.segmentation`,
-where the expected-gradnorm definition is stated).
+entropy, entropy-gradnorm and expected-gradnorm over :meth:`Segmentation.per_sample_loss`,
+the loss the rounds train with (registered for this task in the one strategy registry,
+:mod:`cryoal.acquisition.segmentation`, where the expected-gradnorm definition is stated).
 Gallery: the central z-slice of each picked patch with the predicted classes overlaid.
 Rounds: :class:`SegmentationRound`, the steps this task gives the one round engine
 (:func:`cryoal.active.round.run_round`; options :class:`SegSelectConfig`), run by
@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from cryoal._atomic import atomic_path
+from cryoal.acquisition import is_cross_entropy
 from cryoal.active.loop import register_pool
 from cryoal.active.project import PickRecord, Project, RoundRecord
 from cryoal.active.round import kill_point
@@ -104,8 +105,16 @@ class Segmentation(Task):
         """:class:`SegmentationRound` with ``config`` (a :class:`SegSelectConfig`)."""
         return SegmentationRound(config, self)
 
+    @is_cross_entropy
     def per_sample_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Mean voxel cross-entropy per sample `(B,)` (unannotated voxels skipped)."""
+        """Mean voxel cross-entropy per sample `(B,)` (unannotated voxels skipped).
+
+        Declared cross-entropy (:func:`cryoal.acquisition.is_cross_entropy`): the
+        gradient-norm strategies use its closed-form logit gradient ``(p_v − e_{y_v})/V``.
+        A subclass overriding this method (class weights, label smoothing, ...) trains
+        with its loss and, through :meth:`strategy` and :class:`SegmentationRound`'s score
+        step, scores with autograd through the same loss.
+        """
         return voxel_cross_entropy(logits, target)
 
     def metrics(
@@ -412,6 +421,7 @@ def _strategy(task: Task, name: str, config: SegSelectConfig) -> Any:
         return task.strategy("random", seed=config.seed, progress=False)
     return task.strategy(
         name,
+        loss=task.per_sample_loss,  # the loss _train fits with
         device=resolve_device(config.device),
         batch_size=config.batch_size,
         transform=_normalize,

@@ -1,6 +1,7 @@
 """Segmentation acquisition (:mod:`cryoal.acquisition.segmentation`): per-sample gradient
-norms of the mean voxel loss against a naive batch-1 autograd loop, the strategies on a
-patch pool, and every segmentation strategy under the strategy template tests."""
+norms of the mean voxel loss, and of other per-sample losses (``loss=``), against a naive
+batch-1 autograd loop; the cross-entropy path bit for bit the closed form; the strategies
+on a patch pool, and every segmentation strategy under the strategy template tests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from torch import nn
 
 from cryoal import acquisition
 from cryoal.acquisition import per_sample_grad_norms, select_topk
+from cryoal.acquisition._persample import (
+    IGNORE_INDEX,
+    grad_sq_norms,
+    loss_cotangents,
+    reduce_norms,
+    select_params,
+)
 from cryoal.acquisition.segmentation import (
     SegExpectedGradNorm,
     expected_gradnorm_scores,
@@ -21,7 +29,7 @@ from cryoal.acquisition.segmentation import (
 from cryoal.errors import ConfigError
 from cryoal.tasks import get
 from cryoal.tasks.seg_data import PatchPool
-from cryoal.tasks.seg_metrics import voxel_cross_entropy
+from cryoal.tasks.seg_metrics import IGNORE, voxel_cross_entropy
 
 
 def _grad_norm(model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
@@ -73,6 +81,113 @@ def test_expected_gradnorm_equals_naive_loop(unet: nn.Module, generator: torch.G
     # drawing inside with the same generator gives the same maps, hence the same scores
     again = expected_gradnorm_scores(unet, x, samples=4, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(again, got)
+
+
+def _weighted_voxel_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Class-weighted mean voxel CE (weights 0.5 … 2 over the classes; -1 skipped)."""
+    w = torch.linspace(0.5, 2.0, logits.shape[1], dtype=logits.dtype, device=logits.device)
+    ce = F.cross_entropy(logits, target, weight=w, reduction="none", ignore_index=IGNORE)
+    return ce.flatten(1).sum(1) / (target != IGNORE).flatten(1).sum(1).clamp_min(1)
+
+
+def _smoothed_voxel_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Label-smoothed (ε = 0.2) mean voxel CE."""
+    return F.cross_entropy(logits, target, reduction="none", label_smoothing=0.2).flatten(1).mean(1)
+
+
+def _closed_form_scores(model: nn.Module, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """expected-gradnorm as it was before the ``loss`` option: one cotangent
+    ``(p_v − e_{y_v})/V`` per map, written out here."""
+
+    def backprop(out: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        p = torch.softmax(out.detach().float(), dim=1)
+        v = float(p[0, 0].numel())
+        one_hot = [F.one_hot(y, p.shape[1]).movedim(-1, 1).to(p.dtype) for y in maps]
+        return [(out, ((p - e) / v).to(out.dtype)) for e in one_hot]
+
+    sq, _ = grad_sq_norms(model, x, backprop, select_params(model))
+    return reduce_norms(sq, "l2").mean(0)
+
+
+def test_ignore_index_is_the_training_one() -> None:
+    assert IGNORE_INDEX == IGNORE
+
+
+def test_voxel_ce_cotangents_skip_unannotated_voxels_as_training_does(
+    generator: torch.Generator,
+) -> None:
+    """The closed form equals autograd through voxel_cross_entropy, -1 voxels included;
+    the task's declared loss takes the closed form bit for bit."""
+    z = torch.randn(3, 4, 5, 4, 3, generator=generator, dtype=torch.float64)
+    t = torch.randint(0, 4, (3, 2, 5, 4, 3), generator=generator)
+    t[torch.rand(t.shape, generator=generator) < 0.3] = IGNORE
+    t[2] = IGNORE  # a sample with no annotated voxel: zero gradient, as its loss is 0
+    closed = loss_cotangents(z, t, None)
+    assert closed.shape == (2, 3, 4, 5, 4, 3)
+    by_autograd = loss_cotangents(z, t, lambda a, b: voxel_cross_entropy(a, b))
+    torch.testing.assert_close(closed, by_autograd, rtol=1e-6, atol=1e-12)
+    assert not bool(closed[:, 2].any())
+    assert not bool(closed.movedim(2, -1)[(t.movedim(0, 1) == IGNORE)].any())
+    assert torch.equal(loss_cotangents(z, t, get("segmentation").per_sample_loss), closed)
+    with pytest.raises(ConfigError, match="do not fit logits"):
+        loss_cotangents(z, t[:, :, :4], None)
+
+
+@pytest.mark.parametrize("net", ["unet", "tiny"])
+def test_cross_entropy_scores_are_bitwise_the_closed_form(
+    net: str, unet: nn.Module, generator: torch.Generator
+) -> None:
+    """loss=None and the task's declared loss give the closed form's scores bit for bit
+    (also for V = 5³, whose reciprocal is inexact), in the function and the strategy."""
+    torch.manual_seed(0)
+    model = unet if net == "unet" else TinySeg3d().eval()
+    side = 8 if net == "unet" else 5
+    x = torch.randn(4, 1, side, side, side, generator=generator)
+    with torch.no_grad():
+        maps = sample_label_maps(torch.softmax(model(x), 1), 3, torch.Generator().manual_seed(2))
+    want = _closed_form_scores(model, x, maps)
+    assert torch.equal(expected_gradnorm_scores(model, x, label_maps=maps), want)
+    task = get("segmentation")
+    got = expected_gradnorm_scores(model, x, label_maps=maps, loss=task.per_sample_loss)
+    assert torch.equal(got, want)
+    default = task.strategy("expected-gradnorm", samples=3, progress=False, batch_size=3)
+    assert default.loss == task.per_sample_loss
+    plain = SegExpectedGradNorm(samples=3, progress=False, batch_size=3)
+    assert torch.equal(default.score(model, list(x)), plain.score(model, list(x)))
+
+
+@pytest.mark.parametrize("loss", [_weighted_voxel_ce, _smoothed_voxel_ce])
+def test_expected_gradnorm_of_another_loss_equals_naive_loop(
+    loss: object, unet: nn.Module, generator: torch.Generator
+) -> None:
+    """(1/S) Σ_s ‖∇θ ℓ(f(x_i), y^(s))‖ of a non-CE loss: one backward per sample and map."""
+    assert callable(loss)
+    model = unet.double()
+    x = torch.randn(3, 1, 8, 8, 8, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        maps = sample_label_maps(torch.softmax(model(x), 1), 3, torch.Generator().manual_seed(5))
+    got = expected_gradnorm_scores(model, x, label_maps=maps, loss=loss)
+    want = torch.stack(
+        [
+            torch.stack(
+                [
+                    _grad_norm(model, loss(model(x[i : i + 1]), maps[s, i : i + 1])[0])
+                    for s in range(3)
+                ]
+            ).mean()
+            for i in range(3)
+        ]
+    )
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0.0)
+    ce = expected_gradnorm_scores(model, x, label_maps=maps)
+    assert float((got - ce).abs().min()) > 1e-3 * float(ce.abs().max())
+    # the strategy differentiates its loss= option (per-item maps from its seeds)
+    strat = SegExpectedGradNorm(samples=3, loss=loss, progress=False, batch_size=2, seed=3)
+    base = int(torch.randint(0, 2**31, (1,), generator=torch.Generator().manual_seed(3)))
+    seeded = expected_gradnorm_scores(
+        model, x, samples=3, item_seeds=[base + i for i in range(3)], loss=loss
+    )
+    torch.testing.assert_close(strat.score(model, list(x)), seeded.float(), rtol=1e-6, atol=0.0)
 
 
 def test_sampled_maps_follow_the_prediction() -> None:
