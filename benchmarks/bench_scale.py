@@ -6,7 +6,9 @@ the measured step alone (reported as the increase over the process after its imp
 
 * ``index``: PoolIndex over N synthetic entries — a folder of empty ``.mrc`` files
   (indexing opens no single-volume file) for N ≤ ``--max-dir-files``, a CSV list beyond;
-  plus saving it and registering it in a Project (chunked executemany, no checksums).
+  plus saving it, loading it with and without the stat check of its files
+  (``PoolIndex.load(verify=...)``) and registering it in a Project (chunked
+  executemany, no checksums).
   For comparison, VolumePool over the same folder (one Python string per id and path).
 * ``workers``: the streaming scorer (:func:`cryoal.acquisition.stream_scores`) over a
   pool of real 32³ MRC files with DataLoader workers 0/1/2 — reading only (plain and
@@ -60,9 +62,14 @@ def child_index(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     index.save(Path(args.work) / "idx.npz")
     save_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    PoolIndex.load(Path(args.work) / "idx.npz", verify="none")
+    load_s, load_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    # the stat check of every indexed file (verify="stat", the default), warm cache
+    t0, c0 = time.perf_counter(), time.process_time()
     PoolIndex.load(Path(args.work) / "idx.npz")
-    load_s = time.perf_counter() - t0
+    verify_s = time.perf_counter() - t0 - load_s
+    verify_cpu_s = time.process_time() - c0 - load_cpu_s
     proj = Path(args.work) / "proj"
     t0 = time.perf_counter()
     with Project(proj) as project:
@@ -76,6 +83,8 @@ def child_index(args: argparse.Namespace) -> dict[str, Any]:
         "index_mb": index.nbytes / 2**20,
         "save_s": save_s,
         "load_s": load_s,
+        "verify_s": verify_s,
+        "verify_cpu_s": verify_cpu_s,
         "project_build_and_register_s": register_s,
         "peak_rss_mb": _rss_mb() - base,
         "sqlite_mb": (proj / "project.sqlite").stat().st_size / 2**20,

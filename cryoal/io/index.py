@@ -14,6 +14,8 @@ is built without ever holding one Python object per entry:
   ``id`` and ``label``) or reads a RELION STAR list (``_rlnImageName``, optional
   ``_cryoalLabel``);
 * :meth:`PoolIndex.save` / :meth:`PoolIndex.load` persist it as one ``.npz`` (atomic);
+  the save records each file's size and mtime, and the load compares them with
+  ``os.stat`` (one per file) and refuses an index whose files moved, vanished or changed;
 * :meth:`PoolIndex.rows` streams ``(id, path, checksum)`` rows, which
   :func:`cryoal.active.pool_index.project_index` bulk-inserts into a project's ``pool``
   table (the project owns its rows; this module imports no project).
@@ -33,9 +35,9 @@ import logging
 import os
 import re
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -43,7 +45,14 @@ import torch
 from torch.utils.data import Dataset
 
 from cryoal._atomic import atomic_path
-from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError, PoolManifestError
+from cryoal.errors import (
+    ConfigError,
+    EmptyPoolError,
+    InvalidLabelsError,
+    InvalidVolumeError,
+    PoolChangedError,
+    PoolManifestError,
+)
 from cryoal.io._walk import walk_volume_files
 from cryoal.io.base import entry_checksum
 from cryoal.io.mrc import (
@@ -53,7 +62,11 @@ from cryoal.io.mrc import (
     split_extension,
 )
 
-__all__ = ["PoolIndex", "StringArray", "entry_checksum"]
+__all__ = ["PoolIndex", "StringArray", "Verify", "entry_checksum"]
+
+#: how :meth:`PoolIndex.load` checks the indexed files: ``"stat"`` (sizes and mtimes
+#: against the saved ones) or ``"none"``
+Verify = Literal["stat", "none"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +75,8 @@ _FORMAT_VERSION = 1
 _SORT_CHUNK = 65_536
 #: rows per vectorised byte gather (temporaries ~17 B per byte of a row)
 _BYTE_CHUNK = 8_192
+#: changed files named in a PoolChangedError (the count says how many there are)
+_NAMED_CHANGES = 5
 _RELION = re.compile(r"^(\d+)@(.+)$")
 _HASH = re.compile(r"^(.+)#(\d+)$")
 
@@ -462,7 +477,13 @@ class PoolIndex(Dataset[torch.Tensor]):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the index to one ``.npz`` file (atomically); returns the path."""
+        """Write the index to one ``.npz`` file (atomically); returns the path.
+
+        Besides the index it records each item's file size (bytes) and modification
+        time (ns) as they are now (``-1`` for a file that does not exist), which
+        :meth:`load` checks.
+        """
+        sizes, mtimes, _ = self._file_stats()
         meta = {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
@@ -482,19 +503,38 @@ class PoolIndex(Dataset[torch.Tensor]):
                 path_offsets=self.paths.offsets,
                 index_in_file=self.index_in_file,
                 label_codes=self.label_codes,
+                file_size=sizes,
+                file_mtime_ns=mtimes,
             )
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PoolIndex:
-        """Read an index written by :meth:`save`.
+    def load(cls, path: str | os.PathLike[str], *, verify: Verify = "stat") -> PoolIndex:
+        """Read an index written by :meth:`save`, checking that its files are unchanged.
+
+        Parameters
+        ----------
+        path
+            The ``.npz`` file.
+        verify
+            ``"stat"`` (default): ``os.stat`` every indexed file once (the items of one
+            stack share it) and compare size and modification time with the ones the
+            save recorded (about 0.2 s of CPU per 10⁵ files, docs/benchmarks.md); indexes
+            saved before sizes were recorded are not checked. ``"none"``: skip it.
 
         Raises
         ------
         PoolManifestError
             Missing, unreadable, truncated or not a cryoal pool index (an
             :class:`~cryoal.errors.InvalidVolumeError`).
+        PoolChangedError
+            A file moved, vanished, or changed size or modification time since the save;
+            the message counts them and names the first few.
+        ConfigError
+            Unknown ``verify``.
         """
+        if verify not in ("stat", "none"):
+            raise ConfigError(f"verify must be 'stat' or 'none', got {verify!r}")
         p = Path(path)
         try:
             with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:
@@ -511,13 +551,75 @@ class PoolIndex(Dataset[torch.Tensor]):
                     box=tuple(meta["box"]) if meta["box"] is not None else None,
                     voxel_size=meta["voxel_size"],
                 )
+                saved = (z["file_size"], z["file_mtime_ns"]) if "file_size" in z.files else None
         except PoolManifestError:
             raise
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise PoolManifestError(
                 f"{p}: unreadable pool index ({exc}); delete it to rebuild the index"
             ) from None
+        if verify == "stat":
+            if saved is None:
+                log.info("%s records no file sizes (an older index): files not checked", p)
+            else:
+                index._check_stats(p, *saved)
         return index
+
+    def _file_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(N,)`` int64 arrays: each item's file size (bytes) and mtime (ns), ``-1``
+        where the file does not exist, and its file number (items of one stack in a row
+        share one ``os.stat`` and one number)."""
+        sizes: list[int] = []
+        mtimes: list[int] = []
+        files: list[int] = []
+        last, size, mtime, k = None, -1, -1, -1
+        with _root_dir(self.root) as stat:
+            for rel in self.paths:
+                if rel != last:
+                    last, k = rel, k + 1
+                    try:
+                        st = stat(rel)
+                        size, mtime = st.st_size, st.st_mtime_ns
+                    except OSError:
+                        size, mtime = -1, -1
+                sizes.append(size)
+                mtimes.append(mtime)
+                files.append(k)
+        return (
+            np.asarray(sizes, dtype=np.int64),
+            np.asarray(mtimes, dtype=np.int64),
+            np.asarray(files, dtype=np.int64),
+        )
+
+    def _check_stats(self, where: Path, sizes: np.ndarray, mtimes: np.ndarray) -> None:
+        """Raise :class:`PoolChangedError` if a file's size or mtime differs from the saved."""
+        if len(sizes) != len(self) or len(mtimes) != len(self):
+            raise PoolManifestError(
+                f"{where}: the recorded file sizes do not match the index ({len(sizes)} for "
+                f"{len(self)} items); delete it to rebuild the index"
+            )
+        now_sizes, now_mtimes, file_of = self._file_stats()
+        changed = np.flatnonzero((now_sizes != sizes) | (now_mtimes != mtimes))
+        if changed.size == 0:
+            return
+        first = changed[np.r_[True, np.diff(file_of[changed]) != 0]]  # one item per file
+        named = []
+        for i in first[:_NAMED_CHANGES].tolist():
+            if now_sizes[i] < 0:
+                what = "vanished or moved"
+            elif sizes[i] < 0:
+                what = "appeared"
+            elif now_sizes[i] != sizes[i]:
+                what = f"size {int(sizes[i])} -> {int(now_sizes[i])} bytes"
+            else:
+                what = "modified"
+            named.append(f"{self.paths[i]} ({what})")
+        more = ", ..." if first.size > len(named) else ""
+        raise PoolChangedError(
+            f"{where}: {first.size} of the files indexed under {self.root} changed since "
+            f"the index was saved: {', '.join(named)}{more}; restore them, or rebuild the "
+            "index (delete it; `cryoal select --reindex`)"
+        )
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -693,6 +795,24 @@ class _LazyKeys(Sequence[str]):
 
     def __getitem__(self, k: Any) -> Any:
         return self.ids[int(self.order[k])]
+
+
+@contextlib.contextmanager
+def _root_dir(root: Path) -> Iterator[Callable[[str], os.stat_result]]:
+    """``os.stat`` of paths relative to ``root``; relative to an open descriptor of it
+    where the platform allows (no walk of ``root``'s own components per file)."""
+    try:
+        fd = os.open(root, os.O_RDONLY) if os.stat in os.supports_dir_fd else None
+    except OSError:
+        fd = None  # the root itself moved or vanished: every stat below fails
+    if fd is None:
+        base = os.fspath(root)
+        yield lambda rel: os.stat(os.path.join(base, rel))
+        return
+    try:
+        yield lambda rel: os.stat(rel, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def _extension_tail(name: str) -> str:

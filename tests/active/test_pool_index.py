@@ -12,7 +12,7 @@ import pytest
 from cryoal.active import Project
 from cryoal.active.loop import pool_entries, register_pool
 from cryoal.active.pool_index import project_index
-from cryoal.errors import ProjectError
+from cryoal.errors import PoolChangedError, ProjectError
 from cryoal.io import VolumePool, write_volume
 from cryoal.io.index import entry_checksum
 
@@ -44,9 +44,13 @@ def test_project_index_built_once_and_registered_in_chunks(real_dir: Path, tmp_p
         assert project.pool_entries()[0].checksum == entry_checksum(vols / "a" / "v0.mrc")
         assert register_pool(project, VolumePool.from_directory(vols, ["*.mrc", "*.mrcs"])) == 0
         # built once: a second call loads the saved index, without walking the folder
-        (vols / "a" / "v5.mrc").unlink()
+        shutil.copy(vols / "a" / "v5.mrc", vols / "a" / "v9.mrc")  # not indexed
         again = project_index(project, vols, pattern=["*.mrc", "*.mrcs"])
-        assert again.ids == index.ids
+        assert again.ids == index.ids and again.registered_in == project.path.resolve()
+        # the load checks the indexed files: a vanished one fails, naming it
+        (vols / "a" / "v5.mrc").unlink()
+        with pytest.raises(PoolChangedError, match=r"a/v5\.mrc \(vanished or moved\)"):
+            project_index(project, vols, pattern=["*.mrc", "*.mrcs"])
         with pytest.raises(ProjectError, match="indexes the pool .* not .*other"):
             project_index(project, tmp_path / "other")
 
