@@ -1,5 +1,5 @@
 """``python -m cryoal.cli`` (used with torchrun)."""
 
-from cryoal.cli.main import main
+from .main import main
 
 main()

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryoal.cli._common import RegistryChoice, example_epilog, task_choice
-from cryoal.cli._options import OptionsCommand
+
+from ._common import RegistryChoice, example_epilog, task_choice
+from ._options import OptionsCommand
 
 EXAMPLES = """
 cryoal benchmark noise --preset quick --out bench/quick

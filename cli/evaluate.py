@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryoal.cli._common import example_epilog
 
 from cryoal.errors import ConfigError
+
+from ._common import example_epilog
 
 EXAMPLES = """
 cryoal evaluate picks --truth truth.csv --pred picks.csv --units angstrom --copick copick_config.json

@@ -10,19 +10,20 @@ from typing import Any
 
 import click
 import numpy as np
-from cryoal.cli._common import example_epilog
-from cryoal.cli._options import OptionsCommand
-from cryoal.cli._tomo import (
+
+from cryoal.errors import ConfigError, InvalidVolumeError
+from cryoal.io import VolumePool, is_hdf5_file, read_header
+from cryoal.io.mrc import MrcHeader, _read_item
+
+from ._common import example_epilog
+from ._options import OptionsCommand
+from ._tomo import (
     CoordinateOptions,
     TomogramOptions,
     coordinate_options,
     describe_pool,
     tomogram_pool,
 )
-
-from cryoal.errors import ConfigError, InvalidVolumeError
-from cryoal.io import VolumePool, is_hdf5_file, read_header
-from cryoal.io.mrc import MrcHeader, _read_item
 
 EXAMPLES = """
 cryoal info subtomo_0001.mrc            # shape, mode, voxel size, value range

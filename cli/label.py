@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from cryoal.cli._common import example_epilog
-from cryoal.cli._label_counts import format_label_status
-from cryoal.cli._options import OptionsCommand
-from cryoal.cli._tomo import star_coordinates_option
+
+from ._common import example_epilog
+from ._label_counts import format_label_status
+from ._options import OptionsCommand
+from ._tomo import star_coordinates_option
 
 if TYPE_CHECKING:
     from cryoal.active import Project
@@ -292,7 +293,7 @@ def export(
             write_table(out, table)
             click.echo(f"wrote {len(rows)} labels to {out}")
         return
-    from cryoal.cli._tomo import particle_label_table, write_class_picks, write_particle_labels
+    from ._tomo import particle_label_table, write_class_picks, write_particle_labels
 
     # tomogram project: coordinates too; .star is a RELION particles.star
     if copick_config is not None:  # all copick checks run before anything is written

@@ -13,8 +13,9 @@ import dataclasses
 from pathlib import Path
 
 import click
-from cryoal.cli._common import example_epilog
-from cryoal.cli._options import OptionsCommand
+
+from ._common import example_epilog
+from ._options import OptionsCommand
 
 EXAMPLES = """
 cryoal pack subtomos/ --out pool.h5                       # every *.mrc under subtomos/

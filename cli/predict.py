@@ -6,7 +6,8 @@ import dataclasses
 from pathlib import Path
 
 import click
-from cryoal.cli._common import (
+
+from ._common import (
     device_option,
     example_epilog,
     invert_option,
@@ -15,8 +16,8 @@ from cryoal.cli._common import (
     progress_option,
     volumes_option,
 )
-from cryoal.cli._options import OptionsCommand
-from cryoal.cli._tomo import (
+from ._options import OptionsCommand
+from ._tomo import (
     TomogramOptions,
     star_coordinates_option,
     tomogram_options,
@@ -120,7 +121,7 @@ def predict(opts: PredictOptions) -> None:
     check_compatible(info, pool.box, pool.voxel_size)
     classes = info.class_names or [f"class{i}" for i in range(info.arch.num_classes)]
     if copick is not None:  # any class may be predicted: each must be a copick object
-        from cryoal.cli._tomo import check_copick_objects
+        from ._tomo import check_copick_objects
 
         check_copick_objects(copick, classes)
     probs = predict_probabilities(
@@ -142,7 +143,7 @@ def predict(opts: PredictOptions) -> None:
     writer = getattr(pool, "write_picks", None)
     copick_line = None
     if copick is not None:  # every copick check runs before anything is written
-        from cryoal.cli._tomo import write_class_picks
+        from ._tomo import write_class_picks
 
         copick_line = write_class_picks(
             copick,

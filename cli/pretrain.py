@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryoal.cli._common import (
+
+from ._common import (
     device_option,
     example_epilog,
     lr_option,

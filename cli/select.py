@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryoal.cli._common import (
+
+from ._common import (
     device_option,
     example_epilog,
     invert_option,
@@ -28,8 +29,8 @@ from cryoal.cli._common import (
     task_choice,
     volumes_option,
 )
-from cryoal.cli._options import OptionsCommand, flat, from_params
-from cryoal.cli._tomo import TomogramOptions, copick_picks_option, tomogram_options
+from ._options import OptionsCommand, flat, from_params
+from ._tomo import TomogramOptions, copick_picks_option, tomogram_options
 
 EXAMPLES = """
 cryoal select --demo                                        # whole loop on built-in demo data
@@ -599,9 +600,9 @@ class _Subtomograms(_Pipeline):
         return opts
 
     def open_pool(self, opts: SelectOptions) -> Any:
-        from cryoal.cli._tomo import tomogram_pool
-
         from cryoal.io import VolumePool
+
+        from ._tomo import tomogram_pool
 
         # None unless --tomograms/--copick
         pool = tomogram_pool(opts.tomo, volumes=opts.volumes, copick_picks=opts.copick_picks)
@@ -612,7 +613,7 @@ class _Subtomograms(_Pipeline):
         return pool  # None: indexed in the project (in_project)
 
     def in_project(self, project: Any, pool: Any, opts: SelectOptions) -> Any:
-        from cryoal.cli._tomo import remember_particles
+        from ._tomo import remember_particles
 
         if pool is None:
             from cryoal.active.pool_index import project_index
@@ -648,7 +649,7 @@ class _Subtomograms(_Pipeline):
         return reporting(_echo_above_bars)
 
     def summary(self, project: Any, pool: Any, result: Any, opts: SelectOptions) -> None:
-        from cryoal.cli._tomo import write_copick_picks
+        from ._tomo import write_copick_picks
 
         _print_summary(project, pool, result, opts)
         if opts.copick_picks:
@@ -860,7 +861,7 @@ def _print_summary(project: Any, pool: Any, result: Any, opts: SelectOptions) ->
 
 def source_args(opts: SelectOptions) -> str:
     """The pool options of this command line, to show the next command."""
-    from cryoal.cli._tomo import tomogram_args
+    from ._tomo import tomogram_args
 
     return tomogram_args(opts.tomo) or f"--volumes {opts.volumes}"
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from cryoal.cli._common import device_option, example_epilog, progress_option
 
 from cryoal.errors import ConfigError
+
+from ._common import device_option, example_epilog, progress_option
 
 EXAMPLES = """
 cryoal simulate --list                              # the bundled manifests

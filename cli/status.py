@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from cryoal.cli._common import example_epilog
-from cryoal.cli._label_counts import format_label_status, format_segmentation_labels
+
+from ._common import example_epilog
+from ._label_counts import format_label_status, format_segmentation_labels
 
 if TYPE_CHECKING:
     from cryoal.active import Project

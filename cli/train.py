@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import click
-from cryoal.cli._common import (
+
+from ._common import (
     device_option,
     example_epilog,
     invert_option,
@@ -18,8 +19,8 @@ from cryoal.cli._common import (
     seed_option,
     volumes_option,
 )
-from cryoal.cli._options import OptionsCommand
-from cryoal.cli._tomo import TomogramOptions, tomogram_args, tomogram_options, tomogram_pool
+from ._options import OptionsCommand
+from ._tomo import TomogramOptions, tomogram_args, tomogram_options, tomogram_pool
 
 EXAMPLES = """
 cryoal train --volumes subtomos/ --labels labels.csv --out model.pt

@@ -46,6 +46,26 @@ def test_mypy_config_covers_cli() -> None:
     assert set(config["tool"]["mypy"]["files"]) == {"cryoal", "cli"}
 
 
+def test_cli_imports_its_own_modules_relatively() -> None:
+    """cli/ installs as ``cryoal.cli`` (setup.py's package_dir), but mypy checks the
+    folder as the package ``cli``, where ``cryoal.cli.*`` cannot be found (it would be
+    ``Any``); relative imports name the modules mypy checks, and the installed ones."""
+    import ast
+
+    absolute = []
+    for file in sorted((ROOT / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            absolute += [f"{file.name}:{node.lineno}" for n in names if n.startswith("cryoal.cli")]
+    assert absolute == [], f"import cli modules relatively (from ._common import ...): {absolute}"
+
+
 #: the per-module flags ``mypy --strict`` turns on (``mypy --help``; warn_redundant_casts
 #: is global-only). ``strict = true`` inside an override reaches every module in mypy 2,
 #: so the core layers list them.
