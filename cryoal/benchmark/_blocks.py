@@ -1,36 +1,65 @@
 """Bookkeeping shared by the noise benchmarks (subtomograms and the secondary tasks).
 
 Both :mod:`cryoal.benchmark.noise` and :mod:`cryoal.benchmark.tasks` run blocks keyed
-``(snr, strategy, seed)``, keep finished blocks in ``results.csv`` to resume, draw the
-same class-balanced initial labelled sets, and read their configs from plain dicts.
-These helpers are that shared part; this module imports neither engine.
+``(snr, strategy, seed)``, keep finished blocks in ``results.csv`` to resume, simulate
+each SNR's data once into ``OUT/data/snr-*`` (:func:`simulated_once`), run each block's
+rounds in its own project ``OUT/runs/snr-*/ARM/seed-N`` (:func:`block_dir`) until the
+rounds it evaluates are trained and answered (:func:`run_rounds`), with an
+:class:`~cryoal.active.Oracle` answering class labels (:func:`benchmark_oracle`,
+:func:`label_initial`), score each trained round's checkpoint on the test set
+(:func:`classifier_metrics`, :func:`block_rows`), draw the same class-balanced initial labelled
+sets, and read their configs from plain dicts. These helpers are that shared part; this
+module imports neither engine.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import math
-from collections.abc import Collection, Iterable, Sequence
-from typing import Any, ClassVar, Self
+import shutil
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import pandas as pd
 import torch
 
+from cryoal._atomic import atomic_write_text
 from cryoal.benchmark.report import format_snr
 from cryoal.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cryoal.active.oracle import Oracle
+    from cryoal.active.project import Project, RoundRecord
 
 __all__ = [
     "ConfigViews",
     "BlockKey",
     "all_blocks",
     "append_rows",
+    "benchmark_oracle",
+    "block_dir",
+    "block_rows",
     "check_option_names",
     "config_to_dict",
     "done_blocks",
+    "drop_checkpoints",
+    "finished_rounds",
     "initial_indices",
     "keep_blocks",
+    "label_initial",
+    "run_rounds",
+    "simulated_once",
+    "snr_dir_name",
     "snrs_from_dict",
+    "classifier_metrics",
+    "trained_rounds",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: One active-learning run of a benchmark: (SNR, strategy name, seed).
 BlockKey = tuple[float, str, int]
@@ -194,3 +223,197 @@ def initial_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:
             if queues[c] and len(chosen) < n:
                 chosen.append(queues[c].pop(0))
     return sorted(chosen)
+
+
+# ---------------------------------------------------------------------- data and projects
+def snr_dir_name(snr: float) -> str:
+    """Folder name of an SNR's data and runs: ``snr-inf``, ``snr-0.1``."""
+    return f"snr-{format_snr(snr)}"
+
+
+def simulated_once(where: Path, want: Mapping[str, Any], simulate: Callable[[Path], None]) -> None:
+    """Fill the data folder ``where`` with ``simulate(where)`` unless it already holds them.
+
+    ``where/meta.json`` records ``want`` (the options that decide the data) once
+    ``simulate`` has finished: a folder whose record equals ``want`` is reused as it is
+    (its files keep their checksums, so the block projects that registered them resume);
+    any other folder is deleted and simulated again.
+    """
+    meta = where / "meta.json"
+    if meta.exists() and json.loads(meta.read_text(encoding="utf-8")) == dict(want):
+        logger.info("reusing simulated data in %s", where)
+        return
+    if where.exists():
+        logger.info("simulated data in %s were made with other options: simulating again", where)
+        shutil.rmtree(where)
+    where.mkdir(parents=True)
+    simulate(where)
+    atomic_write_text(meta, json.dumps(dict(want), indent=2) + "\n")
+
+
+def block_dir(out: Path, key: BlockKey) -> Path:
+    """The project folder of one block: ``OUT/runs/snr-*/ARM/seed-N``."""
+    snr, arm, seed = key
+    return out / "runs" / snr_dir_name(snr) / arm / f"seed-{seed}"
+
+
+def drop_checkpoints(out: Path, key: BlockKey) -> None:
+    """Delete a recorded block's round checkpoints (``models/``) to bound disk use."""
+    shutil.rmtree(block_dir(out, key) / "models", ignore_errors=True)
+
+
+def benchmark_oracle(ids: Sequence[str], labels: Sequence[str], seed: int) -> Oracle:
+    """The ground truth as an expert that never errs (annotator ``benchmark-oracle``)."""
+    from cryoal.active.oracle import Oracle
+
+    return Oracle(dict(zip(ids, labels, strict=True)), seed=seed, annotator="benchmark-oracle")
+
+
+def label_initial(project: Project, pool: Any, oracle: Oracle, ids: Sequence[str]) -> None:
+    """Register ``pool`` in ``project`` and let ``oracle`` label ``ids`` (the initial set)."""
+    from cryoal.active.loop import register_pool
+
+    with project.lock():
+        register_pool(project, pool)
+        project.add_labels(
+            oracle.label(list(ids)),
+            source="oracle",
+            annotator=oracle.annotator,
+            where="initial set",
+        )
+
+
+def finished_rounds(project: Project, labelled: Collection[str] | None = None) -> list[RoundRecord]:
+    """Rounds that are picked and whose picks are labelled, in order.
+
+    ``labelled`` holds the ids labelled now (default: the project's labels; segmentation:
+    the fully annotated patches of the block's masks).
+    """
+    have = project.label_map() if labelled is None else labelled
+    done = []
+    for rnd in project.rounds():
+        if rnd.status != "picked":
+            break
+        if not all(p.id in have for p in project.picks(rnd.n)):
+            break
+        done.append(rnd)
+    return done
+
+
+def trained_rounds(rounds: Sequence[RoundRecord]) -> list[RoundRecord]:
+    """The rounds whose model was trained (a cold start's untrained model is not evaluated)."""
+    return [r for r in rounds if r.mode != "cold"]
+
+
+def run_rounds(
+    project: Project,
+    n: int,
+    one_round: Callable[[list[RoundRecord], list[RoundRecord]], None],
+    labelled: Callable[[], Collection[str]] | None = None,
+) -> list[RoundRecord]:
+    """Run (or resume) a block's rounds until ``n`` of them are trained and answered.
+
+    Parameters
+    ----------
+    project
+        The block's open project.
+    n
+        Trained rounds the block evaluates.
+    one_round
+        ``one_round(finished, trained)`` runs (or resumes) the next round through the
+        task's round engine and has its picks answered; it gets what
+        :func:`finished_rounds` and :func:`trained_rounds` return now. A round killed at
+        any step is resumed by the round engine; a picked round whose picks are not yet
+        answered is shown again by it (same picks) and answered then.
+    labelled
+        The ids labelled now, as :func:`finished_rounds` takes them (``None``: the
+        project's labels).
+
+    Returns
+    -------
+    list of RoundRecord
+        The first ``n`` trained rounds, in order.
+    """
+    while True:
+        done = finished_rounds(project, None if labelled is None else labelled())
+        trained = trained_rounds(done)
+        if len(trained) >= n:
+            return trained[:n]
+        one_round(done, trained)
+
+
+def classifier_metrics(
+    model: torch.nn.Module,
+    class_names: Sequence[str],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    classes: Sequence[str],
+    device: torch.device,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Test metrics of a classifier whose outputs are ``class_names`` (some of ``classes``).
+
+    Parameters
+    ----------
+    model
+        A round's model, logits `(B, len(class_names))`.
+    class_names
+        The class of each model output (the labels the round trained on).
+    x, y
+        Normalised test items `(N, 1, *spatial)` and their index into ``classes`` `(N,)`.
+    classes
+        Every class of the benchmark (a class the model never saw counts as an error).
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``balanced_accuracy``, ``macro_f1`` over ``classes``.
+    """
+    from torch.utils.data import TensorDataset
+
+    from cryoal.train import classification_metrics, predict
+
+    probs = predict(model, TensorDataset(x), batch_size=batch_size, device=device)
+    to_global = torch.as_tensor([list(classes).index(c) for c in class_names], dtype=torch.long)
+    pred = to_global[probs.argmax(1).cpu()]
+    m = classification_metrics(y, pred, len(classes))
+    return {k: float(m[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+
+
+def _seconds(start: str, end: str | None) -> float:
+    if end is None:
+        return math.nan
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def block_rows(
+    project: Project,
+    key: BlockKey,
+    rounds: Sequence[RoundRecord],
+    metrics: Callable[[Any, Any], dict[str, float]],
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Rows of :data:`~cryoal.benchmark.report.RESULT_COLUMNS` of a block's trained rounds.
+
+    Round ``r`` of the block is ``rounds[r]``; ``metrics(model, info)`` scores its saved
+    checkpoint (:func:`cryoal.models.load_checkpoint`) on the test set; ``n_labels`` is
+    what the round trained on; ``wall_time`` its seconds from start to picks.
+    """
+    from cryoal import models
+
+    snr, arm, seed = key
+    rows = []
+    for r, rnd in enumerate(rounds):
+        model, info = models.load_checkpoint(project.path / str(rnd.model_path), device=device)
+        rows.append(
+            {
+                "snr": snr,
+                "strategy": arm,
+                "seed": seed,
+                "round": r,
+                "n_labels": rnd.n_labels,
+                **metrics(model, info),
+                "wall_time": _seconds(rnd.started, rnd.picked),
+            }
+        )
+    return rows

@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,8 +44,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cryoal._atomic import atomic_path, atomic_write_text
-from cryoal.benchmark._blocks import BlockKey, ConfigViews, config_to_dict, initial_indices
+from cryoal._atomic import atomic_path
+from cryoal.benchmark._blocks import (
+    BlockKey,
+    ConfigViews,
+    benchmark_oracle,
+    block_dir,
+    block_rows,
+    classifier_metrics,
+    config_to_dict,
+    drop_checkpoints,
+    finished_rounds,
+    initial_indices,
+    label_initial,
+    run_rounds,
+    simulated_once,
+    snr_dir_name,
+    trained_rounds,
+)
 from cryoal.benchmark.engine import SCRATCH_SUFFIX, Extra, Suite, split_arm
 from cryoal.benchmark.engine import run as engine_run
 from cryoal.benchmark.report import ROBUSTNESS_COLUMNS, format_snr
@@ -504,10 +518,6 @@ class _Split:
         return [f"{self.stack.name}#{i}" for i in range(len(self.labels))]
 
 
-def _snr_dir_name(snr: float) -> str:
-    return f"snr-{format_snr(snr)}"
-
-
 #: Manifest keys that describe the image formation (passed to the simulator).
 PHYSICS_KEYS: tuple[str, ...] = (
     "tilt_range",
@@ -591,8 +601,7 @@ def _prepare_data(
     """Simulate (or reuse) the pool and test set of one SNR under ``data_dir``."""
     from cryoal.io import read_labels, write_labels, write_volume
 
-    where = data_dir / _snr_dir_name(snr)
-    meta_path = where / "meta.json"
+    where = data_dir / snr_dir_name(snr)
     want = {
         **config._subset(_DATA_FIELDS),
         "physics": manifest_physics(config.manifest),
@@ -602,25 +611,19 @@ def _prepare_data(
         "pool": (config.n_pool, config.data_seed),
         "test": (config.n_test, config.data_seed + 1),
     }
-    if meta_path.exists() and json.loads(meta_path.read_text(encoding="utf-8")) == want:
-        out = []
-        for name in splits:
-            table = read_labels(where / f"{name}_labels.csv")
-            out.append(_Split(where / f"{name}.mrcs", [str(v) for v in table["label"]]))
-        logger.info("reusing simulated data for SNR %s in %s", format_snr(snr), where)
-        return out[0], out[1]
-    if where.exists():
-        logger.info("simulated data in %s were made with other options: simulating again", where)
-        shutil.rmtree(where)
-    where.mkdir(parents=True)
+
+    def simulate(folder: Path) -> None:
+        for name, (n, seed) in splits.items():
+            volumes, labels = _simulate_split(config, snr, n, seed, device)
+            stack = write_volume(folder / f"{name}.mrcs", volumes, voxel_size=config.voxel_size)
+            ids = _Split(Path(stack), labels).ids
+            write_labels(folder / f"{name}_labels.csv", pd.DataFrame({"id": ids, "label": labels}))
+
+    simulated_once(where, want, simulate)
     out = []
-    for name, (n, seed) in splits.items():
-        volumes, labels = _simulate_split(config, snr, n, seed, device)
-        stack = write_volume(where / f"{name}.mrcs", volumes, voxel_size=config.voxel_size)
-        split = _Split(Path(stack), labels)
-        write_labels(where / f"{name}_labels.csv", pd.DataFrame({"id": split.ids, "label": labels}))
-        out.append(split)
-    atomic_write_text(meta_path, json.dumps(want, indent=2) + "\n")
+    for name in splits:
+        table = read_labels(where / f"{name}_labels.csv")
+        out.append(_Split(where / f"{name}.mrcs", [str(v) for v in table["label"]]))
     return out[0], out[1]
 
 
@@ -635,42 +638,13 @@ def _load_tensor(split: _Split) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- one run
-def _metrics(
-    model: torch.nn.Module,
-    class_names: Sequence[str],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    classes: Sequence[str],
-    device: torch.device,
-    batch_size: int,
-) -> dict[str, float]:
-    """Test metrics of a model whose outputs are ``class_names`` (a subset of ``classes``)."""
-    from torch.utils.data import TensorDataset
-
-    from cryoal.train import classification_metrics, predict
-
-    probs = predict(model, TensorDataset(x), batch_size=batch_size, device=device)
-    to_global = torch.as_tensor([list(classes).index(c) for c in class_names], dtype=torch.long)
-    pred = to_global[probs.argmax(1).cpu()]
-    m = classification_metrics(y, pred, len(classes))
-    return {k: float(m[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")}
-
-
-def _seconds(start: str, end: str | None) -> float:
-    if end is None:
-        return math.nan
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-
-
 def _run_block(
     config: NoiseBenchmarkConfig,
     project_dir: Path,
     pool_split: _Split,
     test_x: torch.Tensor,
     test_y: torch.Tensor,
-    snr: float,
-    arm: str,
-    seed: int,
+    key: BlockKey,
     device: torch.device,
     encoder: Path | None = None,
 ) -> list[dict[str, Any]]:
@@ -680,17 +654,16 @@ def _run_block(
     project, where every round finds it (``SelectConfig.pretrain_epochs = 0`` uses a
     project's encoder); ``NAME@scratch`` arms never get it.
     """
-    from cryoal import models
-    from cryoal.active import Oracle, Project
-    from cryoal.active.loop import SelectConfig, register_pool
+    from cryoal.active import Project
+    from cryoal.active.loop import SelectConfig
     from cryoal.active.loop import run as loop_run
     from cryoal.io import VolumePool
 
+    _, arm, seed = key
     strategy, scratch = split_arm(arm)
     pool = VolumePool.from_stack(pool_split.stack)
     ids = pool_split.ids
-    truth = dict(zip(ids, pool_split.labels, strict=True))
-    oracle = Oracle(truth, seed=seed, annotator="benchmark-oracle")
+    oracle = benchmark_oracle(ids, pool_split.labels, seed)
     cold = config.initial_from == "cold-start"
     select_cfg = SelectConfig(
         strategy=strategy,
@@ -715,39 +688,20 @@ def _run_block(
                 with atomic_path(target) as tmp:
                     shutil.copyfile(encoder, tmp)
         if not project.label_map() and not cold:
-            chosen = [ids[i] for i in initial_indices(pool_split.labels, counts[0], seed)]
-            with project.lock():
-                register_pool(project, pool)
-                project.add_labels(
-                    oracle.label(chosen),
-                    source="oracle",
-                    annotator=oracle.annotator,
-                    where="initial set",
-                )
-        while True:
-            done = _finished_rounds(project)
-            trained = _trained_rounds(done)
-            if len(trained) >= len(counts):
-                break
+            chosen = initial_indices(pool_split.labels, counts[0], seed)
+            label_initial(project, pool, oracle, [ids[i] for i in chosen])
+
+        def one_round(done: list[Any], trained: list[Any]) -> None:
             # a project without labels (cold-start) first picks the initial set
             budget = counts[0] if not done and cold else picks[len(trained)]
             loop_run(project, oracle, strategy, 1, budget, pool=pool, config=select_cfg)
-        rows = []
-        for r, rnd in enumerate(_trained_rounds(_finished_rounds(project))[: len(counts)]):
-            model, info = models.load_checkpoint(project.path / str(rnd.model_path), device=device)
-            m = _metrics(model, info.class_names or [], test_x, test_y, config.classes, device, 64)
-            rows.append(
-                {
-                    "snr": snr,
-                    "strategy": arm,
-                    "seed": seed,
-                    "round": r,
-                    "n_labels": rnd.n_labels,
-                    **m,
-                    "wall_time": _seconds(rnd.started, rnd.picked),
-                }
-            )
-    return rows
+
+        def metrics(model: torch.nn.Module, info: Any) -> dict[str, float]:
+            names = info.class_names or []
+            return classifier_metrics(model, names, test_x, test_y, config.classes, device)
+
+        rounds = run_rounds(project, len(counts), one_round)
+        return block_rows(project, key, rounds, metrics, device)
 
 
 #: Columns of ``balance.csv``: the class make-up of each evaluated labelled set.
@@ -807,7 +761,7 @@ def _balance_rows(
         return []
     rows = []
     with Project(project_dir) as project:
-        for rnd in _trained_rounds(_finished_rounds(project))[: len(config.label_counts())]:
+        for rnd in trained_rounds(finished_rounds(project))[: len(config.label_counts())]:
             labels = list(project.label_map(as_of_seq=rnd.label_seq).values())
             rows.append(
                 {
@@ -842,7 +796,7 @@ def _prepare_encoder(
         config.pretrain_epochs,
     )
     return cached_encoder(
-        ProjectLayout(data_dir / _snr_dir_name(snr)).encoder,  # laid out like a project
+        ProjectLayout(data_dir / snr_dir_name(snr)).encoder,  # laid out like a project
         pool,
         config.model,
         (1, config.box, config.box, config.box),
@@ -851,24 +805,6 @@ def _prepare_encoder(
         device=device,
         progress=False,
     )
-
-
-def _finished_rounds(project: Any) -> list[Any]:
-    """Rounds that are picked and whose picks the oracle has labelled, in order."""
-    labels = project.label_map()
-    done = []
-    for rnd in project.rounds():
-        if rnd.status != "picked":
-            break
-        if not all(p.id in labels for p in project.picks(rnd.n)):
-            break
-        done.append(rnd)
-    return done
-
-
-def _trained_rounds(rounds: list[Any]) -> list[Any]:
-    """The rounds whose model was trained (a cold start's untrained model is not evaluated)."""
-    return [r for r in rounds if r.mode != "cold"]
 
 
 def _robustness_block(
@@ -905,7 +841,7 @@ def _robustness_block(
     )
     rows = []
     for test_snr, (x, y) in tests.items():
-        m = _metrics(model, list(config.classes), x, y, config.classes, device, 64)
+        m = classifier_metrics(model, list(config.classes), x, y, config.classes, device)
         rows.append({"train_snr": train_snr, "test_snr": test_snr, "seed": seed, **m})
     return rows
 
@@ -935,10 +871,6 @@ class _Subtomograms(Suite):
         """The manifest's image-formation physics (a change refuses to resume)."""
         return {"physics": manifest_physics(self.config.manifest)}
 
-    def _project_dir(self, out: Path, key: BlockKey) -> Path:
-        snr, arm, seed = key
-        return out / "runs" / _snr_dir_name(snr) / arm / f"seed-{seed}"
-
     def data(self, out: Path, snr: float) -> _SnrData:
         """Simulate (or reuse from ``OUT/data``) the pool and test set of ``snr``."""
         pool, test = _prepare_data(self.config, out / "data", snr, self.device)
@@ -948,19 +880,17 @@ class _Subtomograms(Suite):
 
     def run_block(self, out: Path, key: BlockKey, data: _SnrData) -> list[dict[str, Any]]:
         """Run (or resume) the block's active loop in its project; score each round."""
-        snr, arm, seed = key
+        snr = key[0]
         if not data.encoder_ready:  # pretrained once per SNR, only where a run needs it
             data.encoder = _prepare_encoder(self.config, out / "data", snr, data.pool, self.device)
             data.encoder_ready = True
         return _run_block(
             self.config,
-            self._project_dir(out, key),
+            block_dir(out, key),
             data.pool,
             data.test_x,
             data.test_y,
-            snr,
-            arm,
-            seed,
+            key,
             self.device,
             data.encoder,
         )
@@ -968,7 +898,7 @@ class _Subtomograms(Suite):
     def block_recorded(self, out: Path, key: BlockKey) -> None:
         """Delete the block's checkpoints unless ``keep_models``."""
         if not self.config.keep_models:
-            shutil.rmtree(self._project_dir(out, key) / "models", ignore_errors=True)
+            drop_checkpoints(out, key)
 
     def extras(self) -> list[Extra]:
         """The cross-SNR robustness matrix (when ``robustness``)."""
@@ -1015,7 +945,7 @@ class _Subtomograms(Suite):
             [
                 row
                 for key in blocks
-                for row in _balance_rows(self.config, self._project_dir(out, key), *key)
+                for row in _balance_rows(self.config, block_dir(out, key), *key)
             ],
             columns=list(BALANCE_COLUMNS),
         )

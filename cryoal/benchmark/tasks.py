@@ -5,43 +5,69 @@ through the one engine (:func:`cryoal.benchmark.engine.run`, which also runs the
 subtomogram benchmark of :mod:`cryoal.benchmark.noise`) and writes the same files
 (``results.csv`` with :data:`cryoal.benchmark.report.RESULT_COLUMNS`, ``summary.md``,
 ``curves_snr*.png``, ``config.json``). This module holds the config, the presets and the
-:class:`~cryoal.benchmark.engine.Suite` of these tasks. Differences:
+:class:`~cryoal.benchmark.engine.Suite` of each task. Like the subtomogram suite, every
+(SNR, strategy, seed) block runs its rounds on the one round engine
+(:meth:`cryoal.tasks.Task.select_round`, :func:`cryoal.active.round.run_round`) in its
+own project ``OUT/runs/snr-*/STRATEGY/seed-N``, the ground truth answering each round's
+picks the way an expert's labels arrive for the task:
 
-- data per SNR (seeded by ``data_seed``, test set ``data_seed + 1``):
-  image2d — :func:`~cryoal.tasks.image2d.simulate_projections` (2D projections of the
-  ``classes`` structures, ``n_pool``/``n_test`` images per class, ``box`` px);
-  segmentation — ``n_pool``/``n_test`` crops of side ``2·box`` from
+- image2d — data per SNR in ``OUT/data/snr-*`` (:func:`~cryoal.tasks.image2d.simulate_projections`
+  of the ``classes`` structures, ``n_pool``/``n_test`` images per class, ``box`` px, as
+  ``.npy`` images + ``truth.csv``; seeds ``data_seed``, ``data_seed + 1``); an
+  :class:`~cryoal.active.Oracle` adds the picks' classes to the project's labels;
+- segmentation — ``n_pool``/``n_test`` crops of side ``2·box`` from
   :func:`cryoal.simulate.simulate_tomogram` (``particles`` particles of ``classes`` and
-  one membrane, wedge/CTF as configured), cut into ``box``³ patches;
-- the active loop runs in memory (the ground truth answers at once: for segmentation a
-  picked patch's whole label map); no projects, no cross-SNR robustness matrix;
-- segmentation metrics are over test voxels: ``accuracy`` = voxel accuracy,
-  ``balanced_accuracy`` = mean class recall, ``macro_f1`` = mean Dice (Dice_c = F1_c,
-  averaged over classes present in truth or prediction).
+  one membrane, wedge/CTF as configured) with their true label maps, cut into ``box``³
+  patches; the true map of every picked patch is copied into the block's ``masks/``
+  (:func:`~cryoal.tasks.seg_data.annotate_from_truth`) and each round reopens the pool
+  over them, as ``cryoal select --task segmentation --masks`` reads a user's maps.
+  Metrics are over test voxels: ``accuracy`` = voxel accuracy, ``balanced_accuracy`` =
+  mean class recall, ``macro_f1`` = mean Dice (Dice_c = F1_c, averaged over classes
+  present in truth or prediction).
 
 Rounds ``r = 0 … rounds`` train from scratch on ``initial + r·budget`` labels (image2d:
-class-balanced initial set; segmentation: random patches), test, then pick ``budget``.
-An interrupted run resumes (the engine's rules): finished (SNR, strategy, seed) blocks in
-``results.csv`` are kept when ``config.json`` records the same options that change what
-a row means (all but the preset name, strategies, SNRs, seeds and the device).
+class-balanced initial set; segmentation: random patches) and pick ``budget``; the last
+round picks one item at random (never evaluated). Each trained round's saved model is
+scored on the test set. No cross-SNR robustness matrix. An interrupted run resumes (the
+engine's rules): finished blocks in ``results.csv`` are kept when ``config.json`` records
+the same options that change what a row means (all but the preset name, strategies,
+SNRs, seeds and the device), and an unfinished block resumes from its project, so its
+rows equal an uninterrupted run's (up to ``wall_time``).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 
-from cryoal.benchmark._blocks import BlockKey, ConfigViews, config_to_dict, initial_indices
+from cryoal._atomic import atomic_write_text
+from cryoal.benchmark._blocks import (
+    BlockKey,
+    ConfigViews,
+    benchmark_oracle,
+    block_dir,
+    block_rows,
+    classifier_metrics,
+    config_to_dict,
+    drop_checkpoints,
+    initial_indices,
+    label_initial,
+    run_rounds,
+    simulated_once,
+    snr_dir_name,
+)
 from cryoal.benchmark.engine import Suite
 from cryoal.benchmark.engine import run as engine_run
+from cryoal.benchmark.report import format_snr
 from cryoal.errors import ConfigError
 
 __all__ = ["TASK_PRESETS", "TaskBenchmarkConfig", "preset", "run"]
@@ -87,6 +113,9 @@ class TaskBenchmarkConfig(ConfigViews):
         Seed of the simulated data.
     device
         ``auto``, ``cpu``, ``cuda`` ...
+    keep_models
+        Keep every round's checkpoint in the block projects (off: deleted once the
+        block's rows are recorded, to bound disk use).
     """
 
     task: str = "image2d"
@@ -112,6 +141,7 @@ class TaskBenchmarkConfig(ConfigViews):
     defocus_um: float | None = 3.0
     data_seed: int = 0
     device: str = "auto"
+    keep_models: bool = False
 
     _what: ClassVar[str] = "task benchmark config"
 
@@ -152,21 +182,21 @@ class TaskBenchmarkConfig(ConfigViews):
             problems.append(f"rounds must be >= 0, got {self.rounds}")
         pool = self.pool_size() if self.task in TASKS else 0
         need = self.initial + self.rounds * self.budget
-        if self.task in TASKS and need > pool:
+        if self.task in TASKS and need >= pool:
             problems.append(
-                f"initial + rounds × budget = {need} exceeds the pool of {pool} items; raise "
-                "n_pool or lower rounds/budget"
+                f"initial + rounds × budget = {need} exceeds the pool of {pool} items less one "
+                "(the last round's pick); raise n_pool or lower rounds/budget"
             )
         if problems:
             raise ConfigError(f"{self.task} noise benchmark config: " + "; ".join(problems))
 
     def pool_size(self) -> int:
         """Items in the pool: images (image2d) or patches (segmentation, 8 per crop)."""
-        return _TASK_DATA[self.task].pool_size(self)
+        return _SUITES[self.task].pool_size(self)
 
     def suite(self, device: torch.device) -> Suite:
         """What :func:`cryoal.benchmark.engine.run` runs for this config."""
-        return _InMemory(self, device)
+        return _SUITES[self.task](self, device)
 
     @classmethod
     def preset_names(cls, task: str) -> list[str]:
@@ -187,55 +217,60 @@ class TaskBenchmarkConfig(ConfigViews):
 
 
 # ---------------------------------------------------------------------- data
-@dataclasses.dataclass
-class _Data:
-    """One SNR's pool and test set in memory, and what a block needs to know of them."""
+#: Options that decide an SNR's simulated data (``OUT/data/snr-*/meta.json``).
+_DATA_FIELDS: tuple[str, ...] = (
+    "task",
+    "classes",
+    "box",
+    "voxel_size",
+    "n_pool",
+    "n_test",
+    "particles",
+    "tilt_range",
+    "defocus_um",
+    "data_seed",
+)
 
-    pool: Any
-    test: Any
-    n_classes: int
-    #: image2d: the pool's ground truth (class-balanced initial sets) and the class order
-    #: of the training labels; segmentation: None (random initial patches, task.dataset)
-    labels: list[str] | None = None
-    class_names: list[str] | None = None
+#: The two simulated sets of an SNR: (folder name, items option, seed offset).
+_SPLITS: tuple[tuple[str, str, int], ...] = (("pool", "n_pool", 0), ("test", "n_test", 1))
 
 
-def _image_data(config: TaskBenchmarkConfig, snr: float) -> _Data:
-    """``n_pool`` / ``n_test`` projections per class (seeds ``data_seed``, ``data_seed + 1``)."""
-    from cryoal.io.images import ImagePool
-    from cryoal.tasks.image2d import simulate_projections
+def _simulate(config: TaskBenchmarkConfig, snr: float, out: Path) -> Path:
+    """Simulate (or reuse) the SNR's pool and test set in ``out/data/snr-*``; return it."""
+    want = {**{k: config.to_dict()[k] for k in _DATA_FIELDS}, "snr": format_snr(snr)}
+    where = out / "data" / snr_dir_name(snr)
+    make = _write_images if config.task == "image2d" else _write_crops
+    simulated_once(where, want, lambda folder: make(config, snr, folder))
+    return where
 
-    out = []
-    for n, seed in ((config.n_pool, config.data_seed), (config.n_test, config.data_seed + 1)):
+
+def _write_images(config: TaskBenchmarkConfig, snr: float, where: Path) -> None:
+    """``n_pool`` / ``n_test`` projections per class as ``.npy`` images + ``truth.csv``."""
+    from cryoal.tasks.image2d import simulate_projections, write_image_set
+
+    for name, n_option, offset in _SPLITS:
         imgs, labels = simulate_projections(
-            config.classes, n, config.box, config.voxel_size, snr, seed=seed
+            config.classes,
+            getattr(config, n_option),
+            config.box,
+            config.voxel_size,
+            snr,
+            seed=config.data_seed + offset,
         )
-        out.append(ImagePool.from_array(imgs, labels=labels, pixel_size=config.voxel_size))
-    return _Data(
-        out[0],
-        out[1],
-        len(config.classes),
-        labels=[str(v) for v in out[0].labels],
-        class_names=sorted(config.classes),
-    )
+        write_image_set(where / name, imgs, labels, fmt="npy", initial_per_class=0)
 
 
-def _segmentation_data(config: TaskBenchmarkConfig, snr: float) -> _Data:
-    """``n_pool`` / ``n_test`` simulated crops of side ``2·box``, cut into ``box``³ patches."""
-    from cryoal.simulate import simulate_tomogram
-    from cryoal.tasks.seg_data import PatchPool
+def _write_crops(config: TaskBenchmarkConfig, snr: float, where: Path) -> None:
+    """``n_pool`` / ``n_test`` crops of side ``2·box`` (MRC) and their true label maps."""
+    from cryoal.simulate import simulate_tomogram, write_tomogram
 
-    pools = []
     sim_log = logging.getLogger("cryoal.simulate.tomograms")
     level = sim_log.level
     sim_log.setLevel(max(level, logging.ERROR))  # crowded crops place fewer particles: fine
     try:
-        for n, base in (
-            (config.n_pool, config.data_seed * 1000),
-            (config.n_test, config.data_seed * 1000 + 500),
-        ):
-            vols, masks, names = [], [], []
-            for i in range(n):
+        for name, n_option, offset in _SPLITS:
+            names: list[str] = []
+            for i in range(getattr(config, n_option)):
                 tomo = simulate_tomogram(
                     list(config.classes),
                     shape=2 * config.box,
@@ -245,144 +280,259 @@ def _segmentation_data(config: TaskBenchmarkConfig, snr: float) -> _Data:
                     tilt_range=config.tilt_range,
                     defocus=config.defocus_um,
                     membranes=1,
-                    seed=base + i,
+                    seed=config.data_seed * 1000 + 500 * offset + i,
                 )
-                vols.append(tomo.volume)
-                masks.append(tomo.labels)
+                write_tomogram(where / name, tomo, f"crop_{i:03d}")
                 names = tomo.class_names
-            pools.append(
-                PatchPool.from_arrays(
-                    vols, masks, class_names=names, patch=config.box, voxel_size=config.voxel_size
-                )
-            )
+            atomic_write_text(where / name / "label_maps" / "classes.txt", "\n".join(names) + "\n")
     finally:
         sim_log.setLevel(level)
-    return _Data(pools[0], pools[1], len(pools[0].class_names))
 
 
-@dataclasses.dataclass(frozen=True)
-class _TaskData:
-    """How a task's benchmark data are made and counted."""
+@dataclasses.dataclass
+class _Images:
+    """One SNR's image pool (labels held back: the oracle has them) and test set."""
 
-    make: Callable[[TaskBenchmarkConfig, float], _Data]
-    pool_size: Callable[[TaskBenchmarkConfig], int]
-    describe: str
-
-
-#: The tasks of this module and their data.
-_TASK_DATA: dict[str, _TaskData] = {
-    "image2d": _TaskData(_image_data, lambda c: c.n_pool * len(c.classes), "image classification"),
-    "segmentation": _TaskData(
-        _segmentation_data, lambda c: c.n_pool * 8, "voxel metrics; macro_f1 = mean Dice"
-    ),
-}
+    pool: Any
+    truth: list[str]
+    test_x: torch.Tensor
+    test_y: torch.Tensor
 
 
-def _initial(config: TaskBenchmarkConfig, data: _Data, seed: int) -> list[int]:
-    if data.labels is not None:
-        return initial_indices(data.labels, config.initial, seed)
-    rng = np.random.default_rng(seed)
-    return sorted(rng.choice(len(data.pool), size=config.initial, replace=False).tolist())
+@dataclasses.dataclass
+class _Crops:
+    """One SNR's crops and true label maps on disk, and the annotated test patches."""
+
+    crops: Path
+    truth: Path
+    class_names: list[str]
+    test: Any
 
 
-def _test_metrics(
-    task: Any, model: Any, data: _Data, config: TaskBenchmarkConfig, device: Any
-) -> dict[str, float]:
-    from cryoal.train import classification_metrics, predict
-
-    test_ds = task.dataset(data.test)
-    probs = predict(model, test_ds, batch_size=max(config.batch_size, 16), device=device)
-    target = torch.stack([torch.as_tensor(test_ds[i][1]) for i in range(len(test_ds))]).long()
-    k = int(probs.shape[1])
-    if probs.dim() > 2:
-        probs = probs.movedim(1, -1).reshape(-1, k)
-        target = target.reshape(-1)
-    keep = target >= 0
-    m = classification_metrics(target[keep], probs[keep].argmax(1), k)
-    return {key: float(m[key]) for key in ("accuracy", "balanced_accuracy", "macro_f1")}
-
-
-def _labelled_set(pool: Any, indices: Sequence[int], class_names: Sequence[str]) -> Any:
-    from torch.utils.data import Subset
-
+def _image_data(config: TaskBenchmarkConfig, where: Path) -> _Images:
+    from cryoal.io import read_labels
+    from cryoal.tasks import get
     from cryoal.transforms import normalize
 
-    return Subset(pool.dataset(transform=normalize, class_names=class_names), list(indices))
+    task = get("image2d")
+    sets = []
+    for name, _, _ in _SPLITS:
+        pool = task.open_pool(where / name / "images")
+        table = read_labels(where / name / "truth.csv")
+        label_of = dict(zip(table["id"].astype(str), table["label"].astype(str), strict=True))
+        sets.append((pool, [label_of[i] for i in pool.ids]))
+    (pool, truth), (test, test_labels) = sets
+    x = normalize(torch.stack([test[i] for i in range(len(test))]))
+    y = torch.as_tensor([config.classes.index(c) for c in test_labels], dtype=torch.long)
+    return _Images(pool, truth, x, y)
 
 
-class _InMemory(Suite):
-    """image2d / segmentation: the active loop in memory, the truth answering at once."""
+def _crop_data(config: TaskBenchmarkConfig, where: Path) -> _Crops:
+    from cryoal.tasks import get
+
+    truth = where / "pool" / "label_maps"
+    names = [n for n in (truth / "classes.txt").read_text(encoding="utf-8").split() if n]
+    test = get("segmentation").open_pool(
+        where / "test" / "tomograms",
+        masks=where / "test" / "label_maps",
+        patch=config.box,
+        classes=names,
+    )
+    return _Crops(where / "pool" / "tomograms", truth, names, test)
+
+
+# ---------------------------------------------------------------------- the suites
+class _TaskSuite(Suite):
+    """What the image2d and segmentation suites share: data on disk, rounds in projects."""
 
     config: TaskBenchmarkConfig
+    #: what the task's metric columns mean
+    metrics_note: ClassVar[str] = ""
+
+    @staticmethod
+    @abc.abstractmethod
+    def pool_size(config: TaskBenchmarkConfig) -> int:
+        """Items of the pool."""
 
     def describe(self) -> str:
         """The task and what its metrics are."""
-        return f"Task: {self.config.task} ({_TASK_DATA[self.config.task].describe})."
+        return f"Task: {self.config.task} ({self.metrics_note})."
 
-    def data(self, out: Path, snr: float) -> _Data:
-        """Simulate the pool and test set of ``snr`` (in memory, nothing kept in ``out``)."""
-        return _TASK_DATA[self.config.task].make(self.config, snr)
+    def block_recorded(self, out: Path, key: BlockKey) -> None:
+        """Delete the block's checkpoints unless ``keep_models``."""
+        if not self.config.keep_models:
+            drop_checkpoints(out, key)
 
-    def run_block(self, out: Path, key: BlockKey, data: _Data) -> list[dict[str, Any]]:
-        """Rounds ``0 … rounds``: train from scratch, test, pick ``budget`` (not after the last)."""
-        from cryoal import models, tasks
-        from cryoal.train import TrainConfig, fit
+    def select_config(self, strategy: str, seed: int) -> Any:
+        """The options of every round of a block (the task's :meth:`Task.select_config`)."""
+        from cryoal import tasks
+
+        config = self.config
+        options: dict[str, Any] = {
+            "strategy": strategy,
+            "budget": config.budget,
+            "seed": seed,
+            "arch": config.model,
+            "arch_kwargs": dict(config.model_kwargs),
+            "epochs": config.epochs,
+            "train_batch_size": config.batch_size,
+            "lr": config.lr,
+            "device": str(self.device),
+            "gallery_size": 0,
+            "progress": False,
+        }
+        if config.task == "image2d":
+            options.update(cold_start="random", pretrain_epochs=0, candidates="all")
+        return tasks.get(config.task).select_config(**options)
+
+
+class _ImageSuite(_TaskSuite):
+    """image2d: the oracle answers the picks as project labels (``cryoal label import``)."""
+
+    metrics_note = "image classification"
+
+    @staticmethod
+    def pool_size(config: TaskBenchmarkConfig) -> int:
+        """``n_pool`` images per class."""
+        return config.n_pool * len(config.classes)
+
+    def data(self, out: Path, snr: float) -> _Images:
+        """Simulate (or reuse) ``OUT/data/snr-*``: images and truth of the pool and test set."""
+        return _image_data(self.config, _simulate(self.config, snr, out))
+
+    def run_block(self, out: Path, key: BlockKey, data: _Images) -> list[dict[str, Any]]:
+        """Rounds ``0 … rounds`` through ``Task.select_round`` in the block's project."""
+        from cryoal import tasks
+        from cryoal.active import Project
 
         config, device = self.config, self.device
-        snr, strategy_name, seed = key
+        _, strategy, seed = key
         task = tasks.get(config.task)
-        pool_ds: Any = task.dataset(data.pool)
-        labelled = _initial(config, data, seed)
-        rows = []
-        for r in range(config.rounds + 1):
-            t0 = time.perf_counter()
-            torch.manual_seed(seed)
-            model = models.create(
-                config.model, data.n_classes, task.in_shape(data.pool), **config.model_kwargs
-            )
-            train_ds = (
-                task.dataset(data.pool, labelled)
-                if data.class_names is None
-                else _labelled_set(data.pool, labelled, data.class_names)
-            )
-            fit(
-                model,
-                train_ds,
-                config=TrainConfig(
-                    epochs=config.epochs,
-                    batch_size=config.batch_size,
-                    lr=config.lr,
-                    seed=seed,
-                    device=str(device),
-                    balanced=data.class_names is not None,
-                    progress=False,
-                ),
-            )
-            metrics = _test_metrics(task, model, data, config, device)
-            if r < config.rounds:
-                strat = task.strategy(
-                    strategy_name, device=device, batch_size=32, progress=False, seed=seed
+        pool = data.pool
+        oracle = benchmark_oracle(pool.ids, data.truth, seed)
+        steps = _round_configs(self.select_config(strategy, seed), config.rounds)
+        with Project(block_dir(out, key)) as project:
+            if not project.label_map():
+                chosen = initial_indices(data.truth, config.initial, seed)
+                label_initial(project, pool, oracle, [pool.ids[i] for i in chosen])
+
+            def one_round(done: list[Any], trained: list[Any]) -> None:
+                with project.lock():
+                    res = task.select_round(project, pool, steps[len(trained)])
+                    project.add_labels(
+                        oracle.label([p.id for p in res.picks]),
+                        source="oracle",
+                        annotator=oracle.annotator,
+                        round=res.round.n,
+                        where="oracle",
+                    )
+
+            def metrics(model: torch.nn.Module, info: Any) -> dict[str, float]:
+                names = info.class_names or []
+                return classifier_metrics(
+                    model, names, data.test_x, data.test_y, config.classes, device
                 )
-                sel = strat.select(
-                    model,
-                    pool_ds,
-                    config.budget,
-                    labelled=labelled,
-                    generator=torch.Generator().manual_seed(seed * 1000 + r),
-                )
-                labelled = sorted(set(labelled) | set(sel.indices.tolist()))
-            rows.append(
-                {
-                    "snr": snr,
-                    "strategy": strategy_name,
-                    "seed": seed,
-                    "round": r,
-                    "n_labels": config.initial + r * config.budget,
-                    **metrics,
-                    "wall_time": time.perf_counter() - t0,
-                }
+
+            rounds = run_rounds(project, config.rounds + 1, one_round)
+            return block_rows(project, key, rounds, metrics, device)
+
+
+class _SegmentationSuite(_TaskSuite):
+    """segmentation: the truth answers the picks as label maps in the block's ``masks/``."""
+
+    metrics_note = "voxel metrics; macro_f1 = mean Dice"
+
+    @staticmethod
+    def pool_size(config: TaskBenchmarkConfig) -> int:
+        """8 patches of ``box``³ per crop of ``2·box``."""
+        return config.n_pool * 8
+
+    def data(self, out: Path, snr: float) -> _Crops:
+        """Simulate (or reuse) ``OUT/data/snr-*``: crops and true label maps."""
+        return _crop_data(self.config, _simulate(self.config, snr, out))
+
+    def run_block(self, out: Path, key: BlockKey, data: _Crops) -> list[dict[str, Any]]:
+        """Rounds ``0 … rounds`` through ``Task.select_round``; masks written from the truth.
+
+        The block's label maps live in its project folder (``masks/``, a copy of the true
+        map on every picked patch and ``-1`` elsewhere, as
+        :func:`~cryoal.tasks.seg_data.annotate_from_truth` writes them); each round
+        reopens the pool over them, as ``cryoal select --task segmentation --masks`` does.
+        """
+        from cryoal import tasks
+        from cryoal.active import Project
+        from cryoal.tasks.seg_data import annotate_from_truth
+
+        config, device = self.config, self.device
+        _, strategy, seed = key
+        task = tasks.get(config.task)
+        folder = block_dir(out, key)
+        masks = folder / "masks"
+
+        def pool() -> Any:
+            masks.mkdir(parents=True, exist_ok=True)
+            return task.open_pool(
+                data.crops, masks=masks, patch=config.box, classes=data.class_names
             )
-        return rows
+
+        def annotate(table: pd.DataFrame) -> None:
+            annotate_from_truth(table, data.truth, masks)
+
+        steps = _round_configs(self.select_config(strategy, seed), config.rounds)
+        with Project(folder) as project:
+            if not project.rounds():  # the initial patches (rewritten alike after a crash)
+                first = pool()
+                rng = np.random.default_rng(seed)
+                chosen = rng.choice(len(first), size=config.initial, replace=False)
+                annotate(_patch_table(first, sorted(int(i) for i in chosen)))
+
+            def one_round(done: list[Any], trained: list[Any]) -> None:
+                with project.lock():
+                    res = task.select_round(project, pool(), steps[len(trained)])
+                    annotate(res.table)
+
+            def labelled() -> set[str]:
+                p = pool()
+                return {p.ids[i] for i in p.labelled_indices()}
+
+            def metrics(model: torch.nn.Module, info: Any) -> dict[str, float]:
+                return _voxel_metrics(model, data.test, device)
+
+            rounds = run_rounds(project, config.rounds + 1, one_round, labelled)
+            return block_rows(project, key, rounds, metrics, device)
+
+
+#: The suite of each task of this module.
+_SUITES: dict[str, type[_TaskSuite]] = {"image2d": _ImageSuite, "segmentation": _SegmentationSuite}
+
+
+def _round_configs(config: Any, rounds: int) -> list[Any]:
+    """The options of rounds ``0 … rounds``: the last round's pick is never evaluated, so
+    it picks one item at random (no scoring); its model is trained as every round's."""
+    return [config] * rounds + [dataclasses.replace(config, strategy="random", budget=1)]
+
+
+def _patch_table(pool: Any, indices: Sequence[int]) -> pd.DataFrame:
+    """``volume, z, y, x, size`` of patches, as a segmentation round's picks table."""
+    rows = []
+    for i in indices:
+        volume, (z, y, x) = pool.location(i)
+        rows.append({"volume": volume, "z": z, "y": y, "x": x, "size": pool.patch})
+    return pd.DataFrame(rows, columns=["volume", "z", "y", "x", "size"])
+
+
+def _voxel_metrics(model: torch.nn.Module, test: Any, device: Any) -> dict[str, float]:
+    """Voxel accuracy, mean class recall and mean Dice (macro F1) over the test patches."""
+    from cryoal.tasks import get
+    from cryoal.train import classification_metrics, predict
+
+    probs = predict(model, get("segmentation").dataset(test), batch_size=16, device=device)
+    target = torch.stack([test.mask(i) for i in range(len(test))]).reshape(-1)
+    k = int(probs.shape[1])
+    pred = probs.movedim(1, -1).reshape(-1, k).argmax(1)
+    keep = target >= 0
+    m = classification_metrics(target[keep], pred[keep], k)
+    return {key: float(m[key]) for key in ("accuracy", "balanced_accuracy", "macro_f1")}
 
 
 #: The engine (:func:`cryoal.benchmark.engine.run`), here as before.

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,10 +15,15 @@ import pytest
 from click.testing import CliRunner
 from cryoal.cli.main import cli
 
-from cryoal.benchmark import noise
+from cryoal.active import Project
+from cryoal.benchmark import engine, noise
 from cryoal.benchmark import tasks as tb
+from cryoal.benchmark._blocks import block_dir
 from cryoal.benchmark.report import RESULT_COLUMNS
 from cryoal.errors import ConfigError
+from cryoal.tasks.seg_data import read_mask
+
+VALUES = [c for c in RESULT_COLUMNS if c != "wall_time"]
 
 
 def test_presets_are_valid_and_sized() -> None:
@@ -28,7 +38,7 @@ def test_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"strategies bald do not apply to segmentation"):
         tb.preset("segmentation", strategies=("random", "bald"))
     with pytest.raises(
-        ConfigError, match=r"initial \+ rounds × budget = 28 exceeds the pool of 24"
+        ConfigError, match=r"initial \+ rounds × budget = 28 exceeds the pool of 24 items less one"
     ):
         tb.preset("segmentation", rounds=6)
     with pytest.raises(
@@ -62,6 +72,60 @@ def test_tiny_run_through_noise_run_resumes(task: str, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(again, table)
     with pytest.raises(ConfigError, match="holds results of a benchmark with other options"):
         noise.run(cfg.replace(epochs=3), tmp_path / "b")
+    # every block ran in its own project through the round engine: rounds 0 and 1, then
+    # the last round's single random pick
+    folder = block_dir(tmp_path / "b", (math.inf, "expected-gradnorm", 0))
+    assert not (folder / "models").exists()  # checkpoints dropped once the rows are recorded
+    with Project(folder) as project:
+        rounds = project.rounds()
+        assert [(r.status, r.strategy, r.budget) for r in rounds] == [
+            ("picked", "expected-gradnorm", cfg.budget),
+            ("picked", "random", 1),
+        ]
+        assert [r.n_labels for r in rounds] == list(table["n_labels"][:2])
+
+
+@pytest.mark.parametrize("task", ["image2d", "segmentation"])
+def test_block_killed_half_way_resumes_to_the_uninterrupted_rows(task: str, tmp_path: Path) -> None:
+    """SIGKILL once round 0 is picked but not answered; the rerun gives the same rows."""
+    cfg = tb.preset(task, strategies=("entropy",), snrs=(math.inf,), rounds=1, epochs=2)
+    cfg = cfg.replace(device="cpu")
+    reference = engine.run(cfg)  # uninterrupted, in a temporary folder
+    out = tmp_path / "b"
+    code = (
+        "import json, sys; from cryoal.benchmark import engine, presets; "
+        "engine.run(presets.from_dict(json.loads(sys.argv[1])), sys.argv[2])"
+    )
+    env = {**os.environ, "CRYOAL_TEST_KILL_AT": "picked", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(out)],
+        env={**env, "MKL_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not (out / "results.csv").exists()
+    folder = block_dir(out, (math.inf, "entropy", 0))
+    with Project(folder) as project:
+        (first,) = project.rounds()
+        assert first.status == "picked" and first.n_labels == cfg.initial
+        picked = [p.id for p in project.picks(first.n)]
+        if task == "image2d":  # the oracle has not answered the picks yet
+            assert len(project.label_map()) == cfg.initial
+        else:  # no picked patch is annotated in the block's masks yet
+            for pid in picked:
+                crop, corner = pid.split("@")
+                z, y, x = (int(v) for v in corner.split(","))
+                mask = read_mask(folder / "masks" / crop)[0]
+                b = cfg.box
+                assert (mask[z : z + b, y : y + b, x : x + b] == -1).all()
+    table = engine.run(cfg, out)
+    pd.testing.assert_frame_equal(table[VALUES], reference[VALUES])
+    with Project(folder) as project:  # round 0 was shown again, not redone
+        assert [p.id for p in project.picks(first.n)] == picked
+        assert [r.n for r in project.rounds()] == [first.n, first.n + 1]
 
 
 @pytest.mark.slow
