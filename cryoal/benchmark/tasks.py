@@ -235,15 +235,6 @@ _DATA_FIELDS: tuple[str, ...] = (
 _SPLITS: tuple[tuple[str, str, int], ...] = (("pool", "n_pool", 0), ("test", "n_test", 1))
 
 
-def _simulate(config: TaskBenchmarkConfig, snr: float, out: Path) -> Path:
-    """Simulate (or reuse) the SNR's pool and test set in ``out/data/snr-*``; return it."""
-    want = {**{k: config.to_dict()[k] for k in _DATA_FIELDS}, "snr": format_snr(snr)}
-    where = out / "data" / snr_dir_name(snr)
-    make = _write_images if config.task == "image2d" else _write_crops
-    simulated_once(where, want, lambda folder: make(config, snr, folder))
-    return where
-
-
 def _write_images(config: TaskBenchmarkConfig, snr: float, where: Path) -> None:
     """``n_pool`` / ``n_test`` projections per class as ``.npy`` images + ``truth.csv``."""
     from cryoal.tasks.image2d import simulate_projections, write_image_set
@@ -349,10 +340,29 @@ class _TaskSuite(Suite):
     #: what the task's metric columns mean
     metrics_note: ClassVar[str] = ""
 
+    #: options of the task's rounds beyond the config's (pinned defaults)
+    round_options: ClassVar[dict[str, Any]] = {}
+
     @staticmethod
     @abc.abstractmethod
     def pool_size(config: TaskBenchmarkConfig) -> int:
         """Items of the pool."""
+
+    @abc.abstractmethod
+    def simulate(self, where: Path, snr: float) -> None:
+        """Write the pool and test set of ``snr`` into the empty folder ``where``."""
+
+    @abc.abstractmethod
+    def load(self, where: Path) -> Any:
+        """What the blocks of an SNR need of the data that :meth:`simulate` wrote."""
+
+    def data(self, out: Path, snr: float) -> Any:
+        """Simulate (or reuse) ``OUT/data/snr-*``: the pool and test set of ``snr``."""
+        config = self.config
+        want = {**{k: config.to_dict()[k] for k in _DATA_FIELDS}, "snr": format_snr(snr)}
+        where = out / "data" / snr_dir_name(snr)
+        simulated_once(where, want, lambda folder: self.simulate(folder, snr))
+        return self.load(where)
 
     def describe(self) -> str:
         """The task and what its metrics are."""
@@ -380,9 +390,8 @@ class _TaskSuite(Suite):
             "device": str(self.device),
             "gallery_size": 0,
             "progress": False,
+            **self.round_options,
         }
-        if config.task == "image2d":
-            options.update(cold_start="random", pretrain_epochs=0, candidates="all")
         return tasks.get(config.task).select_config(**options)
 
 
@@ -390,15 +399,21 @@ class _ImageSuite(_TaskSuite):
     """image2d: the oracle answers the picks as project labels (``cryoal label import``)."""
 
     metrics_note = "image classification"
+    #: the initial set is labelled (no cold start); no encoder, as before rounds had one
+    round_options = {"cold_start": "random", "pretrain_epochs": 0}
 
     @staticmethod
     def pool_size(config: TaskBenchmarkConfig) -> int:
         """``n_pool`` images per class."""
         return config.n_pool * len(config.classes)
 
-    def data(self, out: Path, snr: float) -> _Images:
-        """Simulate (or reuse) ``OUT/data/snr-*``: images and truth of the pool and test set."""
-        return _image_data(self.config, _simulate(self.config, snr, out))
+    def simulate(self, where: Path, snr: float) -> None:
+        """Projections as ``.npy`` images + ``truth.csv`` in ``pool/`` and ``test/``."""
+        _write_images(self.config, snr, where)
+
+    def load(self, where: Path) -> _Images:
+        """The pool (unlabelled), its truth and the normalised test set."""
+        return _image_data(self.config, where)
 
     def run_block(self, out: Path, key: BlockKey, data: _Images) -> list[dict[str, Any]]:
         """Rounds ``0 … rounds`` through ``Task.select_round`` in the block's project."""
@@ -447,9 +462,13 @@ class _SegmentationSuite(_TaskSuite):
         """8 patches of ``box``³ per crop of ``2·box``."""
         return config.n_pool * 8
 
-    def data(self, out: Path, snr: float) -> _Crops:
-        """Simulate (or reuse) ``OUT/data/snr-*``: crops and true label maps."""
-        return _crop_data(self.config, _simulate(self.config, snr, out))
+    def simulate(self, where: Path, snr: float) -> None:
+        """Crops and true label maps in ``pool/`` and ``test/``."""
+        _write_crops(self.config, snr, where)
+
+    def load(self, where: Path) -> _Crops:
+        """The pool's crops and truth, the annotated test patches."""
+        return _crop_data(self.config, where)
 
     def run_block(self, out: Path, key: BlockKey, data: _Crops) -> list[dict[str, Any]]:
         """Rounds ``0 … rounds`` through ``Task.select_round``; masks written from the truth.
@@ -487,8 +506,16 @@ class _SegmentationSuite(_TaskSuite):
                 annotate(_patch_table(first, sorted(int(i) for i in chosen)))
 
             def one_round(done: list[Any], trained: list[Any]) -> None:
+                current = pool()
+                latest = project.latest_round()
+                if latest is not None and latest.status == "picked" and latest not in done:
+                    # picked before a crash, its maps not (all) written: write them now (a
+                    # rerun of the round would see the maps changed and start another)
+                    picks = [current.index_of(k.id) for k in project.picks(latest.n)]
+                    annotate(_patch_table(current, picks))
+                    return
                 with project.lock():
-                    res = task.select_round(project, pool(), steps[len(trained)])
+                    res = task.select_round(project, current, steps[len(trained)])
                     annotate(res.table)
 
             def labelled() -> set[str]:

@@ -123,7 +123,7 @@ def test_block_killed_half_way_resumes_to_the_uninterrupted_rows(task: str, tmp_
                 assert (mask[z : z + b, y : y + b, x : x + b] == -1).all()
     table = engine.run(cfg, out)
     pd.testing.assert_frame_equal(table[VALUES], reference[VALUES])
-    with Project(folder) as project:  # round 0 was shown again, not redone
+    with Project(folder) as project:  # round 0 was answered, not redone
         assert [p.id for p in project.picks(first.n)] == picked
         assert [r.n for r in project.rounds()] == [first.n, first.n + 1]
 
