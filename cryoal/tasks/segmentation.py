@@ -421,7 +421,6 @@ def _strategy(task: Task, name: str, config: SegSelectConfig) -> Any:
         return task.strategy("random", seed=config.seed, progress=False)
     return task.strategy(
         name,
-        loss=task.per_sample_loss,  # the loss _train fits with
         device=resolve_device(config.device),
         batch_size=config.batch_size,
         transform=_normalize,
