@@ -273,8 +273,9 @@ class SelectOptions:
     type=_PretrainEpochs(),
     help="Pretrain an encoder on the pool (once per project, cached in "
     "PROJECT/models/encoder.pt) to initialise every round's model and embed the pool. "
-    "auto: a new project pretrains for a bounded budget (CPU: ~600 GFLOP, e.g. 15 steps "
-    "of cb3d on 32³ boxes, about a minute; GPU: 1500 steps), skipped with the reason for "
+    "auto: a new project pretrains for 20 passes over the pool on a CPU, bounded by "
+    "4800 GFLOP (cb3d on 1,500 volumes of 16³: 920 steps, about 2 min on 2 cores; on 32³ "
+    "boxes: 126 steps, about 9 min; GPU: 1500 steps), skipped with the reason for "
     "pools under 200 volumes or models too heavy for the CPU budget; a project keeps "
     "what its earlier rounds used. N: N epochs. 0: none (uses PROJECT/models/encoder.pt "
     "when `cryoal pretrain --project` made one). See docs/acquisition.md.",

@@ -218,11 +218,17 @@ class PretrainResult:
 #: ``--pretrain-epochs auto``: pools smaller than this are not pretrained (see
 #: :func:`plan_pretraining`).
 AUTO_MIN_POOL = 200
-#: ``auto`` on a CPU: the pretraining budget in model GFLOP (forward + backward of both
-#: views of every step). 600 GFLOP is 15 steps of cb3d on 32³ boxes at batch 32 (about
-#: 65-70 s on 2 idle cores; docs/acquisition.md has the measurements). The
-#: environment variable ``CRYOAL_PRETRAIN_CPU_GFLOP`` overrides it (a faster CPU).
-AUTO_CPU_GFLOP = 600.0
+#: ``auto`` on a CPU: at most this many passes over the pool. The default-select benchmark
+#: (docs/benchmarks.md, 16³ boxes, 1,500 volumes) measured 20 passes (920 steps, about
+#: 2 min on 2 cores) as enough for the encoder to help every budget, and 2.7 passes
+#: (the earlier fixed budget) as leaving it near chance (NT-Xent 4.15 ≈ ln 63).
+AUTO_CPU_PASSES = 20
+#: ``auto`` on a CPU: the ceiling on the pretraining cost in model GFLOP (forward + backward
+#: of both views of every step), which bounds the time on big boxes. 4800 GFLOP is 20
+#: passes over 1,500 volumes of 16³ (about 2 min on 2 cores) and 126 steps of cb3d on 32³
+#: boxes at batch 32 (about 9 min on 2 cores; docs/acquisition.md has the measurements).
+#: The environment variable ``CRYOAL_PRETRAIN_CPU_GFLOP`` overrides it.
+AUTO_CPU_GFLOP = 4800.0
 AUTO_CPU_GFLOP_ENV = "CRYOAL_PRETRAIN_CPU_GFLOP"
 #: ``auto`` on a GPU: at most this many steps.
 AUTO_GPU_STEPS = 1500
@@ -341,11 +347,13 @@ def plan_pretraining(
     - fewer than :data:`AUTO_MIN_POOL` items: skipped. A contrastive encoder needs
       many distinct volumes to learn more than it memorises (the benchmark that measured
       its gain used 240), and a pool that small is labelled in a few rounds anyway.
-    - CPU: as many steps as :data:`AUTO_CPU_GFLOP` (or ``$CRYOAL_PRETRAIN_CPU_GFLOP``)
-      allows (cb3d at 32³: 15 steps, about a minute on 2 cores), skipped when that is under :data:`AUTO_MIN_STEPS` (dsrf3d:
-      1 step; pass ``--arch cb3d``, a GPU, or an explicit ``--pretrain-epochs``).
-    - GPU: :data:`AUTO_GPU_STEPS` steps.
-    - never more than :data:`AUTO_MAX_EPOCHS` passes over the pool.
+    - CPU: :data:`AUTO_CPU_PASSES` passes over the pool, or fewer steps where the cost
+      would exceed :data:`AUTO_CPU_GFLOP` (or ``$CRYOAL_PRETRAIN_CPU_GFLOP``): cb3d on
+      1,500 volumes of 16³: 920 steps (20 passes, about 2 min on 2 cores); at 32³: 126
+      steps (about 9 min). Skipped when the ceiling allows fewer than
+      :data:`AUTO_MIN_STEPS` (dsrf3d at 32³: 6 steps; pass ``--arch cb3d``, a GPU, or an
+      explicit ``--pretrain-epochs``).
+    - GPU: :data:`AUTO_GPU_STEPS` steps, never more than :data:`AUTO_MAX_EPOCHS` passes.
 
     Parameters
     ----------
@@ -377,7 +385,7 @@ def plan_pretraining(
             "anyway)",
         )
     per_epoch = max(1, n_items // min(batch_size, n_items))
-    cap = AUTO_MAX_EPOCHS * per_epoch
+    cap = (AUTO_CPU_PASSES if dev.type == "cpu" else AUTO_MAX_EPOCHS) * per_epoch
     if dev.type == "cpu":
         cpu_budget = _cpu_budget()
         gflop = step_gflop(arch, in_shape, batch_size=batch_size, arch_kwargs=arch_kwargs)

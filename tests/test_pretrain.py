@@ -383,21 +383,25 @@ def test_step_gflop_equals_a_real_forward_count() -> None:
 
 def test_plan_pretraining(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(pretrain.AUTO_CPU_GFLOP_ENV, raising=False)
+    # small boxes: 20 passes over the pool (the benchmark's 16³ pool of 1,500: 920 steps)
+    small = pretrain.plan_pretraining(1500, "cb3d", (1, 16, 16, 16), device="cpu")
+    assert (small.epochs, small.max_steps) == (20, 20 * (1500 // 32)) == (20, 920)
+    assert small.reason.startswith("920 steps of 32 volumes (20.0 passes over 1500; CPU budget")
+    # big boxes: the GFLOP ceiling bounds the time
     plan = pretrain.plan_pretraining(1000, "cb3d", (1, 32, 32, 32), device="cpu")
     gflop = pretrain.step_gflop("cb3d", (1, 32, 32, 32))
     assert gflop is not None and 37 < gflop < 39
-    assert plan.max_steps == int(pretrain.AUTO_CPU_GFLOP // gflop) == 15
-    assert plan.epochs == 1 and plan.pretrains  # 31 steps per epoch of 1000 // 32
-    assert plan.reason.startswith("15 steps of 32 volumes (0.5 passes over 1000; CPU budget")
+    assert plan.max_steps == int(pretrain.AUTO_CPU_GFLOP // gflop) == 126
+    assert plan.epochs == 5 and plan.pretrains  # 31 steps per epoch of 1000 // 32
+    assert plan.reason.startswith("126 steps of 32 volumes (4.1 passes over 1000; CPU budget")
     tiny = pretrain.plan_pretraining(199, "cb3d", (1, 32, 32, 32), device="cpu")
     assert (tiny.epochs, tiny.max_steps, tiny.pretrains) == (0, 0, False)
     assert "199 volumes, fewer than 200" in tiny.reason
     assert pretrain.plan_pretraining(200, "cb3d", (1, 32, 32, 32), device="cpu").pretrains
     heavy = pretrain.plan_pretraining(1000, "dsrf3d", (1, 32, 32, 32), device="cpu")
-    assert not heavy.pretrains and "allows only 0 step(s) (< 15); use --arch cb3d" in heavy.reason
-    # small boxes: capped at 60 passes over the pool (16³: 125 steps by the budget)
+    assert not heavy.pretrains and "allows only 6 step(s) (< 15); use --arch cb3d" in heavy.reason
     capped = pretrain.plan_pretraining(200, "cb3d", (1, 8, 8, 8), device="cpu")
-    assert capped.max_steps == 60 * 6 and capped.epochs == 60
+    assert capped.max_steps == 20 * 6 and capped.epochs == 20
     monkeypatch.setenv(pretrain.AUTO_CPU_GFLOP_ENV, str(20 * gflop + 1))
     assert pretrain.plan_pretraining(1000, "cb3d", (1, 32, 32, 32), device="cpu").max_steps == 20
     monkeypatch.setenv(pretrain.AUTO_CPU_GFLOP_ENV, str(14 * gflop + 1))

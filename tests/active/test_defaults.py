@@ -30,9 +30,9 @@ def test_new_project_gets_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with Project(tmp_path / "p") as project:
         assert recorded_arch(project) is None
         out, msg = resolve_pretraining(project, Sized(1000, (32, 32, 32)), cfg)
-    assert (out.pretrain_epochs, out.pretrain_steps) == (1, 15)
-    assert out.resume_key()["pretrain_steps"] == 15 and out.resume_key()["pretrain_epochs"] == 1
-    assert msg is not None and msg.startswith("pretraining (auto): 15 steps of 32 volumes")
+    assert (out.pretrain_epochs, out.pretrain_steps) == (5, 126)
+    assert out.resume_key()["pretrain_steps"] == 126 and out.resume_key()["pretrain_epochs"] == 5
+    assert msg is not None and msg.startswith("pretraining (auto): 126 steps of 32 volumes")
     with Project(tmp_path / "q") as project:
         img, msg2 = resolve_pretraining(project, Sized(1000, (28, 28)), cfg)
     assert (img.pretrain_epochs, img.pretrain_steps) == (0, 0)
