@@ -232,7 +232,7 @@ AUTO_CPU_GFLOP = 4800.0
 AUTO_CPU_GFLOP_ENV = "CRYOAL_PRETRAIN_CPU_GFLOP"
 #: ``auto`` on a GPU: at most this many steps.
 AUTO_GPU_STEPS = 1500
-#: ``auto`` never runs more than this many passes over the pool (the low-budget
+#: ``auto`` on a GPU never runs more than this many passes over the pool (the low-budget
 #: benchmark's 60 epochs).
 AUTO_MAX_EPOCHS = 60
 #: ``auto`` skips pretraining when its budget allows fewer steps than this.
@@ -385,7 +385,6 @@ def plan_pretraining(
             "anyway)",
         )
     per_epoch = max(1, n_items // min(batch_size, n_items))
-    cap = (AUTO_CPU_PASSES if dev.type == "cpu" else AUTO_MAX_EPOCHS) * per_epoch
     if dev.type == "cpu":
         cpu_budget = _cpu_budget()
         gflop = step_gflop(arch, in_shape, batch_size=batch_size, arch_kwargs=arch_kwargs)
@@ -402,10 +401,11 @@ def plan_pretraining(
                 f"step(s) (< {AUTO_MIN_STEPS}); use {'' if arch == 'cb3d' else '--arch cb3d or '}"
                 "a GPU, or pass --pretrain-epochs N to pretrain anyway",
             )
-        budget = f"CPU budget {cpu_budget:.0f} GFLOP at {cost}"
+        budget, max_passes = f"CPU budget {cpu_budget:.0f} GFLOP at {cost}", AUTO_CPU_PASSES
     else:
         steps, budget = AUTO_GPU_STEPS, f"{dev.type} budget {AUTO_GPU_STEPS} steps"
-    steps = min(steps, cap)
+        max_passes = AUTO_MAX_EPOCHS
+    steps = min(steps, max_passes * per_epoch)
     epochs = math.ceil(steps / per_epoch)
     return PretrainPlan(
         epochs,
