@@ -837,6 +837,12 @@ def _print_summary(project: Any, pool: Any, result: Any, opts: SelectOptions) ->
         f"round {rnd.n}: {what}; strategy {rnd.strategy}; pool {len(pool)} volumes, "
         f"{len(pool) - n_lab} unlabelled; picked {len(result.picks)}"
     )
+    heldout = rnd.metrics.get("heldout")
+    if heldout:
+        click.echo(
+            f"held-out accuracy {heldout['accuracy']:.2f}: round {heldout['round']}'s model on "
+            f"its {heldout['labelled']} labelled picks"
+        )
     chosen = rnd.metrics.get("selection") or {}
     if chosen.get("choice"):
         click.echo(f"auto chose {chosen['choice']}: {chosen.get('reason', '')}")

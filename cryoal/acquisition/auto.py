@@ -111,7 +111,7 @@ def choose(
     if val_accuracy is not None and val_accuracy < accuracy_threshold:
         return (
             diverse,
-            f"{regime}, but validation accuracy {val_accuracy:.2f} < {accuracy_threshold:g}: "
+            f"{regime}, but held-out accuracy {val_accuracy:.2f} < {accuracy_threshold:g}: "
             "gradient norms with diversity",
         )
     if ece is not None and ece > ece_threshold:

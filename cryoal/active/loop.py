@@ -49,6 +49,7 @@ from cryoal._steps import step
 from cryoal.active.candidates import candidate_indices, resolve_candidates
 from cryoal.active.defaults import resolve_pretraining
 from cryoal.active.gallery import write_gallery
+from cryoal.active.heldout import heldout_accuracy
 from cryoal.active.oracle import Oracle
 from cryoal.active.project import PickRecord, PoolEntry, Project, RoundRecord
 from cryoal.active.round import KILL_POINTS, RoundResult, kill_point, pending_round, run_round
@@ -573,6 +574,13 @@ def _score(
     uses_encoder = rnd.strategy in ("auto", "typicality") or rnd.strategy.startswith("diverse-")
     if uses_encoder and rnd.metrics.get("encoder"):
         extra["encoder"] = project.path / str(rnd.metrics["encoder"])
+    if rnd.strategy == "auto" and rnd.mode != "cold":
+        # the latest model's accuracy on its own (since labelled) picks: auto keeps the
+        # picks diverse while it is below 0.6 (heldout.py)
+        heldout = heldout_accuracy(project, rnd)
+        if heldout is not None:
+            extra["val_accuracy"] = heldout.accuracy
+            project.update_metrics(rnd.n, {"heldout": heldout.as_dict()})
     strategy = acquisition.get(
         rnd.strategy,
         task=task,
@@ -871,6 +879,7 @@ def _write_outputs(
             "volumes": project.get_meta("pool_root"),
             "model": rnd.model_path,
             "selection": rnd.metrics.get("selection"),
+            "heldout": rnd.metrics.get("heldout"),
             "encoder": rnd.metrics.get("encoder"),
             "select_config": dataclasses.asdict(config),
             "command_arguments": dict(arguments or {}),

@@ -50,7 +50,7 @@ def test_choose_reasons_name_the_numbers() -> None:
     )
     assert choose(20, 4)[1].startswith("20 labels over 4 classes (5.0 per class) < 10 per class")
     assert "ECE 0.30 > 0.15" in choose(500, 4, ece=0.3)[1]
-    assert "validation accuracy 0.50 < 0.6" in choose(500, 4, val_accuracy=0.5)[1]
+    assert "held-out accuracy 0.50 < 0.6" in choose(500, 4, val_accuracy=0.5)[1]
     with pytest.raises(
         ConfigError, match="unknown gradnorm scheme 'bald': use entropy or expected"
     ):

@@ -57,3 +57,10 @@ def sim_pool(
     dst = tmp_path / "vols"
     shutil.copytree(src, dst)
     return dst, truth.copy()
+
+
+@pytest.fixture(scope="session")
+def big_sim_pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """About 70 volumes per class: enough labels for ``auto``'s plain regime (50 per class)."""
+    root = tmp_path_factory.mktemp("bigsimpool") / "vols"
+    return root, make_pool(root, per_class=70, seed=1)
