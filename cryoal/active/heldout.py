@@ -11,7 +11,8 @@ Two biases, both towards a lower estimate (so towards the diverse regime): the p
 the volumes the strategy found hardest, and the model that predicted them was trained on
 the labels of one round earlier than the model that scores now. On a simulated pool of
 5,000 (10 classes, SNR 0.1, 50 to 1,000 labels, 3 seeds) the estimate was 0.00 to 0.06
-below the test-set accuracy of the same model (stop-24 note on issue 18; not yet a report).
+below the test-set accuracy of the same model (the pool of
+``docs/benchmarks/default-select/pool5000/``).
 """
 
 from __future__ import annotations
@@ -81,16 +82,9 @@ def heldout_accuracy(
         picks have a label. Older rounds are never used: their models are not the one
         that scores now.
     """
-    labels = project.label_map(as_of_seq=before.label_seq)
     for rnd in sorted(project.rounds(), key=lambda r: r.n, reverse=True):
-        if rnd.n >= before.n:
+        if rnd.n >= before.n or all(p.predicted is None for p in project.picks(rnd.n)):
             continue
-        predicted = [(p.id, p.predicted) for p in project.picks(rnd.n) if p.predicted is not None]
-        if not predicted:
-            continue
-        judged = [(labels[vid], pred) for vid, pred in predicted if vid in labels]
-        if len(judged) < min_labelled:
-            return None
-        correct = sum(label == pred for label, pred in judged)
-        return HeldoutAccuracy(rnd.n, correct, len(judged))
+        correct, labelled = project.pick_accuracy(rnd.n, as_of_seq=before.label_seq)
+        return HeldoutAccuracy(rnd.n, correct, labelled) if labelled >= min_labelled else None
     return None

@@ -1197,22 +1197,42 @@ class Project:
             for r in rows
         ]
 
-    def pick_accuracy(self, n: int) -> tuple[int, int]:
+    def pick_accuracy(self, n: int, *, as_of_seq: int | None = None) -> tuple[int, int]:
         """How many of round ``n``'s labelled picks the round's model predicted right.
+
+        Parameters
+        ----------
+        n
+            The round.
+        as_of_seq
+            Judge against the labels as they stood at this label sequence number (see
+            :meth:`label_map`); ``None``: the labels now.
 
         Returns
         -------
         tuple[int, int]
-            ``(correct, labelled)``: picks of round ``n`` that have a label now and carry a
-            prediction, and how many of those predictions equal the label.
+            ``(correct, labelled)``: picks of round ``n`` that have a label (now, or as of
+            ``as_of_seq``) and carry a prediction, and how many of those predictions equal
+            the label.
         """
-        row = self._conn.execute(
-            "SELECT COUNT(*) AS n, SUM(s.predicted = l.label) AS ok FROM picks k "
-            "JOIN scores s ON s.round = k.round AND s.id = k.id "
-            "JOIN labels l ON l.id = k.id WHERE k.round = ? AND s.predicted IS NOT NULL",
-            (n,),
-        ).fetchone()
-        return int(row["ok"] or 0), int(row["n"] or 0)
+        join = (
+            "FROM picks k JOIN scores s ON s.round = k.round AND s.id = k.id "
+            "WHERE k.round = ? AND s.predicted IS NOT NULL"
+        )
+        if as_of_seq is None:  # one query over the current labels (cryoal status, every round)
+            row = self._conn.execute(
+                "SELECT COUNT(*) AS n, SUM(s.predicted = l.label) AS ok "
+                + join.replace("WHERE", "JOIN labels l ON l.id = k.id WHERE"),
+                (n,),
+            ).fetchone()
+            return int(row["ok"] or 0), int(row["n"] or 0)
+        labels = self.label_map(as_of_seq=as_of_seq)
+        judged = [
+            labels[r["id"]] == r["predicted"]
+            for r in self._conn.execute("SELECT s.id, s.predicted " + join, (n,))
+            if r["id"] in labels
+        ]
+        return sum(judged), len(judged)
 
 
 def _close_class(name: str, known: Sequence[str]) -> str | None:

@@ -244,6 +244,13 @@ def test_round_steps_scores_picks_and_accuracy(project: Project) -> None:
     assert project.get_round(1).reached("scored")
     project.add_labels({"t/p02.mrc": "a", "t/p03.mrc": "a"}, source="expert")
     assert project.pick_accuracy(1) == (1, 2)
+    # as of the round's start its picks had no labels; a withdrawal counts from its seq on
+    assert project.pick_accuracy(1, as_of_seq=rnd.label_seq) == (0, 0)
+    seq_now = rnd.label_seq + 2
+    project.retract_labels(["t/p02.mrc"])
+    assert project.pick_accuracy(1) == (0, 1)
+    assert project.pick_accuracy(1, as_of_seq=seq_now) == (1, 2)
+    project.add_labels({"t/p02.mrc": "a"}, source="expert")
     assert project.label_counts() == {"a": 3, "b": 1}
     assert project.start_round(strategy="entropy", budget=2, seed=3, mode="train", config={}).n == 2
     project.discard_round(2)
