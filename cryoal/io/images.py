@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
@@ -38,6 +37,7 @@ from cryoal.errors import (
     MissingDependencyError,
     PoolManifestError,
 )
+from cryoal.io._items import LabelledItems
 from cryoal.io.base import array_checksum, entry_checksum
 from cryoal.io.persist import read_pool_manifest, rel_path, verify_checksums, write_pool_manifest
 
@@ -262,7 +262,7 @@ def _scan(root: Path, pattern: str | None, recursive: bool) -> list[Path]:
     return files
 
 
-class ImagePool(Dataset[torch.Tensor]):
+class ImagePool(LabelledItems, Dataset[torch.Tensor]):
     """An ordered, lazily loaded collection of same-size 2D images with stable ids.
 
     A :class:`cryoal.io.base.Pool` whose :attr:`box` is ``(H, W)``.
@@ -302,7 +302,7 @@ class ImagePool(Dataset[torch.Tensor]):
         self.labels: list[str | None] = labels if labels is not None else [None] * len(ids)
         self._box = box
         self._pixel_size = pixel_size
-        self._index: dict[str, int] | None = None
+        self._id_index: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -445,11 +445,6 @@ class ImagePool(Dataset[torch.Tensor]):
             _ = self.box
         return float(self._pixel_size or 1.0)
 
-    @property
-    def class_names(self) -> list[str]:
-        """Sorted distinct labels."""
-        return sorted({lab for lab in self.labels if lab is not None})
-
     def path_of(self, index: int) -> Path:
         """The file holding image ``index`` (in-memory pools: ``root / id``)."""
         if self._array is not None:
@@ -515,20 +510,6 @@ class ImagePool(Dataset[torch.Tensor]):
         verify_checksums(m, pool)
         return pool
 
-    def index_of(self, id: str) -> int:
-        """Position of the image with this id.
-
-        Raises
-        ------
-        KeyError
-            No image has this id.
-        """
-        if self._index is None:
-            self._index = {s: i for i, s in enumerate(self.ids)}
-        if id not in self._index:
-            raise KeyError(f"no image with id {id!r} in the pool of {self.root}")
-        return self._index[id]
-
     def check(self) -> ImagePool:
         """Read every image once; raise on the first unreadable or wrong-size one."""
         for i in range(len(self)):
@@ -536,41 +517,19 @@ class ImagePool(Dataset[torch.Tensor]):
         return self
 
     # ------------------------------------------------------------------ derived pools
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> ImagePool:
-        """A pool of the given images (in the given order), sharing files and labels."""
-        if isinstance(indices, torch.Tensor):
-            indices = indices.detach().cpu().numpy()
-        rows = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
-        return ImagePool(
+    def _describe_items(self) -> str:
+        return f"{len(self)} images under {self.root}"
+
+    def _derive(self, rows: np.ndarray, labels: list[str | None]) -> ImagePool:
+        out = ImagePool(
             root=self.root,
-            ids=[self.ids[i] for i in rows],
-            files=None if self._array is not None else [self._files[i] for i in rows],
+            ids=[self.ids[i] for i in rows.tolist()],
+            files=None if self._array is not None else [self._files[i] for i in rows.tolist()],
             array=None if self._array is None else self._array[rows],
-            labels=[self.labels[i] for i in rows],
+            labels=labels,
             box=self._box,
             pixel_size=self._pixel_size,
         )
-
-    def with_labels(self, labels: str | os.PathLike[str] | pd.DataFrame) -> ImagePool:
-        """A copy with labels joined on ids (CSV/STAR file or DataFrame ``id, label``).
-
-        Raises
-        ------
-        InvalidLabelsError
-            Malformed table, or ids not in the pool (the first rows are listed).
-        """
-        from cryoal.io.labels import read_labels, validate_labels
-
-        index = {s: i for i, s in enumerate(self.ids)}
-        if isinstance(labels, pd.DataFrame):
-            df = validate_labels(labels, known_ids=index)
-        else:
-            df = read_labels(labels, known_ids=index)
-        joined: list[str | None] = [None] * len(self)
-        for s, lab in zip(df["id"], df["label"], strict=True):
-            joined[index[s]] = str(lab)
-        out = self.subset(np.arange(len(self)))
-        out.labels = joined
         return out
 
     def dataset(

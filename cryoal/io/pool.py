@@ -34,16 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from cryoal._repr import html_view
 from cryoal.errors import EmptyPoolError, InvalidLabelsError, InvalidVolumeError, PoolChangedError
+from cryoal.io._items import LabelledItems
 from cryoal.io._walk import walk_volume_files
 from cryoal.io.base import entry_checksum
 from cryoal.io.hdf5 import Hdf5Volumes, is_hdf5_file
-from cryoal.io.labels import read_labels, validate_labels
 from cryoal.io.mrc import (
     STACK_EXTENSIONS,
     MrcHeader,
@@ -115,7 +114,7 @@ class PoolSummary:
     problems: list[str] = field(default_factory=list)
 
 
-class VolumePool(Dataset[torch.Tensor]):
+class VolumePool(LabelledItems, Dataset[torch.Tensor]):
     """An ordered, lazily loaded collection of same-box subtomograms with stable ids.
 
     Build one with :meth:`from_directory`, :meth:`from_files`, :meth:`from_stack`,
@@ -405,32 +404,9 @@ class VolumePool(Dataset[torch.Tensor]):
             self._voxel_size = header.voxel_size
         return self._voxel_size
 
-    @property
-    def class_names(self) -> list[str]:
-        """Sorted distinct labels."""
-        return sorted({lab for lab in self.labels if lab is not None})
-
     def path_of(self, index: int) -> Path:
         """The file holding item ``index``."""
         return Path(self._files[int(self._file_of[index])])
-
-    def index_of(self, id: str) -> int:
-        """Position of the item with this id.
-
-        Raises
-        ------
-        InvalidLabelsError
-            The id is not in the pool.
-        """
-        if self._id_index is None:
-            self._id_index = {s: i for i, s in enumerate(self.ids)}
-        try:
-            return self._id_index[id]
-        except KeyError:
-            raise InvalidLabelsError(
-                f"id {id!r} is not in the pool ({len(self)} items under {self.root}); "
-                f"ids look like {self.ids[0]!r}"
-            ) from None
 
     def checksum(self, index: int) -> str:
         """Header checksum of the file holding item ``index``
@@ -507,14 +483,6 @@ class VolumePool(Dataset[torch.Tensor]):
         pool.invert = invert
         verify_checksums(m, pool)
         return pool
-
-    def labelled_indices(self) -> list[int]:
-        """Positions of labelled items, in pool order."""
-        return [i for i, lab in enumerate(self.labels) if lab is not None]
-
-    def unlabelled_indices(self) -> list[int]:
-        """Positions of unlabelled items, in pool order."""
-        return [i for i, lab in enumerate(self.labels) if lab is None]
 
     # ------------------------------------------------------------------ reading
     def _header_of_file(self, f: int) -> MrcHeader:
@@ -659,6 +627,9 @@ class VolumePool(Dataset[torch.Tensor]):
         )
 
     # ------------------------------------------------------------------ derived pools
+    def _describe_items(self) -> str:
+        return f"{len(self)} items under {self.root}"
+
     def _derive(self, rows: np.ndarray, labels: list[str | None]) -> VolumePool:
         out = VolumePool(
             root=self.root,
@@ -674,50 +645,6 @@ class VolumePool(Dataset[torch.Tensor]):
         )
         out.invert = self.invert
         return out
-
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> VolumePool:
-        """A pool of the given items (in the given order), sharing files and labels.
-
-        Raises
-        ------
-        IndexError
-            An index is out of range.
-        EmptyPoolError
-            ``indices`` is empty.
-        """
-        if isinstance(indices, torch.Tensor):
-            indices = indices.detach().cpu().numpy()
-        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        bad = rows[(rows < -n) | (rows >= n)]
-        if bad.size:
-            raise IndexError(f"subset index {int(bad[0])} out of range for {n} items")
-        rows = np.where(rows < 0, rows + n, rows)
-        return self._derive(rows, [self.labels[i] for i in rows.tolist()])
-
-    def with_labels(self, labels: str | os.PathLike[str] | pd.DataFrame) -> VolumePool:
-        """A copy of this pool with labels joined on ids (items not in the table: None).
-
-        Parameters
-        ----------
-        labels
-            A ``.csv``/``.star`` labels file or a DataFrame with ``id`` and ``label``.
-
-        Raises
-        ------
-        InvalidLabelsError
-            Malformed table, or ids not in the pool (the first five rows are listed).
-        """
-        if self._id_index is None:
-            self._id_index = {s: i for i, s in enumerate(self.ids)}
-        if isinstance(labels, pd.DataFrame):
-            df = validate_labels(labels, known_ids=self._id_index)
-        else:
-            df = read_labels(labels, known_ids=self._id_index)
-        joined: list[str | None] = [None] * len(self)
-        for s, lab in zip(df["id"], df["label"], strict=True):
-            joined[self._id_index[s]] = lab
-        return self._derive(np.arange(len(self), dtype=np.int64), joined)
 
     def dataset(
         self,

@@ -64,6 +64,7 @@ from cryoal.errors import (
     InvalidVolumeError,
     PoolManifestError,
 )
+from cryoal.io._items import LabelledItems
 from cryoal.io.persist import read_pool_manifest, rel_path, verify_checksums, write_pool_manifest
 from cryoal.io.tomograms import Tomogram, TomogramSet, open_tomograms
 
@@ -343,7 +344,7 @@ def _particle_table(particles: Any) -> tuple[pd.DataFrame, dict[str, float]]:
     return table.reset_index(drop=True), pixel
 
 
-class TomogramPool(Dataset[torch.Tensor]):
+class TomogramPool(LabelledItems, Dataset[torch.Tensor]):
     """Boxes around particles, read lazily from tomograms; a :class:`~cryoal.io.base.Pool`.
 
     Parameters
@@ -600,11 +601,6 @@ class TomogramPool(Dataset[torch.Tensor]):
         """Å per voxel (shared by every tomogram of the pool)."""
         return float(self.tomograms[next(iter(self.tomograms))].voxel_size)
 
-    @property
-    def class_names(self) -> list[str]:
-        """Sorted distinct labels."""
-        return sorted({lab for lab in self.labels if lab is not None})
-
     def tomogram_of(self, index: int) -> Tomogram:
         """The tomogram item ``index`` is cut from."""
         return self.tomograms[self._names[int(self._tomo_of[index])]]
@@ -617,32 +613,6 @@ class TomogramPool(Dataset[torch.Tensor]):
         """``(z, y, x)`` centre of item ``index`` in voxels."""
         c = self._centres[int(index)]
         return (float(c[0]), float(c[1]), float(c[2]))
-
-    def index_of(self, id: str) -> int:
-        """Position of the particle with this id.
-
-        Raises
-        ------
-        InvalidLabelsError
-            The id is not in the pool.
-        """
-        if self._id_index is None:
-            self._id_index = {s: i for i, s in enumerate(self.ids)}
-        try:
-            return self._id_index[id]
-        except KeyError:
-            raise InvalidLabelsError(
-                f"id {id!r} is not in the pool ({len(self)} particles); ids look like "
-                f"{self.ids[0]!r}"
-            ) from None
-
-    def labelled_indices(self) -> list[int]:
-        """Positions of labelled items, in pool order."""
-        return [i for i, lab in enumerate(self.labels) if lab is not None]
-
-    def unlabelled_indices(self) -> list[int]:
-        """Positions of unlabelled items, in pool order."""
-        return [i for i, lab in enumerate(self.labels) if lab is None]
 
     # ------------------------------------------------------------------ reading
     def _array(self, t: int) -> Any:
@@ -843,6 +813,9 @@ class TomogramPool(Dataset[torch.Tensor]):
         return pool
 
     # ------------------------------------------------------------------ derived pools
+    def _describe_items(self) -> str:
+        return f"{len(self)} particles"
+
     def _derive(self, rows: np.ndarray, labels: list[str | None]) -> TomogramPool:
         new = TomogramPool.__new__(TomogramPool)
         new.__dict__.update(self.__dict__)
@@ -862,43 +835,6 @@ class TomogramPool(Dataset[torch.Tensor]):
         out = self._derive(np.arange(len(self), dtype=np.int64), list(self.labels))
         out.invert = bool(invert)
         return out
-
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> TomogramPool:
-        """A pool of the given items, in the given order.
-
-        Raises
-        ------
-        IndexError
-            An index is out of range.
-        EmptyPoolError
-            ``indices`` is empty.
-        """
-        if isinstance(indices, torch.Tensor):
-            indices = indices.detach().cpu().numpy()
-        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if rows.size == 0:
-            raise EmptyPoolError("subset of no items")
-        n = len(self)
-        bad = rows[(rows < -n) | (rows >= n)]
-        if bad.size:
-            raise IndexError(f"subset index {int(bad[0])} out of range for {n} items")
-        rows = np.where(rows < 0, rows + n, rows)
-        return self._derive(rows, [self.labels[i] for i in rows.tolist()])
-
-    def with_labels(self, labels: str | os.PathLike[str] | pd.DataFrame) -> TomogramPool:
-        """A copy with labels joined on ids (see :meth:`cryoal.io.VolumePool.with_labels`)."""
-        from cryoal.io.labels import read_labels, validate_labels
-
-        if self._id_index is None:
-            self._id_index = {s: i for i, s in enumerate(self.ids)}
-        if isinstance(labels, pd.DataFrame):
-            df = validate_labels(labels, known_ids=self._id_index)
-        else:
-            df = read_labels(labels, known_ids=self._id_index)
-        joined: list[str | None] = [None] * len(self)
-        for s, lab in zip(df["id"], df["label"], strict=True):
-            joined[self._id_index[s]] = lab
-        return self._derive(np.arange(len(self), dtype=np.int64), joined)
 
     def dataset(
         self,

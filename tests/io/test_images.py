@@ -84,6 +84,14 @@ def test_pool_from_directory(tmp_path: Path) -> None:
     assert sub.ids == ["sub/i3.png", "sub/i0.png"] and sub.labels == ["b", "a"]
     with pytest.raises(InvalidLabelsError):
         pool.with_labels(__import__("pandas").DataFrame({"id": ["nope.png"], "label": ["a"]}))
+    # the same id and subset rules as every labelled pool (cryoal.io._items)
+    assert labelled.subset([-1]).ids == ["sub/i3.png"] and labelled.labelled_indices() == [0, 3]
+    with pytest.raises(InvalidLabelsError, match=r"'nope.png' is not in the pool \(4 images under"):
+        pool.index_of("nope.png")
+    with pytest.raises(IndexError, match="subset index 4 out of range for 4 items"):
+        pool.subset([4])
+    with pytest.raises(EmptyPoolError, match="subset of no items"):
+        pool.subset([])
 
 
 def test_pool_rejects_non_images_and_mixed_sizes(tmp_path: Path) -> None:
