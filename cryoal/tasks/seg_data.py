@@ -146,6 +146,7 @@ class PatchPool(Dataset[torch.Tensor]):
             zs, ys, xs = (grid_starts(n, self.patch, self.stride) for n in vol.shape)
             self._where += [(v, z, y, x) for z in zs for y in ys for x in xs]
         self.ids = [f"{volumes[v].id}@{z},{y},{x}" for v, z, y, x in self._where]
+        self._id_index: dict[str, int] | None = None
         if not self.ids:
             raise EmptyPoolError(f"{root}: no patches (no volumes)")
         k = len(self.class_names)
@@ -330,8 +331,22 @@ class PatchPool(Dataset[torch.Tensor]):
         return vol.path if vol.path is not None else self.root / vol.id
 
     def index_of(self, id: str) -> int:
-        """Position of the patch with this id (``KeyError`` if none)."""
-        return self.ids.index(id)
+        """Position of the patch with this id.
+
+        Raises
+        ------
+        InvalidLabelsError
+            No patch has this id.
+        """
+        if self._id_index is None:
+            self._id_index = {s: i for i, s in enumerate(self.ids)}
+        try:
+            return self._id_index[id]
+        except KeyError:
+            raise InvalidLabelsError(
+                f"id {id!r} is not in the pool ({len(self)} patches under {self.root}); "
+                f"ids look like {self.ids[0]!r}"
+            ) from None
 
     def _volume(self, v: int) -> np.ndarray:
         arr = self._arrays.get(v)

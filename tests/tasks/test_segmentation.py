@@ -28,6 +28,9 @@ def test_patch_pool_layout(seg_example: dict[str, Path]) -> None:
     assert len(pool) == 3 * 8 and pool.box == (16, 16, 16)
     assert pool.ids[9] == "tomo_001.mrc@0,0,16"
     assert pool.location(9) == ("tomo_001.mrc", (0, 0, 16))
+    assert pool.index_of("tomo_001.mrc@0,0,16") == 9
+    with pytest.raises(InvalidLabelsError, match=r"'nope@0,0,0' is not in the pool \(24 patches"):
+        pool.index_of("nope@0,0,0")
     assert pool.labelled_indices() == list(range(8))
     truth, _ = read_mask(seg_example["truth"] / "tomo_000.mrc")
     from cryoal.io import read_volume
