@@ -1215,21 +1215,19 @@ class Project:
             ``as_of_seq``) and carry a prediction, and how many of those predictions equal
             the label.
         """
-        join = (
-            "FROM picks k JOIN scores s ON s.round = k.round AND s.id = k.id "
-            "WHERE k.round = ? AND s.predicted IS NOT NULL"
-        )
+        picks = "FROM picks k JOIN scores s ON s.round = k.round AND s.id = k.id"
+        where = "WHERE k.round = ? AND s.predicted IS NOT NULL"
         if as_of_seq is None:  # one query over the current labels (cryoal status, every round)
             row = self._conn.execute(
-                "SELECT COUNT(*) AS n, SUM(s.predicted = l.label) AS ok "
-                + join.replace("WHERE", "JOIN labels l ON l.id = k.id WHERE"),
+                f"SELECT COUNT(*) AS n, SUM(s.predicted = l.label) AS ok {picks} "
+                f"JOIN labels l ON l.id = k.id {where}",
                 (n,),
             ).fetchone()
             return int(row["ok"] or 0), int(row["n"] or 0)
         labels = self.label_map(as_of_seq=as_of_seq)
         judged = [
             labels[r["id"]] == r["predicted"]
-            for r in self._conn.execute("SELECT s.id, s.predicted " + join, (n,))
+            for r in self._conn.execute(f"SELECT s.id, s.predicted {picks} {where}", (n,))
             if r["id"] in labels
         ]
         return sum(judged), len(judged)

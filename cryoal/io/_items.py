@@ -1,14 +1,16 @@
-"""What the labelled pools share: ordered items with stable ids and optional labels.
+"""What the pools share: ordered items with stable ids, and for most of them labels.
 
-:class:`~cryoal.io.VolumePool`, :class:`~cryoal.io.tomopool.TomogramPool` and
-:class:`~cryoal.io.images.ImagePool` keep ``ids`` and ``labels`` (one per item, ``None``
-where unlabelled) and derive new pools from rows of themselves (``_derive``); the id
-lookup, the label join and the subset rules are this one implementation.
+:class:`ItemIds` is the id lookup of every pool whose ``ids`` are a list (``index_of``,
+also :class:`~cryoal.tasks.seg_data.PatchPool`). :class:`~cryoal.io.VolumePool`,
+:class:`~cryoal.io.tomopool.TomogramPool` and :class:`~cryoal.io.images.ImagePool` also keep
+``labels`` (one per item, ``None`` where unlabelled) and derive new pools from rows of
+themselves (``_derive``): :class:`LabelledItems` is their one label join and subset rule.
 """
 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Self
 
@@ -18,23 +20,14 @@ import torch
 
 from cryoal.errors import EmptyPoolError, InvalidLabelsError
 
-__all__ = ["LabelledItems"]
+__all__ = ["ItemIds", "LabelledItems"]
 
 
-class LabelledItems:
-    """Mixin: id lookup, label join and subsets over ``ids`` / ``labels``.
-
-    A pool using it sets ``ids`` (unique strings) and ``labels`` and implements
-    ``_derive(rows, labels)``: a pool of its items ``rows`` (int64 positions, in order)
-    carrying ``labels`` (one per row), sharing files and options.
-    """
+class ItemIds:
+    """Mixin: ``index_of`` over ``ids`` (unique strings, in pool order), cached as a dict."""
 
     ids: list[str]
-    labels: list[str | None]
     _id_index: dict[str, int] | None = None
-
-    def _derive(self, rows: np.ndarray, labels: list[str | None]) -> Self:
-        raise NotImplementedError
 
     def _describe_items(self) -> str:
         """How errors name the pool, e.g. ``"1500 items under /data"``."""
@@ -44,11 +37,6 @@ class LabelledItems:
         if self._id_index is None:
             self._id_index = {s: i for i, s in enumerate(self.ids)}
         return self._id_index
-
-    @property
-    def class_names(self) -> list[str]:
-        """Sorted distinct labels."""
-        return sorted({lab for lab in self.labels if lab is not None})
 
     def index_of(self, id: str) -> int:
         """Position of the item with this id.
@@ -65,6 +53,26 @@ class LabelledItems:
                 f"id {id!r} is not in the pool ({self._describe_items()}); "
                 f"ids look like {self.ids[0]!r}"
             ) from None
+
+
+class LabelledItems(ItemIds, ABC):
+    """Mixin: label join and subsets over ``ids`` / ``labels``.
+
+    A pool using it sets ``ids`` (unique strings) and ``labels`` and implements
+    ``_derive(rows, labels)``: a pool of its items ``rows`` (int64 positions, in order)
+    carrying ``labels`` (one per row), sharing files and options.
+    """
+
+    labels: list[str | None]
+
+    @abstractmethod
+    def _derive(self, rows: np.ndarray, labels: list[str | None]) -> Self:
+        """A pool of items ``rows`` (in order) carrying ``labels``."""
+
+    @property
+    def class_names(self) -> list[str]:
+        """Sorted distinct labels."""
+        return sorted({lab for lab in self.labels if lab is not None})
 
     def labelled_indices(self) -> list[int]:
         """Positions of labelled items, in pool order."""
@@ -119,5 +127,5 @@ class LabelledItems:
             df = read_labels(labels, known_ids=index)
         joined: list[str | None] = [None] * len(self.ids)
         for s, lab in zip(df["id"], df["label"], strict=True):
-            joined[index[s]] = str(lab)
+            joined[index[s]] = lab
         return self._derive(np.arange(len(self.ids), dtype=np.int64), joined)

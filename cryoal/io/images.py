@@ -521,16 +521,16 @@ class ImagePool(LabelledItems, Dataset[torch.Tensor]):
         return f"{len(self)} images under {self.root}"
 
     def _derive(self, rows: np.ndarray, labels: list[str | None]) -> ImagePool:
-        out = ImagePool(
+        picked = rows.tolist()
+        return ImagePool(
             root=self.root,
-            ids=[self.ids[i] for i in rows.tolist()],
-            files=None if self._array is not None else [self._files[i] for i in rows.tolist()],
+            ids=[self.ids[i] for i in picked],
+            files=None if self._array is not None else [self._files[i] for i in picked],
             array=None if self._array is None else self._array[rows],
             labels=labels,
             box=self._box,
             pixel_size=self._pixel_size,
         )
-        return out
 
     def dataset(
         self,

@@ -32,6 +32,7 @@ from cryoal.errors import (
     InvalidVolumeError,
     PoolManifestError,
 )
+from cryoal.io._items import ItemIds
 from cryoal.io.base import array_checksum, entry_checksum
 from cryoal.io.persist import read_pool_manifest, rel_path, verify_checksums, write_pool_manifest
 from cryoal.tasks.seg_metrics import IGNORE
@@ -99,7 +100,7 @@ class _Volume:
     mask_path: Path | None
 
 
-class PatchPool(Dataset[torch.Tensor]):
+class PatchPool(ItemIds, Dataset[torch.Tensor]):
     """Cubic patches of tomogram crops, lazily read, with optional voxel label maps.
 
     A :class:`cryoal.io.base.Pool` of ``(patch, patch, patch)`` items. Build with :meth:`from_directories` or :meth:`from_arrays`.
@@ -330,23 +331,8 @@ class PatchPool(Dataset[torch.Tensor]):
         vol = self._volumes[self._where[index][0]]
         return vol.path if vol.path is not None else self.root / vol.id
 
-    def index_of(self, id: str) -> int:
-        """Position of the patch with this id.
-
-        Raises
-        ------
-        InvalidLabelsError
-            No patch has this id.
-        """
-        if self._id_index is None:
-            self._id_index = {s: i for i, s in enumerate(self.ids)}
-        try:
-            return self._id_index[id]
-        except KeyError:
-            raise InvalidLabelsError(
-                f"id {id!r} is not in the pool ({len(self)} patches under {self.root}); "
-                f"ids look like {self.ids[0]!r}"
-            ) from None
+    def _describe_items(self) -> str:
+        return f"{len(self)} patches under {self.root}"
 
     def _volume(self, v: int) -> np.ndarray:
         arr = self._arrays.get(v)
